@@ -1,0 +1,1 @@
+"""Throughput benchmarks of ciml-ter; results as JSON under benchmarks/results/."""

@@ -1,0 +1,148 @@
+"""The ``ciml-ter`` command line (typer + rich).
+
+User mistakes (CimlTerError, missing or unreadable files) print one line ``error: ...`` on
+stderr and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ciml_ter import __version__
+from ciml_ter.errors import CimlTerError
+
+app = typer.Typer(name="ciml-ter", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Monthly terrestrial ecosystem respiration with causal XGBoost and SHAP.")
+config_app = typer.Typer(no_args_is_help=True, help="Write, check and hash pipeline configs (TOML).")
+app.add_typer(config_app, name="config")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    """ciml-ter: global TER mapping, tile by tile, on CPU, GPU, MPI and Slurm."""
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+def _info_table(info: dict) -> Table:
+    table = Table(title=f"ciml-ter {info['ciml_ter']}", show_header=True)
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("python", f"{info['python']} on {info['platform']}")
+    table.add_row("host", info["host"])
+    table.add_row("CPUs", f"{info['cpu']['usable']} usable of {info['cpu']['count']}")
+    for name, gpu in info["gpu"].items():
+        seen = ", ".join(gpu["devices"]) if gpu["devices"] else f"none ({gpu['reason']})"
+        if gpu.get("simulator"):
+            seen += " [CUDA simulator]"
+        table.add_row(f"GPUs ({name})", seen)
+    mpi = info["mpi"]
+    table.add_row("MPI", f"{mpi['library']} via mpi4py {mpi['mpi4py']}, {mpi['ranks']} rank(s)"
+                  if mpi["library"] else f"not available ({mpi['reason']})")
+    slurm = info["slurm"]
+    table.add_row("Slurm", (slurm["version"] or "sbatch found") if slurm["sbatch"] else "not found")
+    if slurm["job_id"]:
+        table.add_row("Slurm job", f"{slurm['job_id']} with {slurm['ntasks']} task(s)")
+    for name, version in info["packages"].items():
+        if version:
+            table.add_row(name, version)
+    return table
+
+
+@app.command()
+def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+         mpi: bool = typer.Option(False, "--mpi", help="Initialise MPI; every rank reports, rank 0 "
+                                  "gathers and prints.")):
+    """Print versions, CPUs, GPUs (CuPy / numba-cuda), MPI library and ranks, Slurm presence."""
+    from ciml_ter.info import rank_report, system_info
+
+    if mpi:
+        report = rank_report()
+        if not report:
+            return  # not rank 0: rank 0 prints for everyone
+        if report["rank_sum"] != report["rank_sum_expected"]:
+            raise CimlTerError(f"MPI allreduce check failed: sum of ranks {report['rank_sum']}, "
+                               f"expected {report['rank_sum_expected']}")
+        if as_json:
+            out.print_json(json.dumps(report))
+            return
+        table = Table(title=f"MPI: {report['size']} ranks ({report['library']})")
+        for column in ("rank", "host", "pid", "local_rank", "gpu", "slurm_procid"):
+            table.add_column(column)
+        for entry in report["ranks"]:
+            table.add_row(*(str(entry[c]) for c in ("rank", "host", "pid", "local_rank", "gpu",
+                                                     "slurm_procid")))
+        out.print(table)
+        out.print(f"MPI ranks reporting: {report['size']}/{report['size']}; allreduce sum of ranks "
+                  f"= {report['rank_sum']} (ok)")
+        return
+    data = system_info()
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out.print(_info_table(data))
+
+
+@config_app.command("show")
+def config_show(path: Optional[Path] = typer.Argument(None, help="Config to show; defaults if omitted."),
+                write: Optional[Path] = typer.Option(None, "--out", help="Write the TOML here.")):
+    """Print a config with every default filled in (or write it with --out)."""
+    from ciml_ter.config import PipelineConfig, load_config, save_config
+    import tomli_w
+
+    config = load_config(path) if path else PipelineConfig()
+    if write:
+        save_config(config, write)
+        out.print(f"wrote {write} (hash {config.stable_hash()})")
+    else:
+        sys.stdout.write(tomli_w.dumps(config.to_dict()))
+
+
+@config_app.command("check")
+def config_check(path: Path = typer.Argument(..., help="TOML config file to validate.")):
+    """Validate a config file and print its stable hash."""
+    from ciml_ter.config import load_config
+
+    config = load_config(path)
+    out.print(f"{path}: valid; hash {config.stable_hash()}")
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs.")):
+    """Run the engine's stages that exist so far on a small synthetic input and say what they did."""
+    from ciml_ter.demo import run_demo
+
+    for line in run_demo(out_dir):
+        out.print(line, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ciml-ter`` script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        app(args=argv, prog_name="ciml-ter")  # typer handles usage errors itself (exit 2)
+    except (CimlTerError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc) if isinstance(exc, CimlTerError) else _os_error_line(exc)
+        err.print(f"error: {message}", markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a file-system error: the file, then what went wrong."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else f"{reason}: {exc}"

@@ -1,0 +1,256 @@
+"""One configuration tree for the whole pipeline: dataclasses, TOML load/save, validation, hash.
+
+Defaults follow the method paper and DESIGN.md section 4. Every value is checked on load; an
+unknown key, a wrong type or an out-of-range value raises ConfigError naming the file and key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from ciml_ter.errors import ConfigError
+
+
+@dataclass
+class GridConfig:
+    """Output grid: resolution (degrees), window (W, S, E, N in degrees), years (first, last)."""
+
+    res: float = 0.5
+    bbox: tuple[float, float, float, float] = (-180.0, -90.0, 180.0, 90.0)
+    years: tuple[int, int] = (2001, 2003)
+
+
+@dataclass
+class FeaturesConfig:
+    """SCVTG settings: envelope levels (fraction of the Vbottom..Vtop range), top/bottom share."""
+
+    levels: tuple[float, ...] = (0.75, 0.5, 0.25)
+    extreme_share: float = 0.05
+    sg_max_iter: int = 10
+
+
+@dataclass
+class CausalConfig:
+    """PCMCI+ settings and the floor weight kept by features with no causal link to TER."""
+
+    pc_alpha: float = 0.05
+    tau_max: int = 0
+    weight_floor: float = 0.01
+    per_pft: bool = True
+
+
+@dataclass
+class XGBoostConfig:
+    """XGBoost hyper-parameters (DESIGN.md section 4)."""
+
+    tree_method: str = "hist"
+    learning_rate: float = 0.05
+    max_depth: int = 5
+    min_child_weight: float = 3.0
+    gamma: float = 0.4
+    subsample: float = 0.8
+    colsample_bylevel: float = 0.6
+    colsample_bynode: float = 0.8
+    num_boost_round: int = 10000
+    early_stopping_rounds: int = 30
+
+
+@dataclass
+class TrainConfig:
+    """Ensemble: folds grouped by site x seeds; share of training sites held for early stopping."""
+
+    folds: int = 10
+    seeds: int = 20
+    validation_share: float = 0.1
+    workers: int = 0  # 0 = one per CPU core
+    causal: bool = True
+
+
+@dataclass
+class PredictConfig:
+    """Tiled inference: tile edge (pixels), rows per XGBoost batch, whether to write SHAP."""
+
+    tile_size: int = 500
+    batch_rows: int = 262144
+    shap: bool = False
+
+
+@dataclass
+class AnalysisConfig:
+    """Trend significance level and the latitude (degrees N) above which is 'high latitude'."""
+
+    p_threshold: float = 0.05
+    high_latitude: float = 60.0
+
+
+@dataclass
+class GroupsConfig:
+    """Predictor groups used for SHAP group contributions."""
+
+    environment: list[str] = field(default_factory=lambda: [
+        "lst_day", "lst_night", "lswi", "soc0", "soc10", "soc30"])
+    biotic: list[str] = field(default_factory=lambda: ["lai", "nirv", "ci", "pv", "npv", "bs"])
+    spatiotemporal: list[str] = field(default_factory=lambda: [
+        "Vtop", "Vbottom", "V75", "V50", "V25", "L75", "L50", "L25", "Area_NIRv"])
+
+
+@dataclass
+class PipelineConfig:
+    """The whole pipeline's settings; ``device`` is "auto", "cpu" or "cuda"."""
+
+    device: str = "auto"
+    seed: int = 0
+    grid: GridConfig = field(default_factory=GridConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    causal: CausalConfig = field(default_factory=CausalConfig)
+    xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    groups: GroupsConfig = field(default_factory=GroupsConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples as lists), as written to TOML."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def stable_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Value checks: key path -> (predicate, description of the accepted values).
+_RULES: dict[str, tuple[typing.Callable, str]] = {
+    "device": (lambda v: v in ("auto", "cpu", "cuda"), "one of 'auto', 'cpu', 'cuda'"),
+    "grid.res": (lambda v: 0 < v <= 10, "a resolution in degrees in (0, 10]"),
+    "grid.bbox": (lambda v: -180 <= v[0] < v[2] <= 180 and -90 <= v[1] < v[3] <= 90,
+                  "W, S, E, N with -180 <= W < E <= 180 and -90 <= S < N <= 90"),
+    "grid.years": (lambda v: 1980 <= v[0] <= v[1] <= 2100, "first, last years with first <= last"),
+    "features.levels": (lambda v: len(v) > 0 and all(0 < x < 1 for x in v), "fractions in (0, 1)"),
+    "features.extreme_share": (lambda v: 0 < v < 0.5, "a fraction in (0, 0.5)"),
+    "features.sg_max_iter": (lambda v: v >= 0, "an integer >= 0"),
+    "causal.pc_alpha": (lambda v: 0 < v < 1, "a significance level in (0, 1)"),
+    "causal.tau_max": (lambda v: v >= 0, "an integer lag >= 0"),
+    "causal.weight_floor": (lambda v: 0 <= v < 1, "a weight in [0, 1)"),
+    "xgboost.tree_method": (lambda v: v in ("hist", "approx", "exact"), "'hist', 'approx' or 'exact'"),
+    "xgboost.learning_rate": (lambda v: 0 < v <= 1, "a rate in (0, 1]"),
+    "xgboost.max_depth": (lambda v: v >= 1, "an integer >= 1"),
+    "xgboost.min_child_weight": (lambda v: v >= 0, "a number >= 0"),
+    "xgboost.gamma": (lambda v: v >= 0, "a number >= 0"),
+    "xgboost.subsample": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "xgboost.colsample_bylevel": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "xgboost.colsample_bynode": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "xgboost.num_boost_round": (lambda v: v >= 1, "an integer >= 1"),
+    "xgboost.early_stopping_rounds": (lambda v: v >= 1, "an integer >= 1"),
+    "train.folds": (lambda v: v >= 2, "an integer >= 2"),
+    "train.seeds": (lambda v: v >= 1, "an integer >= 1"),
+    "train.validation_share": (lambda v: 0 < v < 0.5, "a fraction in (0, 0.5)"),
+    "train.workers": (lambda v: v >= 0, "an integer >= 0 (0 = one per core)"),
+    "predict.tile_size": (lambda v: v >= 1, "an integer >= 1"),
+    "predict.batch_rows": (lambda v: v >= 1, "an integer >= 1"),
+    "analysis.p_threshold": (lambda v: 0 < v < 1, "a p-value in (0, 1)"),
+    "analysis.high_latitude": (lambda v: 0 <= v < 90, "a latitude in [0, 90)"),
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value, tp, key: str, source: str):
+    """Check ``value`` against the annotation ``tp``; return it converted (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(f"{source}: key '{key}': expected {_type_name(tp)}, "
+                        f"found {type(value).__name__} {value!r}")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        args = typing.get_args(tp)
+        if origin is tuple and args[-1] is not Ellipsis and len(value) != len(args):
+            raise ConfigError(f"{source}: key '{key}': expected {len(args)} values, found {len(value)}")
+        item_types = [args[0]] * len(value) if (origin is list or args[-1] is Ellipsis) else args
+        items = [_convert(v, t, f"{key}[{i}]", source) for i, (v, t) in enumerate(zip(value, item_types))]
+        return tuple(items) if origin is tuple else items
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")  # a bug in this module
+
+
+def _build(cls, data: dict, prefix: str, source: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}'; keys allowed in {where}: "
+                          f"{', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        key, tp, value = f"{prefix}{name}", hints[name], data[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: key '{key}': expected a table [{key}], "
+                                  f"found {type(value).__name__}")
+            kwargs[name] = _build(tp, value, f"{key}.", source)
+            continue
+        value = _convert(value, tp, key, source)
+        rule = _RULES.get(key)
+        if rule and not rule[0](value):
+            raise ConfigError(f"{source}: key '{key}': expected {rule[1]}, found {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> PipelineConfig:
+    """Build and validate a PipelineConfig from nested dicts (missing keys take defaults)."""
+    return _build(PipelineConfig, data, "", source)
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: expected a TOML config file, found a directory") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    return config_from_dict(data, str(path))
+
+
+def save_config(config: PipelineConfig, path: str | Path) -> Path:
+    """Write ``config`` as TOML (every key, defaults included)."""
+    path = Path(path)
+    path.write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
+    return path
+
+

@@ -1,0 +1,85 @@
+"""The ciml-ter command line: help, info, user-error handling (exit 2, one line), demo."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _support import run_cli
+
+COMMANDS = [[], ["info"], ["config"], ["config", "show"], ["config", "check"], ["demo"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_help_on_every_command(command):
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: ciml-ter" in result.stdout
+
+
+def test_info_json_parses_and_reports_machine():
+    result = run_cli("info", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["cpu"]["count"] >= 1
+    assert set(data["gpu"]) == {"cupy", "numba_cuda"}
+    assert data["packages"]["numpy"]
+    assert data["mpi"]["library"] and "Open MPI" in data["mpi"]["library"]
+    assert data["mpi"]["ranks"] == 1
+    assert "sbatch" in data["slurm"]
+
+
+def test_info_table():
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    for label in ("CPUs", "GPUs (cupy)", "GPUs (numba_cuda)", "MPI", "Slurm"):
+        assert label in result.stdout
+
+
+def _one_error_line(result):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_malformed_toml_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[xgboost\nmax_depth = 3\n")
+    line = _one_error_line(run_cli("config", "check", str(bad)))
+    assert line.startswith(f"error: {bad}: malformed TOML")
+
+
+def test_unknown_key_is_one_line_exit_2(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[xgboost]\nmax_dept = 3\n")
+    line = _one_error_line(run_cli("config", "check", str(cfg)))
+    assert "unknown key 'xgboost.max_dept'" in line
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path):
+    line = _one_error_line(run_cli("config", "check", str(tmp_path / "absent.toml")))
+    assert line == f"error: {tmp_path / 'absent.toml'}: config file not found"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("--debug", "config", "check", str(tmp_path / "absent.toml"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_config_show_writes_a_valid_config(tmp_path):
+    path = tmp_path / "c.toml"
+    result = run_cli("config", "show", "--out", str(path))
+    assert result.returncode == 0, result.stderr
+    check = run_cli("config", "check", str(path))
+    assert check.returncode == 0 and "valid; hash" in check.stdout
+
+
+def test_demo_runs_and_ends_with_a_clear_message(tmp_path):
+    result = run_cli("demo", "--out", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("demo finished in") and str(tmp_path / "demo") in last
+    assert (tmp_path / "demo" / "config.toml").is_file()

@@ -1,0 +1,77 @@
+"""Config tree: defaults, TOML round trip, validation messages, stable hash."""
+from __future__ import annotations
+
+import pytest
+
+from ciml_ter.config import PipelineConfig, config_from_dict, load_config, save_config
+from ciml_ter.errors import ConfigError
+
+
+def test_defaults_follow_the_method_paper():
+    c = PipelineConfig()
+    assert (c.xgboost.learning_rate, c.xgboost.max_depth, c.xgboost.min_child_weight) == (0.05, 5, 3.0)
+    assert (c.xgboost.gamma, c.xgboost.subsample) == (0.4, 0.8)
+    assert (c.xgboost.colsample_bylevel, c.xgboost.colsample_bynode) == (0.6, 0.8)
+    assert (c.xgboost.num_boost_round, c.xgboost.early_stopping_rounds) == (10000, 30)
+    assert (c.train.folds, c.train.seeds) == (10, 20)
+    assert (c.causal.pc_alpha, c.causal.tau_max) == (0.05, 0)
+    assert c.features.levels == (0.75, 0.5, 0.25) and c.features.extreme_share == 0.05
+
+
+def test_toml_round_trip_keeps_values_and_hash(tmp_path):
+    c = config_from_dict({"device": "cpu", "grid": {"res": 0.05, "years": [2001, 2020]},
+                          "train": {"seeds": 3}})
+    path = save_config(c, tmp_path / "c.toml")
+    back = load_config(path)
+    assert back == c
+    assert back.grid.years == (2001, 2020) and back.train.seeds == 3
+    assert back.stable_hash() == c.stable_hash()
+
+
+def test_hash_is_stable_and_sensitive():
+    a, b = PipelineConfig(), PipelineConfig()
+    assert a.stable_hash() == b.stable_hash()
+    assert len(a.stable_hash()) == 16
+    b.xgboost.max_depth = 6
+    assert a.stable_hash() != b.stable_hash()
+    # Independent of key order in the file.
+    x = config_from_dict({"train": {"folds": 5, "seeds": 2}})
+    y = config_from_dict({"train": {"seeds": 2, "folds": 5}})
+    assert x.stable_hash() == y.stable_hash()
+
+
+def test_int_accepted_where_float_expected():
+    assert config_from_dict({"xgboost": {"gamma": 1}}).xgboost.gamma == 1.0
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"xgboost": {"learnin_rate": 0.1}}, "unknown key 'xgboost.learnin_rate'"),
+    ({"bogus": 1}, "unknown key 'bogus'"),
+    ({"train": {"folds": 1}}, "key 'train.folds': expected an integer >= 2, found 1"),
+    ({"train": {"folds": 2.5}}, "key 'train.folds': expected int, found float 2.5"),
+    ({"train": {"causal": "yes"}}, "key 'train.causal': expected bool"),
+    ({"device": "tpu"}, "key 'device': expected one of 'auto', 'cpu', 'cuda', found 'tpu'"),
+    ({"grid": {"bbox": [10, 0, -10, 5]}}, "key 'grid.bbox': expected W, S, E, N"),
+    ({"grid": {"years": [2001]}}, "key 'grid.years': expected 2 values, found 1"),
+    ({"grid": 3}, "key 'grid': expected a table [grid], found int"),
+    ({"features": {"levels": [0.5, 1.5]}}, "key 'features.levels': expected fractions in (0, 1)"),
+])
+def test_invalid_values_name_key_expected_and_found(data, fragment):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, "cfg.toml")
+    assert str(info.value).startswith("cfg.toml: ")
+    assert fragment in str(info.value)
+
+
+def test_unknown_key_message_lists_allowed_keys():
+    with pytest.raises(ConfigError, match="keys allowed in \\[train\\]: folds, seeds"):
+        config_from_dict({"train": {"fold": 3}})
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nfolds = 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: malformed TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"nope\.toml: config file not found"):
+        load_config(tmp_path / "nope.toml")

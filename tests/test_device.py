@@ -1,0 +1,77 @@
+"""Device layer: namespace choice, explicit GPU errors, rank-to-GPU mapping."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ciml_ter import device
+from ciml_ter.errors import DeviceError
+
+
+def _gpu_present() -> bool:
+    return device.cupy_or_none() is not None
+
+
+def test_numpy_arrays_choose_numpy():
+    assert device.array_module(np.zeros(3), np.ones(2)) is np
+    assert device.resolve_device("cpu", np.zeros(3)) == "cpu"
+    assert device.get_namespace("cpu") is np
+
+
+@pytest.mark.skipif(_gpu_present(), reason="this checks the no-GPU error; a GPU is present")
+def test_cuda_requested_without_gpu_is_an_explicit_error():
+    with pytest.raises(DeviceError, match="device 'cuda' was requested but no CUDA GPU is usable"):
+        device.resolve_device("cuda")
+    with pytest.raises(DeviceError, match="no CUDA GPU is usable"):
+        device.get_namespace("cuda")
+    assert device.resolve_device("auto") == "cpu"
+    assert device.gpu_count() == 0
+
+
+def test_unknown_device_name():
+    with pytest.raises(DeviceError, match="expected one of auto, cpu, cuda, found 'tpu'"):
+        device.resolve_device("tpu")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, 0),
+    ({"SLURM_LOCALID": "3"}, 3),
+    ({"OMPI_COMM_WORLD_LOCAL_RANK": "5"}, 5),
+    # mpirun inside an sbatch job: every rank inherits the batch step's SLURM_LOCALID=0.
+    ({"SLURM_LOCALID": "0", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}, 1),
+])
+def test_local_rank_from_launcher_environment(env, expected):
+    assert device.local_rank(env) == expected
+
+
+def test_local_rank_rejects_garbage():
+    with pytest.raises(DeviceError, match="SLURM_LOCALID: expected an integer local rank, found 'x'"):
+        device.local_rank({"SLURM_LOCALID": "x"})
+
+
+@pytest.mark.parametrize("rank, n_gpus, expected", [(0, 4, 0), (3, 4, 3), (5, 4, 1), (7, 2, 1), (2, 1, 0)])
+def test_gpu_for_rank_is_local_rank_mod_gpu_count(rank, n_gpus, expected):
+    assert device.gpu_for_rank(rank, n_gpus) == expected
+
+
+def test_gpu_for_rank_without_gpus():
+    with pytest.raises(DeviceError, match="node has no CUDA GPU"):
+        device.gpu_for_rank(0, 0)
+
+
+def test_to_host_returns_numpy():
+    a = [1.0, 2.0]
+    assert isinstance(device.to_host(a), np.ndarray)
+    assert device.to_device(np.arange(3.0), "cpu").tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.gpu
+def test_cupy_arrays_choose_cupy_and_cuda():
+    import cupy as cp
+
+    a = cp.arange(4.0)
+    assert device.array_module(a) is cp
+    assert device.resolve_device("auto", a) == "cuda"
+    assert device.to_host(a).tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="different devices"):
+        device.array_module(a, np.zeros(4))
