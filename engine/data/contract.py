@@ -1,0 +1,154 @@
+"""The gridded input contract (DESIGN.md section 3): variables, dims, grid, units, ranges.
+
+``check_cube`` collects every problem before raising, so a user sees them all at once;
+``canonical_units`` converts accepted units (e.g. LST in degC) to the canonical ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from ciml_ter.errors import InputError
+
+DIMENSIONLESS = ("1", "", "-", "dimensionless", "unitless", "fraction")
+
+
+@dataclass(frozen=True)
+class VariableRule:
+    """Canonical unit, accepted units as {unit: (scale, offset)} to canonical, plausible range."""
+
+    canonical: str
+    accepted: dict
+    valid_range: tuple[float, float]
+    static: bool = False
+    needs_units: bool = True
+
+
+_ONE = {u: (1.0, 0.0) for u in DIMENSIONLESS}
+_FRACTION = {**_ONE, "%": (0.01, 0.0), "percent": (0.01, 0.0)}
+_KELVIN = {"K": (1.0, 0.0), "kelvin": (1.0, 0.0), "degC": (1.0, 273.15), "deg_C": (1.0, 273.15),
+           "celsius": (1.0, 273.15), "°C": (1.0, 273.15), "C": (1.0, 273.15)}
+_SOC = {"g kg-1": (1.0, 0.0), "g/kg": (1.0, 0.0), "g kg^-1": (1.0, 0.0), "dg kg-1": (0.1, 0.0),
+        "dg/kg": (0.1, 0.0), "%": (10.0, 0.0), "percent": (10.0, 0.0)}
+_AREA_RATIO = {"m2 m-2": (1.0, 0.0), "m2/m2": (1.0, 0.0), "m^2 m^-2": (1.0, 0.0), **_ONE}
+
+RULES: dict[str, VariableRule] = {
+    "nir": VariableRule("1", _ONE, (-0.5, 1.5)),
+    "red": VariableRule("1", _ONE, (-0.5, 1.5)),
+    "swir1": VariableRule("1", _ONE, (-0.5, 1.5)),
+    "nirv": VariableRule("1", _ONE, (-1.0, 1.0)),
+    "lswi": VariableRule("1", _ONE, (-1.0, 1.0)),
+    "lst_day": VariableRule("K", _KELVIN, (150.0, 380.0)),
+    "lst_night": VariableRule("K", _KELVIN, (150.0, 380.0)),
+    "lai": VariableRule("m2 m-2", _AREA_RATIO, (0.0, 15.0)),
+    "ci": VariableRule("1", _FRACTION, (0.0, 1.0)),
+    "pv": VariableRule("1", _FRACTION, (0.0, 1.0)),
+    "npv": VariableRule("1", _FRACTION, (0.0, 1.0)),
+    "bs": VariableRule("1", _FRACTION, (0.0, 1.0)),
+    "soc0": VariableRule("g kg-1", _SOC, (0.0, 1000.0), static=True),
+    "soc10": VariableRule("g kg-1", _SOC, (0.0, 1000.0), static=True),
+    "soc30": VariableRule("g kg-1", _SOC, (0.0, 1000.0), static=True),
+    "land": VariableRule("1", _ONE, (0.0, 1.0), static=True, needs_units=False),
+    "pft": VariableRule("1", _ONE, (0.0, 255.0), static=True, needs_units=False),
+}
+# Each entry: one of these alternatives must be present.
+REQUIRED = ((("nirv",), ("nir", "red")), (("lswi",), ("nir", "swir1")), (("lst_day",),),
+            (("lst_night",),), (("lai",),), (("ci",),), (("pv",),), (("npv",),), (("bs",),),
+            (("soc0",),), (("soc10",),), (("soc30",),), (("land",),))
+RANGE_SAMPLE = 200_000  # values read per variable for the range check
+MAX_OUT_OF_RANGE = 0.01  # share of sampled values allowed outside the plausible range
+
+
+def _grid_problems(ds: xr.Dataset, name: str) -> list[str]:
+    problems = []
+    for dim, lo, hi in (("lat", -90.0, 90.0), ("lon", -180.0, 180.0)):
+        if dim not in ds.coords:
+            problems.append(f"{name}: missing coordinate '{dim}' (dims found: {', '.join(map(str, ds.dims))})")
+            continue
+        values = np.asarray(ds[dim].values, dtype=float)
+        if values.size >= 2:
+            step = np.diff(values)
+            if np.any(step == 0) or not np.allclose(step, step[0], rtol=1e-6, atol=1e-9):
+                problems.append(f"{name}: '{dim}' is not a regular grid (spacing from {step.min():.6g} "
+                                f"to {step.max():.6g} degrees; expected one constant spacing)")
+        upper_ok = values.max() < hi if dim == "lon" else values.max() <= hi
+        if values.size and (values.min() < lo or not upper_ok):
+            interval = "[-180, 180)" if dim == "lon" else "[-90, 90]"
+            problems.append(f"{name}: '{dim}' values span [{values.min():g}, {values.max():g}]; "
+                            f"expected within {interval}")
+    return problems
+
+
+def _sample(da: xr.DataArray) -> np.ndarray:
+    """Up to about RANGE_SAMPLE values of ``da``, strided evenly over every dimension."""
+    stride = max(1, int(np.ceil((da.size / RANGE_SAMPLE) ** (1 / max(da.ndim, 1)))))
+    return np.asarray(da[tuple(slice(None, None, stride) for _ in da.dims)].values, dtype=float)
+
+
+def _variable_problems(ds: xr.Dataset, name: str, var: str, rule: VariableRule) -> list[str]:
+    da = ds[var]
+    spatial = ("lat", "lon")
+    if tuple(da.dims[-2:]) != spatial:
+        return [f"{name}: variable '{var}' has dims {da.dims}; expected (..., lat, lon)"]
+    if rule.static and da.ndim != 2 and var != "pft":
+        return [f"{name}: variable '{var}' should be static (lat, lon); found dims {da.dims}"]
+    if not rule.static:
+        if da.ndim != 3 or not np.issubdtype(ds[da.dims[0]].dtype, np.datetime64):
+            return [f"{name}: variable '{var}' has dims {da.dims}; expected (time, lat, lon) with a "
+                    f"datetime time coordinate"]
+    units = da.attrs.get("units")
+    if units is None and rule.needs_units:
+        return [f"{name}: variable '{var}' has no 'units' attribute; expected '{rule.canonical}' "
+                f"(accepted: {', '.join(repr(u) for u in rule.accepted)})"]
+    if units is not None and str(units).strip() not in rule.accepted:
+        return [f"{name}: variable '{var}' has units {units!r}; accepted: "
+                f"{', '.join(repr(u) for u in rule.accepted)}"]
+    scale, offset = rule.accepted.get(str(units).strip() if units is not None else "1", (1.0, 0.0))
+    values = _sample(da) * scale + offset
+    values = values[np.isfinite(values)]
+    lo, hi = rule.valid_range
+    if values.size:
+        outside = np.mean((values < lo) | (values > hi))
+        if outside > MAX_OUT_OF_RANGE:
+            return [f"{name}: variable '{var}': {outside:.1%} of sampled values outside the plausible "
+                    f"range [{lo:g}, {hi:g}] {rule.canonical} (found {values.min():.4g} to "
+                    f"{values.max():.4g} after converting from {units!r}); check the units"]
+    return []
+
+
+def check_cube(ds: xr.Dataset, name: str = "cube") -> list[str]:
+    """Every contract problem of ``ds`` (an empty list when it complies)."""
+    problems = _grid_problems(ds, name)
+    for alternatives in REQUIRED:
+        if not any(all(v in ds.data_vars for v in alt) for alt in alternatives):
+            wanted = " or ".join("(" + ", ".join(alt) + ")" if len(alt) > 1 else alt[0]
+                                 for alt in alternatives)
+            problems.append(f"{name}: missing variable {wanted}")
+    if problems and any("coordinate" in p for p in problems):
+        return problems
+    for var, rule in RULES.items():
+        if var in ds.data_vars:
+            problems.extend(_variable_problems(ds, name, var, rule))
+    return problems
+
+
+def require_contract(ds: xr.Dataset, name: str) -> None:
+    """Raise InputError listing every contract problem, one per line."""
+    problems = check_cube(ds, name)
+    if problems:
+        raise InputError(f"{name}: {len(problems)} problem(s) with the input contract:\n  "
+                         + "\n  ".join(problems))
+
+
+def canonical_units(da: xr.DataArray, var: str) -> xr.DataArray:
+    """``da`` converted to the canonical unit of ``var`` (units attribute updated)."""
+    rule = RULES[var]
+    units = str(da.attrs.get("units", rule.canonical)).strip()
+    scale, offset = rule.accepted[units]
+    if (scale, offset) == (1.0, 0.0):
+        return da
+    out = da * scale + offset
+    out.attrs = {**da.attrs, "units": rule.canonical}
+    return out

@@ -1,0 +1,131 @@
+"""Input contract: a compliant cube passes; each kind of break is reported, all at once."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from ciml_ter.data.contract import canonical_units, check_cube, require_contract
+from ciml_ter.data.cube import open_cube, write_zarr
+from ciml_ter.errors import InputError
+
+
+def _cube(n_lat=4, n_lon=5, days=20):
+    rng = np.random.default_rng(1)
+    lat = 10.0 - 0.5 * np.arange(n_lat) - 0.25
+    lon = -5.0 + 0.5 * np.arange(n_lon) + 0.25
+    days_ = pd.date_range("2003-01-01", periods=days, freq="D").values
+    eight = pd.date_range("2003-01-01", periods=3, freq="8D").values
+    daily, eight_day, static = ("time", "lat", "lon"), ("time8", "lat", "lon"), ("lat", "lon")
+    shape_d, shape_8, shape_s = (days, n_lat, n_lon), (3, n_lat, n_lon), (n_lat, n_lon)
+    var = {
+        "nir": (daily, rng.uniform(0.2, 0.5, shape_d), "1"),
+        "red": (daily, rng.uniform(0.02, 0.1, shape_d), "1"),
+        "swir1": (daily, rng.uniform(0.1, 0.3, shape_d), "1"),
+        "lst_day": (daily, rng.uniform(280, 310, shape_d), "K"),
+        "lst_night": (daily, rng.uniform(270, 290, shape_d), "K"),
+        "lai": (eight_day, rng.uniform(0, 5, shape_8), "m2 m-2"),
+        "ci": (eight_day, rng.uniform(0.4, 0.9, shape_8), "1"),
+        "pv": (eight_day, rng.uniform(0, 0.5, shape_8), "1"),
+        "npv": (eight_day, rng.uniform(0, 0.3, shape_8), "1"),
+        "bs": (eight_day, rng.uniform(0, 0.2, shape_8), "1"),
+        "soc0": (static, rng.uniform(5, 50, shape_s), "g kg-1"),
+        "soc10": (static, rng.uniform(5, 40, shape_s), "g kg-1"),
+        "soc30": (static, rng.uniform(2, 30, shape_s), "g kg-1"),
+        "land": (static, np.ones(shape_s, dtype=np.uint8), None),
+    }
+    ds = xr.Dataset({k: (dims, v.astype(np.float32) if v.dtype.kind == "f" else v)
+                     for k, (dims, v, _) in var.items()},
+                    coords={"time": days_, "time8": eight, "lat": lat, "lon": lon})
+    for k, (_, _, units) in var.items():
+        if units is not None:
+            ds[k].attrs["units"] = units
+    return ds
+
+
+def test_compliant_cube_has_no_problems():
+    assert check_cube(_cube()) == []
+
+
+def test_nirv_given_instead_of_red_is_fine():
+    ds = _cube().drop_vars("red")
+    ds["nirv"] = (ds.nir * 0.5).assign_attrs(units="1")
+    assert check_cube(ds) == []
+
+
+def test_missing_variable_wrong_units_and_irregular_grid_all_listed():
+    ds = _cube().drop_vars("lai")
+    ds["soc10"].attrs["units"] = "kg m-2"
+    ds = ds.assign_coords(lat=[10.0, 9.5, 9.0, 7.0])
+    problems = check_cube(ds, "c.zarr")
+    assert "c.zarr: missing variable lai" in problems
+    assert any("'lat' is not a regular grid" in p for p in problems)
+    assert any("variable 'soc10' has units 'kg m-2'; accepted: 'g kg-1'" in p for p in problems)
+    assert len(problems) == 3
+    with pytest.raises(InputError) as info:
+        require_contract(ds, "c.zarr")
+    assert str(info.value).startswith("c.zarr: 3 problem(s) with the input contract:")
+    assert len(str(info.value).splitlines()) == 4
+
+
+def test_missing_units_and_alternatives_named():
+    ds = _cube().drop_vars(["red", "swir1"])
+    del ds["lst_day"].attrs["units"]
+    problems = check_cube(ds)
+    assert "cube: missing variable nirv or (nir, red)" in problems
+    assert "cube: missing variable lswi or (nir, swir1)" in problems
+    assert any("'lst_day' has no 'units' attribute; expected 'K'" in p for p in problems)
+
+
+def test_celsius_lst_is_accepted_and_converted():
+    ds = _cube()
+    ds["lst_day"] = (ds.lst_day - 273.15).assign_attrs(units="degC")
+    assert check_cube(ds) == []
+    converted = canonical_units(ds.lst_day, "lst_day")
+    assert converted.attrs["units"] == "K"
+    np.testing.assert_allclose(converted.values, ds.lst_day.values + 273.15, rtol=1e-6)
+
+
+def test_kelvin_label_on_celsius_values_is_caught_by_range():
+    ds = _cube()
+    ds["lst_night"] = (ds.lst_night - 273.15).assign_attrs(units="K")
+    problems = check_cube(ds)
+    assert len(problems) == 1 and "'lst_night'" in problems[0] and "plausible range" in problems[0]
+
+
+def test_soilgrids_decigrams_converted():
+    ds = _cube()
+    ds["soc0"] = (ds.soc0 * 10).assign_attrs(units="dg kg-1")
+    assert check_cube(ds) == []
+    np.testing.assert_allclose(canonical_units(ds.soc0, "soc0").values, ds.soc0.values / 10, rtol=1e-6)
+
+
+def test_longitudes_0_360_rejected():
+    ds = _cube().assign_coords(lon=np.array([178.25, 178.75, 179.25, 179.75, 180.25]))
+    assert any("'lon' values span" in p and "[-180, 180)" in p for p in check_cube(ds))
+
+
+def test_static_variable_with_time_rejected():
+    ds = _cube()
+    ds["soc0"] = ds.lst_day.copy().assign_attrs(units="g kg-1") * 0 + 10
+    ds["soc0"].attrs["units"] = "g kg-1"
+    assert any("'soc0' should be static" in p for p in check_cube(ds))
+
+
+def test_open_cube_round_trip_and_errors(tmp_path):
+    ds = _cube()
+    write_zarr(ds, tmp_path / "c.zarr")
+    ds.to_netcdf(tmp_path / "c.nc", engine="h5netcdf")
+    for path in (tmp_path / "c.zarr", tmp_path / "c.nc"):
+        back = open_cube(path)
+        assert check_cube(back) == []
+        np.testing.assert_array_equal(back.lai.values, ds.lai.values)
+    with pytest.raises(InputError, match="absent.zarr: cube not found"):
+        open_cube(tmp_path / "absent.zarr")
+    (tmp_path / "c.csv").write_text("a,b\n")
+    with pytest.raises(InputError, match="unknown cube format"):
+        open_cube(tmp_path / "c.csv")
+    (tmp_path / "broken.nc").write_text("not netcdf")
+    with pytest.raises(InputError, match="broken.nc: cannot open as a cube"):
+        open_cube(tmp_path / "broken.nc")
