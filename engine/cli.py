@@ -23,7 +23,7 @@ app = typer.Typer(name="ciml-ter", no_args_is_help=True, add_completion=False,
 config_app = typer.Typer(no_args_is_help=True, help="Write, check and hash pipeline configs (TOML).")
 app.add_typer(config_app, name="config")
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # no wrapping of long paths in messages
 err = Console(stderr=True, highlight=False)
 
 
@@ -125,7 +125,7 @@ def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory
     from ciml_ter.demo import run_demo
 
     for line in run_demo(out_dir):
-        out.print(line, soft_wrap=True)
+        out.print(line)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,12 +11,11 @@ import sys
 
 import ciml_ter
 from ciml_ter import device
+from ciml_ter.parallel import launched_world_size
 
 PACKAGES = ("numpy", "scipy", "pandas", "xarray", "h5py", "zarr", "numba", "numba-cuda",
             "xgboost", "shap", "tigramite", "scikit-learn", "cupy-cuda12x", "cupy-cuda13x",
             "cudf-cu12", "cudf-cu13", "cuml-cu12", "cuml-cu13", "mpi4py", "typer", "rich")
-# Launcher variables that carry the world size before MPI is initialised.
-WORLD_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -72,8 +71,7 @@ def mpi_summary() -> dict:
         version = mpi4py.__version__
     except Exception as exc:
         return {"mpi4py": None, "library": None, "ranks": 1, "reason": f"{type(exc).__name__}: {exc}"}
-    ranks = next((int(os.environ[v]) for v in WORLD_SIZE_VARIABLES if os.environ.get(v)), 1)
-    return {"mpi4py": version, "library": library, "ranks": ranks, "reason": None}
+    return {"mpi4py": version, "library": library, "ranks": launched_world_size(), "reason": None}
 
 
 def slurm_summary() -> dict:

@@ -1,0 +1,66 @@
+"""Spreading tiles over MPI ranks: rank 0 hands them out from a queue, the others work.
+
+Without an MPI launcher (or with one rank) the work runs in this process and mpi4py is never
+imported. Results come back to rank 0 in the order of the inputs, whatever rank did them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+# Launcher variables that carry the world size before MPI is initialised.
+WORLD_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+
+
+def launched_world_size(environ=None) -> int:
+    """World size announced by an MPI launcher or srun (1 when not launched that way)."""
+    environ = os.environ if environ is None else environ
+    for name in WORLD_SIZE_VARIABLES:
+        if environ.get(name):
+            return int(environ[name])
+    return 1
+
+
+def under_mpi(environ=None) -> bool:
+    """True when this process was started by mpirun/mpiexec/srun with more than one task."""
+    return launched_world_size(environ) > 1
+
+
+def map_tiles(work: Callable, items: Iterable, on_done: Callable | None = None) -> list | None:
+    """``[work(x) for x in items]`` over MPI ranks with a dynamic queue.
+
+    ``work`` must be picklable (a module-level function or a functools.partial of one).
+    ``on_done(index, result)`` is called on rank 0 as each item finishes (for progress).
+    Returns the results in input order on rank 0 (or without MPI), None on worker ranks.
+    """
+    items = list(items)
+    if not under_mpi():
+        results = []
+        for i, x in enumerate(items):
+            results.append(work(x))
+            if on_done:
+                on_done(i, results[-1])
+        return results
+    from mpi4py import MPI
+    from mpi4py.futures import MPICommExecutor, as_completed
+
+    with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
+        if executor is None:
+            return None
+        futures = {executor.submit(work, x): i for i, x in enumerate(items)}
+        results = [None] * len(items)
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            if on_done:
+                on_done(i, results[i])
+        return results
+
+
+def is_root() -> bool:
+    """True on rank 0, or when not under MPI."""
+    if not under_mpi():
+        return True
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.Get_rank() == 0
