@@ -120,6 +120,25 @@ def config_check(path: Path = typer.Argument(..., help="TOML config file to vali
 
 
 @app.command()
+def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or file) of FLUXNET2015 / "
+                                             "ONEFlux monthly CSVs with sites.csv beside them; repeatable."),
+          abcflux: list[Path] = typer.Option([], "--abcflux", help="ABCflux CSV; repeatable."),
+          table: Path = typer.Option(..., "--out", help="Site-month table to write (Parquet).")):
+    """Build the site-month table (site, lat, lon, pft, time, ter + predictors) from flux data.
+
+    Without a feature cube the predictors are each tower's own monthly meteorology plus
+    latitude and month (site-only mode).
+    """
+    from ciml_ter.sites import build_site_table, write_site_table
+
+    frame, report = build_site_table(fluxnet, abcflux)
+    for line in report.lines():
+        out.print(line, markup=False)
+    write_site_table(frame, table)
+    out.print(f"wrote {table}: {len(frame):,} site-months of {frame['site'].nunique()} sites")
+
+
+@app.command()
 def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs.")):
     """Run the engine's stages that exist so far on a small synthetic input and say what they did."""
     from ciml_ter.demo import run_demo

@@ -1,0 +1,425 @@
+"""Flux-site readers (DESIGN.md section 3): FLUXNET2015 / ONEFlux monthly CSVs and ABCflux.
+
+Every reader returns observations in one long format, one row per site-month:
+
+    site, lat, lon, pft, time (datetime64, month start), ter (g C m-2 month-1),
+    source (file the row came from), then any meteorology columns that were read.
+
+and a :class:`FluxReport` that counts, per rule, how many rows were removed (also logged
+through the ``ciml_ter.flux`` logger), so the CLI can print what happened to the data.
+
+FLUXNET rules
+    * files: ``<PREFIX>_<SITE>_FLUXNET[2015]_(SUBSET|FULLSET)_MM_*.csv`` (FLUXNET2015
+      ``FLX_``, AmeriFlux ``AMF_``, ICOS ``ICOSETC_`` ...); other resolutions are ignored;
+    * ``TIMESTAMP`` is YYYYMM; ``-9999`` is missing;
+    * target ``ter = RECO_NT_VUT_REF (g C m-2 d-1) x days in the month`` (leap Februaries 29);
+    * a row is kept only where the target is present and ``NEE_VUT_REF_QC >= 0.75``;
+    * site coordinates and IGBP class come from the site table (``sites.csv`` beside the
+      files: ``SITE_ID, LOCATION_LAT, LOCATION_LONG, IGBP``).
+
+ABCflux rules
+    * columns ``site_name, latitude, longitude, year, month, reco`` (g C m-2 month-1);
+    * a description row of text above or under the header is detected and skipped;
+    * dirty cells (``-``, ``inf``, ``NA``, empty, any non-number) are missing and counted;
+    * ``pft`` comes from a ``pft``/``igbp`` column when present, otherwise ``"UNK"``.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ciml_ter.errors import InputError
+
+log = logging.getLogger("ciml_ter.flux")
+
+TARGET = "RECO_NT_VUT_REF"
+QC = "NEE_VUT_REF_QC"
+QC_MIN = 0.75
+MISSING = -9999.0
+UNKNOWN_PFT = "UNK"
+SITE_TABLE = "sites.csv"
+SITE_TABLE_COLUMNS = ("SITE_ID", "LOCATION_LAT", "LOCATION_LONG", "IGBP")
+ABCFLUX_COLUMNS = ("site_name", "latitude", "longitude", "year", "month", "reco")
+ABCFLUX_PFT_COLUMNS = ("pft", "PFT", "igbp", "IGBP")
+OBS_COLUMNS = ("site", "lat", "lon", "pft", "time", "ter", "source")
+
+# <PREFIX>_<SITE>_FLUXNET[2015]_<SUBSET|FULLSET>_MM_<anything>.csv ; ICOS L2 archives
+# drop the SUBSET/FULLSET token (ICOSETC_BE-Bra_FLUXNET_MM_L2.csv), so it is optional.
+_FLUXNET_MM = re.compile(
+    r"^[A-Za-z0-9]+_(?P<site>[A-Za-z]{2}-[A-Za-z0-9]{3})_FLUXNET(?:2015)?"
+    r"(?:_(?P<set>SUBSET|FULLSET))?_MM(?:_.*)?\.csv$", re.IGNORECASE)
+_FLUXNET_ANY = re.compile(r"_FLUXNET(?:2015)?_", re.IGNORECASE)
+
+
+@dataclass
+class FluxReport:
+    """What the readers did: files read, rows read, rows removed per rule, rows kept per site."""
+
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    dirty_cells: dict[str, int] = field(default_factory=dict)
+    kept_per_site: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(self.kept_per_site.values())
+
+    def remove(self, rule: str, n: int, where: str = "") -> None:
+        """Count (and log) ``n`` rows removed by ``rule``; zero counts are recorded too."""
+        n = int(n)
+        self.removed[rule] = self.removed.get(rule, 0) + n
+        if n:
+            log.info("%s: %d rows removed (%s)", where or "flux", n, rule)
+
+    def dirty(self, column: str, n: int, where: str = "") -> None:
+        n = int(n)
+        if n:
+            self.dirty_cells[column] = self.dirty_cells.get(column, 0) + n
+            log.info("%s: %d dirty cells in column %s treated as missing", where, n, column)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        log.info("%s", text)
+
+    def merge(self, other: FluxReport) -> FluxReport:
+        self.files += other.files
+        self.rows_read += other.rows_read
+        for k, v in other.removed.items():
+            self.removed[k] = self.removed.get(k, 0) + v
+        for k, v in other.dirty_cells.items():
+            self.dirty_cells[k] = self.dirty_cells.get(k, 0) + v
+        for k, v in other.kept_per_site.items():
+            self.kept_per_site[k] = self.kept_per_site.get(k, 0) + v
+        self.notes += other.notes
+        return self
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line each, for the CLI."""
+        out = [(f"{len(self.files)} files, {self.rows_read} rows read, "
+                f"{self.rows_kept} site-months kept at {len(self.kept_per_site)} sites")]
+        out += [f"removed {n} rows: {rule}" for rule, n in self.removed.items() if n]
+        out += [f"dirty cells treated as missing in {c}: {n}"
+                for c, n in self.dirty_cells.items()]
+        out += list(self.notes)
+        return out
+
+    def as_dict(self) -> dict:
+        return {"files": list(self.files), "rows_read": self.rows_read,
+                "rows_kept": self.rows_kept, "removed": dict(self.removed),
+                "dirty_cells": dict(self.dirty_cells), "kept_per_site": dict(self.kept_per_site),
+                "notes": list(self.notes)}
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found (no such file)")
+    if path.is_dir():
+        raise InputError(f"{path}: expected a {what} file, found a folder")
+    return path
+
+
+def _first(values, n: int = 8) -> str:
+    values = [str(v) for v in values]
+    more = f", ... ({len(values)} in all)" if len(values) > n else ""
+    return ", ".join(values[:n]) + more
+
+
+def days_in_month(time: pd.Series) -> np.ndarray:
+    """Days in each month of a datetime Series (February 29 in leap years)."""
+    return pd.DatetimeIndex(time).days_in_month.to_numpy()
+
+
+def rows_per_site(obs: pd.DataFrame) -> dict[str, int]:
+    """Number of rows per site, sorted by site."""
+    return {str(k): int(v) for k, v in obs.groupby("site", sort=True).size().items()}
+
+
+def fluxnet_site_id(path: Path) -> str | None:
+    """Site id from a FLUXNET/ONEFlux monthly file name, or None if it is not one."""
+    m = _FLUXNET_MM.match(Path(path).name)
+    return m.group("site") if m else None
+
+
+# --------------------------------------------------------------------------- site table
+def read_site_table(path: Path) -> pd.DataFrame:
+    """Read a FLUXNET site table; index SITE_ID, columns lat, lon, pft."""
+    path = _check_file(path, "site table")
+    try:
+        table = pd.read_csv(path, dtype={"SITE_ID": str, "IGBP": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the site table as CSV ({exc})".replace("\n", " "))
+    missing = [c for c in SITE_TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: site table lacks column(s) {', '.join(missing)}; expected "
+                         f"{', '.join(SITE_TABLE_COLUMNS)}; found {_first(table.columns)}")
+    out = pd.DataFrame({
+        "site": table["SITE_ID"].astype(str).str.strip(),
+        "lat": pd.to_numeric(table["LOCATION_LAT"], errors="coerce").replace(MISSING, np.nan),
+        "lon": pd.to_numeric(table["LOCATION_LONG"], errors="coerce").replace(MISSING, np.nan),
+        "pft": table["IGBP"].fillna(UNKNOWN_PFT).astype(str).str.strip().replace("", UNKNOWN_PFT),
+    })
+    dup = out["site"][out["site"].duplicated()]
+    if len(dup):
+        raise InputError(f"{path}: column SITE_ID has duplicate site(s) {_first(dup.unique())}; "
+                         "expected one row per site")
+    return out.set_index("site")
+
+
+def _site_coords(sites: pd.DataFrame, site: str, table_path: Path, data_path: Path):
+    if site not in sites.index:
+        raise InputError(f"{table_path}: site {site} (from {data_path.name}) not found in column "
+                         f"SITE_ID; expected a row with SITE_ID, LOCATION_LAT, LOCATION_LONG, IGBP")
+    row = sites.loc[site]
+    lat, lon = float(row["lat"]), float(row["lon"])
+    if not (np.isfinite(lat) and -90 <= lat <= 90 and np.isfinite(lon) and -180 <= lon <= 360):
+        raise InputError(f"{table_path}: site {site} has LOCATION_LAT={row['lat']}, "
+                         f"LOCATION_LONG={row['lon']}; expected a latitude in [-90, 90] and a "
+                         "longitude in [-180, 360]")
+    lon = ((lon + 180.0) % 360.0) - 180.0
+    return lat, lon, str(row["pft"])
+
+
+# --------------------------------------------------------------------------- FLUXNET
+def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan,
+                     lon: float = np.nan, pft: str = UNKNOWN_PFT,
+                     variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
+    """Read one FLUXNET2015/ONEFlux monthly CSV into observation rows.
+
+    ``variables`` are extra (meteorology) columns to carry along; absent ones become NaN.
+    """
+    path = _check_file(path, "FLUXNET CSV")
+    site = site or fluxnet_site_id(path) or path.stem
+    report = FluxReport(files=[str(path)])
+    try:
+        raw = pd.read_csv(path, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as a FLUXNET CSV ({exc})".replace("\n", " "))
+    raw.columns = [str(c).strip() for c in raw.columns]
+    for col, why in (("TIMESTAMP", "month as YYYYMM"),
+                     (TARGET, "the target, ecosystem respiration in g C m-2 d-1"),
+                     (QC, "the NEE quality flag used to keep months")):
+        if col not in raw.columns:
+            raise InputError(f"{path}: column {col} ({why}) missing; found columns "
+                             f"{_first(raw.columns)}")
+    report.rows_read = len(raw)
+
+    stamp = pd.to_numeric(raw["TIMESTAMP"], errors="coerce")
+    bad = stamp.isna() | (stamp != stamp.round())
+    if bad.any():
+        example = raw["TIMESTAMP"][bad].iloc[0]
+        raise InputError(f"{path}: column TIMESTAMP has non-integer value {example!r}; "
+                         "expected YYYYMM (a monthly MM file)")
+    stamp = stamp.astype(np.int64)
+    year, month = stamp // 100, stamp % 100
+    bad = (stamp < 100000) | (stamp > 999999) | (month < 1) | (month > 12)
+    if bad.any():
+        raise InputError(f"{path}: column TIMESTAMP has value {int(stamp[bad].iloc[0])}; "
+                         "expected YYYYMM with month 01-12 (a monthly MM file, not HH/DD/WW/YY)")
+    time = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})).astype(
+        "datetime64[ns]")
+
+    def numeric(col: str) -> pd.Series:
+        if col not in raw.columns:
+            return pd.Series(np.nan, index=raw.index, dtype=float)
+        values = pd.to_numeric(raw[col], errors="coerce").astype(float)
+        return values.mask(values <= MISSING + 0.5).where(np.isfinite(values))
+
+    reco, qc = numeric(TARGET), numeric(QC)
+    obs = pd.DataFrame({"site": site, "lat": float(lat), "lon": float(lon), "pft": pft,
+                        "time": time, "ter": reco * days_in_month(time),
+                        "source": path.name})
+    for var in variables:
+        obs[var] = numeric(var)
+
+    where = f"{path.name}"
+    no_target = obs["ter"].isna()
+    report.remove(f"{TARGET} missing (-9999)", no_target.sum(), where)
+    low_qc = ~no_target & ~(qc >= QC_MIN)
+    report.remove(f"{QC} < {QC_MIN} or missing", low_qc.sum(), where)
+    obs = obs[~no_target & ~low_qc]
+    dup = obs["time"].duplicated()
+    report.remove("duplicate TIMESTAMP in a file", dup.sum(), where)
+    obs = obs[~dup].reset_index(drop=True)
+    report.kept_per_site[site] = len(obs)
+    log.info("%s: site %s, %d of %d months kept", where, site, len(obs), report.rows_read)
+    return obs, report
+
+
+def find_fluxnet_files(folder: Path) -> list[Path]:
+    """Monthly FLUXNET/ONEFlux CSVs in ``folder`` (not recursive), FULLSET before SUBSET."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: FLUXNET folder not found (no such folder)")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: expected a folder of FLUXNET monthly CSVs, found a file")
+    files = [p for p in folder.iterdir() if p.is_file() and _FLUXNET_MM.match(p.name)]
+    if not files:
+        others = sorted(p.name for p in folder.iterdir() if _FLUXNET_ANY.search(p.name))
+        n = sum(1 for _ in folder.iterdir())
+        found = (f"found only other FLUXNET files ({_first(others, 3)})" if others
+                 else f"found {n} other entries" if n else "the folder is empty")
+        raise InputError(f"{folder}: no FLUXNET monthly CSV; expected files named like "
+                         f"FLX_<SITE>_FLUXNET2015_SUBSET_MM_<years>.csv or "
+                         f"AMF_<SITE>_FLUXNET_FULLSET_MM_<years>.csv; {found}")
+
+    def key(p: Path):
+        m = _FLUXNET_MM.match(p.name)
+        # FULLSET first, then later releases/versions first (names sort by year range/version)
+        return (m.group("site").upper(), (m.group("set") or "").upper() != "FULLSET",
+                [-ord(c) for c in p.name])
+    return sorted(files, key=key)
+
+
+def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
+                     variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
+    """Read every FLUXNET/ONEFlux monthly CSV of ``folder`` with its site table.
+
+    ``folder`` may also be a single CSV file; the site table defaults to ``sites.csv``
+    beside the files. A site with several files (SUBSET and FULLSET, two releases) keeps
+    each month once, from the FULLSET / later file.
+    """
+    folder = Path(folder)
+    if folder.is_file():
+        files, base = [folder], folder.parent
+        if not fluxnet_site_id(folder):
+            raise InputError(f"{folder}: file name does not look like a FLUXNET monthly CSV; "
+                             "expected <PREFIX>_<SITE>_FLUXNET2015_SUBSET_MM_<years>.csv")
+    else:
+        files, base = find_fluxnet_files(folder), folder
+    table_path = Path(site_table) if site_table is not None else base / SITE_TABLE
+    if not table_path.exists():
+        raise InputError(f"{table_path}: site table not found; expected a {SITE_TABLE} with "
+                         f"{', '.join(SITE_TABLE_COLUMNS)} beside the FLUXNET files")
+    sites = read_site_table(table_path)
+    report = FluxReport()
+    parts = []
+    for path in files:
+        site = fluxnet_site_id(path)
+        lat, lon, pft = _site_coords(sites, site, table_path, path)
+        obs, rep = read_fluxnet_csv(path, site=site, lat=lat, lon=lon, pft=pft,
+                                    variables=variables)
+        report.merge(rep)
+        parts.append(obs)
+    obs = pd.concat(parts, ignore_index=True)
+    obs, report = _dedupe(obs, report)
+    return obs, report
+
+
+def _dedupe(obs: pd.DataFrame, report: FluxReport) -> tuple[pd.DataFrame, FluxReport]:
+    """Keep the first row of each (site, time), sort by site and time; recount per site."""
+    dup = obs.duplicated(["site", "time"], keep="first")
+    report.remove("same site-month in another file (first kept)", dup.sum(), "flux")
+    obs = obs[~dup].sort_values(["site", "time"], kind="stable").reset_index(drop=True)
+    report.kept_per_site = rows_per_site(obs)
+    return obs, report
+
+
+# --------------------------------------------------------------------------- ABCflux
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _is_number(cell: str) -> bool:
+    return bool(_NUMBER.match(cell or ""))
+
+
+def read_abcflux(path: Path, *, pft_column: str | None = None,
+                 variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
+    """Read an ABCflux CSV (monthly reco in g C m-2 month-1) into observation rows."""
+    path = _check_file(path, "ABCflux CSV")
+    report = FluxReport(files=[str(path)])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        with open(path, newline="", encoding="latin-1") as fh:
+            rows = list(csv.reader(fh))
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot read as CSV ({exc})")
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    header_at = None
+    for i, row in enumerate(rows[:20]):
+        names = {c.strip() for c in row}
+        if all(c in names for c in ABCFLUX_COLUMNS):
+            header_at = i
+            break
+    if header_at is None:
+        first = rows[0] if rows else []
+        raise InputError(f"{path}: no header row with columns {', '.join(ABCFLUX_COLUMNS)} "
+                         f"in the first 20 lines (ABCflux format); found "
+                         f"{_first([c.strip() for c in first]) or 'an empty file'}")
+    header = [c.strip() for c in rows[header_at]]
+    if header_at:
+        report.note(f"{path.name}: skipped {header_at} description line(s) above the header")
+    width = len(header)
+    body = [(r + [""] * width)[:width] for r in rows[header_at + 1:]]
+    raw = pd.DataFrame(body, columns=header, dtype=object)
+    raw = raw.loc[:, ~pd.Index(header).duplicated()]
+    report.rows_read = len(raw)
+
+    # description rows: text where every numeric key column should hold a number
+    keys = ["latitude", "longitude", "year", "month"]
+    numeric_any = np.zeros(len(raw), dtype=bool)
+    for c in keys:
+        numeric_any |= raw[c].map(lambda s: _is_number(str(s))).to_numpy(dtype=bool)
+    desc = ~numeric_any
+    report.remove("description row (text where numbers belong)", desc.sum(), path.name)
+    raw = raw[~desc].reset_index(drop=True)
+
+    def numeric(col: str) -> pd.Series:
+        text = raw[col].astype(str).str.strip()
+        values = pd.to_numeric(text.where(text.map(_is_number)), errors="coerce").astype(float)
+        dirty = text.ne("") & values.isna()
+        report.dirty(col, dirty.sum(), path.name)
+        return values.where(values > MISSING + 0.5)
+
+    lat, lon = numeric("latitude"), numeric("longitude")
+    year, month, reco = numeric("year"), numeric("month"), numeric("reco")
+    bad_time = (year.isna() | month.isna() | (month < 1) | (month > 12) | (year != year.round())
+                | (month != month.round()) | (year < 1000) | (year > 9999))
+    report.remove("year/month missing or invalid", bad_time.sum(), path.name)
+    bad_loc = ~bad_time & (lat.isna() | lon.isna() | (lat.abs() > 90) | (lon < -180) | (lon > 360))
+    report.remove("latitude/longitude missing or invalid", bad_loc.sum(), path.name)
+    site = raw["site_name"].astype(str).str.strip()
+    no_site = ~bad_time & ~bad_loc & site.eq("")
+    report.remove("site_name empty", no_site.sum(), path.name)
+    no_target = ~bad_time & ~bad_loc & ~no_site & reco.isna()
+    report.remove("reco missing or dirty", no_target.sum(), path.name)
+    keep = ~(bad_time | bad_loc | no_site | no_target)
+
+    if pft_column is None:
+        pft_column = next((c for c in ABCFLUX_PFT_COLUMNS if c in raw.columns), None)
+    elif pft_column not in raw.columns:
+        raise InputError(f"{path}: PFT column {pft_column} missing; found columns "
+                         f"{_first(raw.columns)}")
+    if pft_column is not None:
+        pft = raw[pft_column].astype(str).str.strip()
+        pft = pft.where(~pft.isin(["", "-", "NA", "NaN", "nan", "None"]), UNKNOWN_PFT)
+    else:
+        pft = pd.Series(UNKNOWN_PFT, index=raw.index)
+
+    ym = pd.DataFrame({"year": year.where(keep, 2000).astype(np.int64),
+                       "month": month.where(keep, 1).astype(np.int64), "day": 1})
+    obs = pd.DataFrame({"site": site, "lat": lat, "lon": ((lon + 180.0) % 360.0) - 180.0,
+                        "pft": pft, "time": pd.to_datetime(ym).astype("datetime64[ns]"),
+                        "ter": reco,
+                        "source": path.name})
+    for var in variables:
+        obs[var] = numeric(var) if var in raw.columns else np.nan
+    obs = obs[keep].reset_index(drop=True)
+    dup = obs.duplicated(["site", "time"], keep="first")
+    report.remove("duplicate site_name/year/month (first kept)", dup.sum(), path.name)
+    obs = obs[~dup].reset_index(drop=True)
+    report.kept_per_site = rows_per_site(obs)
+    log.info("%s: %d of %d rows kept at %d sites", path.name, len(obs), report.rows_read,
+             len(report.kept_per_site))
+    return obs, report

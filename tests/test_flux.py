@@ -1,0 +1,294 @@
+"""Flux-site readers on the 20 real FLUXNET2015 sites and on small files written here."""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ciml_ter.data import flux
+from ciml_ter.errors import InputError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fluxnet2015_mm"
+SITES = DATA / "sites.csv"
+DK_SOR = DATA / "FLX_DK-Sor_FLUXNET2015_SUBSET_MM_1996-2014_2-4.csv"
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real FLUXNET data not at {DATA}")
+
+
+def _independent_expectation() -> dict[str, pd.DataFrame]:
+    """Per site: the months that must pass and their TER, with plain pandas (no engine code)."""
+    out = {}
+    for path in sorted(DATA.glob("FLX_*_FLUXNET2015_SUBSET_MM_*.csv")):
+        site = path.name.split("_")[1]
+        raw = pd.read_csv(path)
+        reco, qc = raw["RECO_NT_VUT_REF"], raw["NEE_VUT_REF_QC"]
+        ok = (reco != -9999) & (qc != -9999) & (qc >= 0.75)
+        ts = raw.loc[ok, "TIMESTAMP"].astype(int)
+        years, months = ts // 100, ts % 100
+        days = [pd.Period(year=int(y), month=int(m), freq="M").days_in_month
+                for y, m in zip(years, months)]
+        out[site] = pd.DataFrame({"TIMESTAMP": ts.to_numpy(),
+                                  "ter": reco[ok].to_numpy() * np.array(days, dtype=float)})
+    return out
+
+
+@pytest.fixture(scope="module")
+def real():
+    obs, report = flux.read_fluxnet_dir(DATA, variables=("TA_F", "SWC_F_MDS_1"))
+    return obs, report
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return _independent_expectation()
+
+
+def test_twenty_sites_found(real, expected):
+    obs, report = real
+    assert len(expected) == 20
+    assert sorted(obs["site"].unique()) == sorted(expected)
+    assert len(report.files) == 20
+
+
+def test_exact_site_month_counts_per_site(real, expected):
+    obs, report = real
+    want = {site: len(df) for site, df in expected.items()}
+    got = obs.groupby("site").size().to_dict()
+    assert got == want
+    assert report.kept_per_site == want
+    assert report.rows_kept == sum(want.values()) == len(obs)
+    # a few values pinned as well, so the independent computation itself is checked
+    assert want["DK-Sor"] == 205 and want["GL-ZaH"] == 59 and want["US-Los"] == 93
+    assert want["SJ-Blv"] == 12 and sum(want.values()) == 2636
+
+
+def test_months_and_ter_match_independent_computation(real, expected):
+    obs, _ = real
+    for site, want in expected.items():
+        got = obs[obs["site"] == site].sort_values("time")
+        stamps = (got["time"].dt.year * 100 + got["time"].dt.month).to_numpy()
+        np.testing.assert_array_equal(stamps, want["TIMESTAMP"].to_numpy())
+        np.testing.assert_allclose(got["ter"].to_numpy(), want["ter"].to_numpy(), rtol=1e-12)
+
+
+def test_removed_counts_by_rule(real):
+    _, report = real
+    # 3180 raw rows: 84 without a target (CA-Obs 24, US-Los 48, US-NR1 12), 460 with low QC
+    assert report.rows_read == 3180
+    assert report.removed[f"{flux.TARGET} missing (-9999)"] == 84
+    assert report.removed[f"{flux.QC} < 0.75 or missing"] == 460
+    assert report.rows_read - sum(report.removed.values()) == report.rows_kept
+
+
+def test_unit_conversion_by_hand(real):
+    obs, _ = real
+    dk = obs[obs["site"] == "DK-Sor"].set_index("time")["ter"]
+    # raw RECO_NT_VUT_REF (g C m-2 d-1) in the DK-Sor file, copied by hand
+    assert dk[pd.Timestamp("2004-02-01")] == pytest.approx(1.82217 * 29)  # leap February
+    assert dk[pd.Timestamp("2008-02-01")] == pytest.approx(2.35129 * 29)  # leap February
+    assert dk[pd.Timestamp("2005-02-01")] == pytest.approx(1.97417 * 28)
+    assert dk[pd.Timestamp("2004-07-01")] == pytest.approx(10.0118 * 31)
+    # US-Los February 2008 has NEE_VUT_REF_QC = 0: dropped
+    los = obs[obs["site"] == "US-Los"]
+    assert pd.Timestamp("2008-02-01") not in set(los["time"])
+
+
+def test_site_metadata_and_columns(real):
+    obs, _ = real
+    assert list(obs.columns[:7]) == list(flux.OBS_COLUMNS)
+    assert obs["time"].dtype == "datetime64[ns]"
+    assert (obs["time"].dt.day == 1).all()
+    obs_site = obs.drop_duplicates("site").set_index("site")
+    assert obs_site.loc["CA-Obs", "lat"] == pytest.approx(53.9872)
+    assert obs_site.loc["CA-Obs", "lon"] == pytest.approx(-105.1178)
+    assert obs_site.loc["SJ-Blv", "pft"] == "SNO"
+    assert obs_site.loc["AU-Tum", "pft"] == "EBF"
+    # -9999 never survives; meteorology carried along, NaN where the column is absent
+    assert not (obs.select_dtypes("number") == -9999).any().any()
+    assert obs.loc[obs["site"] == "FR-Pue", "SWC_F_MDS_1"].isna().all()
+    dk = obs[obs["site"] == "DK-Sor"].set_index("time")
+    assert dk.loc[pd.Timestamp("2004-07-01"), "TA_F"] == pytest.approx(14.566)
+
+
+def test_counts_are_logged(caplog):
+    with caplog.at_level(logging.INFO, logger="ciml_ter.flux"):
+        flux.read_fluxnet_dir(DK_SOR)
+    text = caplog.text
+    assert "23 rows removed (NEE_VUT_REF_QC < 0.75 or missing)" in text
+    assert "205 of 228 months kept" in text
+
+
+def _write_small(path: Path, rows: list[tuple], columns=("TIMESTAMP", "RECO_NT_VUT_REF",
+                                                         "NEE_VUT_REF_QC", "TA_F")) -> Path:
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def _sites(path: Path, *ids: str) -> Path:
+    rows = [{"SITE_ID": s, "LOCATION_LAT": 42.5, "LOCATION_LONG": 287.8, "IGBP": "DBF"}
+            for s in ids]
+    pd.DataFrame(rows).to_csv(path / "sites.csv", index=False)
+    return path / "sites.csv"
+
+
+def test_oneflux_names_missing_values_and_fullset_preferred(tmp_path):
+    _sites(tmp_path, "US-Ha1")
+    _write_small(tmp_path / "AMF_US-Ha1_FLUXNET_SUBSET_MM_1991-2020_3-5.csv",
+                 [(200001, 1.0, 1.0, 1.0), (200002, 1.0, 1.0, 1.0)])
+    _write_small(tmp_path / "AMF_US-Ha1_FLUXNET_FULLSET_MM_1991-2020_3-5.csv",
+                 [(200001, 2.0, 0.9, -9999), (200002, -9999, 1.0, 0.0), (200003, 3.0, -9999, 0.0),
+                  (200004, 4.0, 0.5, 0.0), (200005, 5.0, 0.75, 0.0)])
+    (tmp_path / "AMF_US-Ha1_FLUXNET_FULLSET_DD_1991-2020_3-5.csv").write_text("TIMESTAMP\n")
+    obs, report = flux.read_fluxnet_dir(tmp_path, variables=("TA_F",))
+    assert flux.fluxnet_site_id(Path("AMF_US-Ha1_FLUXNET_SUBSET_MM_1991-2020_3-5.csv")) == "US-Ha1"
+    assert flux.fluxnet_site_id(Path("AMF_US-Ha1_FLUXNET_FULLSET_DD_1991-2020_3-5.csv")) is None
+    by_time = obs.set_index("time")
+    # January from FULLSET (2.0 x 31), February from SUBSET (FULLSET target is -9999), May kept
+    # at QC exactly 0.75; March (QC -9999) and April (QC 0.5) dropped
+    assert list(by_time.index.month) == [1, 2, 5]
+    assert by_time["ter"].tolist() == pytest.approx([62.0, 29.0, 155.0])  # 2000 is leap
+    assert np.isnan(by_time["TA_F"].iloc[0])
+    assert by_time["lon"].iloc[0] == pytest.approx(287.8 - 360.0)
+    assert report.removed["same site-month in another file (first kept)"] == 1
+    assert report.removed[f"{flux.TARGET} missing (-9999)"] == 1
+    assert report.removed[f"{flux.QC} < 0.75 or missing"] == 2
+
+
+def test_missing_target_column_names_file(tmp_path):
+    raw = pd.read_csv(DK_SOR).drop(columns=["RECO_NT_VUT_REF"])
+    bad = tmp_path / DK_SOR.name
+    raw.to_csv(bad, index=False)
+    shutil.copy(SITES, tmp_path / "sites.csv")
+    with pytest.raises(InputError) as err:
+        flux.read_fluxnet_dir(tmp_path)
+    msg = str(err.value)
+    assert str(bad) in msg and "RECO_NT_VUT_REF" in msg and "missing" in msg
+    assert "\n" not in msg
+
+
+def test_missing_qc_column(tmp_path):
+    path = _write_small(tmp_path / "FLX_XX-Abc_FLUXNET2015_SUBSET_MM_2000-2000_1-4.csv",
+                        [(200001, 1.0, 1.0)], columns=("TIMESTAMP", "RECO_NT_VUT_REF", "TA_F"))
+    with pytest.raises(InputError, match="NEE_VUT_REF_QC"):
+        flux.read_fluxnet_csv(path)
+
+
+def test_daily_file_rejected(tmp_path):
+    path = _write_small(tmp_path / "FLX_XX-Abc_FLUXNET2015_SUBSET_MM_2000-2000_1-4.csv",
+                        [(20000101, 1.0, 1.0, 0.0)])
+    with pytest.raises(InputError, match=r"TIMESTAMP.*20000101.*YYYYMM"):
+        flux.read_fluxnet_csv(path)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="no FLUXNET monthly CSV") as err:
+        flux.read_fluxnet_dir(tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_folder_with_only_daily_files(tmp_path):
+    (tmp_path / "FLX_XX-Abc_FLUXNET2015_SUBSET_DD_2000-2000_1-4.csv").write_text("TIMESTAMP\n")
+    with pytest.raises(InputError, match="found only other FLUXNET files"):
+        flux.read_fluxnet_dir(tmp_path)
+
+
+def test_missing_folder_and_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        flux.read_fluxnet_dir(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="not found") as err:
+        flux.read_fluxnet_csv(tmp_path / "FLX_XX-Abc_FLUXNET2015_SUBSET_MM_2000-2000_1-4.csv")
+    assert "FLX_XX-Abc" in str(err.value)
+    with pytest.raises(InputError, match="ABCflux CSV not found"):
+        flux.read_abcflux(tmp_path / "abcflux.csv")
+
+
+def test_site_absent_from_site_table(tmp_path):
+    shutil.copy(DK_SOR, tmp_path / DK_SOR.name)
+    _sites(tmp_path, "US-Ha1")
+    with pytest.raises(InputError) as err:
+        flux.read_fluxnet_dir(tmp_path)
+    msg = str(err.value)
+    assert "DK-Sor" in msg and "SITE_ID" in msg and str(tmp_path / "sites.csv") in msg
+
+
+def test_site_table_missing_or_incomplete(tmp_path):
+    shutil.copy(DK_SOR, tmp_path / DK_SOR.name)
+    with pytest.raises(InputError, match="site table not found"):
+        flux.read_fluxnet_dir(tmp_path)
+    pd.DataFrame({"SITE_ID": ["DK-Sor"], "LOCATION_LAT": [55.5]}).to_csv(
+        tmp_path / "sites.csv", index=False)
+    with pytest.raises(InputError, match="LOCATION_LONG, IGBP"):
+        flux.read_fluxnet_dir(tmp_path)
+
+
+def test_single_file_accepted(tmp_path):
+    shutil.copy(DK_SOR, tmp_path / DK_SOR.name)
+    shutil.copy(SITES, tmp_path / "sites.csv")
+    obs, report = flux.read_fluxnet_dir(tmp_path / DK_SOR.name)
+    assert len(obs) == 205 and report.kept_per_site == {"DK-Sor": 205}
+
+
+# ----------------------------------------------------------------------------- ABCflux
+ABC_HEADER = "site_name,latitude,longitude,year,month,reco,tair\n"
+ABC_DESCRIPTION = ('"Name of the site","Latitude, decimal degrees","Longitude, decimal degrees",'
+                   '"Year","Month (1-12)","Ecosystem respiration, g C m-2 month-1","degC"\n')
+ABC_ROWS = (
+    "Site A,68.5,-149.5,2004,2,12.5,-20\n"     # kept
+    "Site A,68.5,-149.5,2004,3,-,-15\n"        # reco dirty "-"
+    "Site A,68.5,-149.5,2004,4,inf,-5\n"       # reco dirty "inf"
+    "Site A,68.5,-149.5,2004,5,NA,2\n"         # reco dirty "NA"
+    "Site A,68.5,-149.5,2004,6,,8\n"           # reco empty
+    "Site A,68.5,-149.5,2004,7,40.25,NA\n"     # kept, tair dirty
+    "Site B,61.8,24.3,2010,13,5.0,1\n"         # bad month
+    "Site B,61.8,24.3,-,8,5.0,1\n"             # dirty year
+    "Site B,61.8,24.3,2010,8,30,12\n"          # kept
+    "Site B,61.8,24.3,2010,8,31,12\n"          # duplicate site-month
+)
+
+
+def test_abcflux_description_row_under_header_and_dirty_cells(tmp_path, caplog):
+    path = tmp_path / "abcflux.csv"
+    path.write_text(ABC_HEADER + ABC_DESCRIPTION + ABC_ROWS)
+    with caplog.at_level(logging.INFO, logger="ciml_ter.flux"):
+        obs, report = flux.read_abcflux(path, variables=("tair", "TA_F"))
+    assert report.rows_read == 11
+    assert report.removed["description row (text where numbers belong)"] == 1
+    assert report.removed["reco missing or dirty"] == 4
+    assert report.removed["year/month missing or invalid"] == 2
+    assert report.removed["duplicate site_name/year/month (first kept)"] == 1
+    assert report.dirty_cells == {"year": 1, "reco": 3, "tair": 1}
+    assert report.kept_per_site == {"Site A": 2, "Site B": 1}
+    assert obs["ter"].tolist() == [12.5, 40.25, 30.0]  # already g C m-2 month-1: no scaling
+    assert obs["time"].tolist() == [pd.Timestamp("2004-02-01"), pd.Timestamp("2004-07-01"),
+                                    pd.Timestamp("2010-08-01")]
+    assert (obs["pft"] == "UNK").all()
+    assert obs["tair"].iloc[0] == -20 and np.isnan(obs["tair"].iloc[1])
+    assert obs["TA_F"].isna().all()
+    assert obs["lat"].tolist() == [68.5, 68.5, 61.8]
+    assert "3 dirty cells in column reco treated as missing" in caplog.text
+    assert "4 rows removed (reco missing or dirty)" in caplog.text
+
+
+def test_abcflux_description_above_header_and_pft_column(tmp_path):
+    path = tmp_path / "abcflux.csv"
+    path.write_text("ABCflux v1: Arctic-boreal CO2 fluxes, monthly; see Virkkala et al. 2022\n"
+                    "site_name,latitude,longitude,year,month,reco,pft\n"
+                    "Site C,70.0,190.0,2008,2,3.5,GRA\n"
+                    "Site C,70.0,190.0,2008,3,4.5,\n")
+    obs, report = flux.read_abcflux(path)
+    assert any("description line" in n for n in report.notes)
+    assert obs["pft"].tolist() == ["GRA", "UNK"]
+    assert obs["lon"].tolist() == pytest.approx([-170.0, -170.0])
+    assert report.rows_kept == 2
+
+
+def test_abcflux_without_required_columns(tmp_path):
+    path = tmp_path / "abcflux.csv"
+    path.write_text("site,lat,lon,year,month,reco\nA,1,2,2000,1,3\n")
+    with pytest.raises(InputError) as err:
+        flux.read_abcflux(path)
+    assert str(path) in str(err.value) and "site_name" in str(err.value)
