@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ciml_ter import __version__
@@ -25,6 +28,55 @@ app.add_typer(config_app, name="config")
 
 out = Console(highlight=False, soft_wrap=True)  # no wrapping of long paths in messages
 err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _progress(title: str):
+    """A rich progress bar (on stderr); yields ``update(done, total, message)``."""
+    with Progress(TextColumn(f"{title} [{{task.completed}}/{{task.total}}]"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=False) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(done: int, total: int, message: str = "") -> None:
+            bar.update(task, completed=done, total=total, description=message)
+
+        yield update
+
+
+def _load(config_path: Optional[Path]):
+    from ciml_ter.config import PipelineConfig, load_config
+
+    return load_config(config_path) if config_path else PipelineConfig()
+
+
+CONFIG_OPTION = typer.Option(None, "--config", help="Pipeline config (TOML); defaults if omitted.")
+
+
+def _with_options(config, **overrides):
+    """The config with command-line values (dotted keys; None = not given), validated."""
+    from ciml_ter.config import config_from_dict
+
+    data = config.to_dict()
+    for dotted, value in overrides.items():
+        if value is not None:
+            section, _, key = dotted.rpartition("__")
+            (data[section] if section else data)[key] = value
+    return config_from_dict(data, "command line")
+
+
+def _print_metrics(metrics_path: Path) -> None:
+    """A table of test metrics of the model and each baseline (from metrics.json)."""
+    metrics = json.loads(metrics_path.read_text())
+    table = Table(title=f"test metrics on held-out sites ({metrics['units']})")
+    for column in ("model", "MAE", "rMAE", "R2", "slope obs~est", "n"):
+        table.add_column(column)
+    rows = [("causal XGBoost" if metrics["model"].get("causal") else "XGBoost", metrics["model"]["test"])]
+    rows += [(name, entry["test"]) for name, entry in metrics.get("baselines", {}).items()]
+    for name, m in rows:
+        table.add_row(name, f"{m['mae']:.2f}", f"{m['rmae']:.3f}", f"{m['r2']:.3f}",
+                      f"{m['slope_obs_on_est']:.3f}", str(m["n"]))
+    out.print(table)
 
 
 @app.callback()
@@ -120,21 +172,99 @@ def config_check(path: Path = typer.Argument(..., help="TOML config file to vali
 
 
 @app.command()
+def features(cube: Path = typer.Option(..., "--cube", help="Input cube (Zarr store or NetCDF) meeting "
+                                       "the input contract."),
+             features_out: Path = typer.Option(..., "--out", help="Monthly predictor cube to write (Zarr)."),
+             res: Optional[float] = typer.Option(None, "--res", help="Output resolution in degrees: an "
+                                                 "integer multiple of the input's (default: the input's)."),
+             device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+             config_path: Optional[Path] = CONFIG_OPTION):
+    """Build the monthly predictor cube: composites, NIRv/LSWI, SCVTG, static layers, resampling."""
+    from ciml_ter.features import build_features
+
+    config = _load(config_path)
+    with _progress("features") as update:
+        summary = build_features(cube, features_out, res=res, config=config.features, device=device,
+                                 progress=update)
+    out.print(f"wrote {summary['out']}: {len(summary['features'])} features x {summary['months']} months "
+              f"on a {summary['grid'][0]} x {summary['grid'][1]} grid (factor {summary['factor']}, "
+              f"SCVTG years {summary['scvtg_years']}, {summary['device']})")
+
+
+@app.command()
+def causal(sites_table: Path = typer.Option(..., "--sites", help="Site-month table (Parquet)."),
+           weights_out: Path = typer.Option(..., "--out", help="Causal weights to write (JSON)."),
+           config_path: Optional[Path] = CONFIG_OPTION):
+    """PCMCI+ causal feature weights (pooled and per PFT) from a site-month table."""
+    from ciml_ter.causal import causal_command
+
+    with _progress("causal") as update:
+        path = causal_command(sites_table, weights_out, _load(config_path), progress=update)
+    pooled = json.loads(path.read_text()).get("pooled", {})
+    parents = pooled.get("parents", [])
+    out.print(f"wrote {path}: parents of ter: {', '.join(parents) if parents else 'none found'}")
+
+
+@app.command()
+def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month table (Parquet)."),
+          model_dir: Path = typer.Option(..., "--out", help="Model directory to write."),
+          weights: Optional[Path] = typer.Option(None, "--weights", help="Causal weights from "
+                                                 "'ciml-ter causal' (default: run the causal step)."),
+          no_causal: bool = typer.Option(False, "--no-causal", help="Plain XGBoost, no causal weights."),
+          folds: Optional[int] = typer.Option(None, "--folds", help="Folds grouped by site (default 10)."),
+          seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per fold (default 20)."),
+          device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
+          config_path: Optional[Path] = CONFIG_OPTION):
+    """Train the ensemble (folds x seeds, grouped by site) and evaluate it against baselines."""
+    from ciml_ter.model import train_command
+
+    if weights and no_causal:
+        raise CimlTerError("--weights and --no-causal exclude each other: give one")
+    config = _with_options(_load(config_path), train__folds=folds, train__seeds=seeds,
+                           device=device, train__causal=False if no_causal else None)
+    with _progress("train") as update:
+        path = train_command(sites_table, model_dir, config, weights_path=weights, progress=update)
+    _print_metrics(Path(path) / "metrics.json")
+    out.print(f"wrote {path} (metrics.json, tables, figures)")
+
+
+@app.command()
+def evaluate(model_dir: Path = typer.Option(..., "--model", help="Model directory from 'ciml-ter train'."),
+             sites_table: Optional[Path] = typer.Option(None, "--sites", help="Site-month table "
+                                                        "(default: the one the model was trained on)."),
+             eval_out: Path = typer.Option(..., "--out", help="Directory for metrics, tables, figures."),
+             temperature: Optional[str] = typer.Option(None, "--temperature", help="Temperature column "
+                                                       "for Lloyd-Taylor/Q10 (default TA_F, lst_night, lst_day)."),
+             config_path: Optional[Path] = CONFIG_OPTION):
+    """Metrics of a trained model (test and overall, by site, PFT, latitude band) and baselines."""
+    from ciml_ter.evaluate import evaluate_command
+
+    with _progress("evaluate") as update:
+        path = evaluate_command(model_dir, eval_out, _load(config_path), sites_path=sites_table,
+                                temperature=temperature, progress=update)
+    _print_metrics(Path(path) / "metrics.json")
+    out.print(f"wrote {path}")
+
+
+@app.command()
 def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or file) of FLUXNET2015 / "
                                              "ONEFlux monthly CSVs with sites.csv beside them; repeatable."),
           abcflux: list[Path] = typer.Option([], "--abcflux", help="ABCflux CSV; repeatable."),
+          features_cube: Optional[Path] = typer.Option(None, "--features", help="Feature cube from "
+                                                       "'ciml-ter features': predictors at each site's pixel."),
+          window: int = typer.Option(1, "--window", help="1: nearest pixel; 3: median of the 3 x 3 pixels."),
           table: Path = typer.Option(..., "--out", help="Site-month table to write (Parquet).")):
     """Build the site-month table (site, lat, lon, pft, time, ter + predictors) from flux data.
 
-    Without a feature cube the predictors are each tower's own monthly meteorology plus
-    latitude and month (site-only mode).
+    With --features the predictors come from the cube at each site's pixel; without it they are
+    each tower's own monthly meteorology plus latitude and month (site-only mode).
     """
     from ciml_ter.sites import build_site_table, write_site_table
 
-    frame, report = build_site_table(fluxnet, abcflux)
+    frame, report = build_site_table(fluxnet, abcflux, features=features_cube, window=window)
     for line in report.lines():
         out.print(line, markup=False)
-    write_site_table(frame, table)
+    write_site_table(frame, table, mode=report.mode)
     out.print(f"wrote {table}: {len(frame):,} site-months of {frame['site'].nunique()} sites")
 
 

@@ -29,11 +29,16 @@ class GridConfig:
 
 @dataclass
 class FeaturesConfig:
-    """SCVTG settings: envelope levels (fraction of the Vbottom..Vtop range), top/bottom share."""
+    """Feature cube: Savitzky-Golay envelope (window in days, polynomial order, iterations),
+    SCVTG levels (fractions of the Vbottom..Vtop range) and top/bottom share, and the height
+    of the row bands processed at once (0: chosen from a 1 GiB memory budget)."""
 
+    sg_window: int = 61
+    sg_order: int = 3
+    sg_max_iter: int = 10
     levels: tuple[float, ...] = (0.75, 0.5, 0.25)
     extreme_share: float = 0.05
-    sg_max_iter: int = 10
+    band_rows: int = 0
 
 
 @dataclass
@@ -135,7 +140,10 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "grid.years": (lambda v: 1980 <= v[0] <= v[1] <= 2100, "first, last years with first <= last"),
     "features.levels": (lambda v: len(v) > 0 and all(0 < x < 1 for x in v), "fractions in (0, 1)"),
     "features.extreme_share": (lambda v: 0 < v < 0.5, "a fraction in (0, 0.5)"),
+    "features.sg_window": (lambda v: v >= 3 and v % 2 == 1, "an odd number of days >= 3"),
+    "features.sg_order": (lambda v: 0 <= v <= 6, "a polynomial order in 0..6"),
     "features.sg_max_iter": (lambda v: v >= 0, "an integer >= 0"),
+    "features.band_rows": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "causal.pc_alpha": (lambda v: 0 < v < 1, "a significance level in (0, 1)"),
     "causal.tau_max": (lambda v: v >= 0, "an integer lag >= 0"),
     "causal.weight_floor": (lambda v: 0 <= v < 1, "a weight in [0, 1)"),

@@ -13,9 +13,9 @@
     - ``month``: 1-12 of the observation; with ``cyclic_month=True`` also ``month_sin`` and
       ``month_cos`` (off by default: they are exact functions of ``month`` and such
       deterministic twins confuse conditional-independence tests in causal discovery).
-* **cube mode** (later step): predictors from a feature cube at each site's pixel, via a
-  function with the signature of :func:`site_only_predictors` (observations in,
-  ``(table, predictor names)`` out); ``build_site_table(features=...)`` will dispatch to it.
+* **cube mode**: predictors from a feature cube (``ciml-ter features``) at each site's pixel
+  (nearest, or the 3 x 3 median), joined by month; sites outside the grid or on water and
+  months outside the cube's period are left out and reported (:func:`cube_predictors`).
 
 The table has columns ``site, lat, lon, pft, time, ter`` (time = month start,
 datetime64; ter in g C m-2 month-1), then the predictor columns in training order. The
@@ -52,6 +52,7 @@ class SiteTableReport:
     mode: str = "site-only"
     predictors: list[str] = field(default_factory=list)
     missing_predictors: dict[str, list[str]] = field(default_factory=dict)
+    dropped_sites: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -63,11 +64,14 @@ class SiteTableReport:
         for var, sites in self.missing_predictors.items():
             out.append(f"{var} absent or all missing (NaN) at {len(sites)} site(s): "
                        f"{', '.join(sites)}")
+        for reason, sites in self.dropped_sites.items():
+            out.append(f"left out, {reason}: {len(sites)} site(s): {', '.join(sites)}")
         return out
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "predictors": list(self.predictors),
-                "missing_predictors": dict(self.missing_predictors), **self.flux.as_dict()}
+                "missing_predictors": dict(self.missing_predictors),
+                "dropped_sites": dict(self.dropped_sites), **self.flux.as_dict()}
 
 
 def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
@@ -116,21 +120,79 @@ def site_only_predictors(obs: pd.DataFrame, *, meteo: Sequence[str] = SITE_ONLY_
     return table, predictors
 
 
+def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
+                    ) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
+    """Predictors from a feature cube at each site's pixel, joined by month.
+
+    ``window`` 1 takes the nearest pixel, 3 the median of the 3 x 3 pixels around it (NaN
+    ignored). Sites outside the grid or on a water pixel are left out and listed in the
+    returned ``dropped`` mapping (reason -> sites), as are months outside the cube's period.
+    """
+    from ciml_ter.data.cube import open_cube
+
+    if window not in (1, 3):
+        raise InputError(f"window: expected 1 (nearest pixel) or 3 (3 x 3 median), found {window}")
+    cube = open_cube(features)
+    if "features" not in cube.attrs:
+        raise InputError(f"{features}: no 'features' attribute; expected a cube written by "
+                         "'ciml-ter features'")
+    names = json.loads(cube.attrs["features"])
+    lat, lon = cube.lat.values, cube.lon.values
+    dlat, dlon = abs(lat[1] - lat[0]) if lat.size > 1 else 1.0, abs(lon[1] - lon[0]) if lon.size > 1 else 1.0
+    months = pd.DatetimeIndex(cube.time.values)
+    land = np.asarray(cube.land.values, dtype=bool)
+    dropped: dict[str, list[str]] = {}
+    parts = []
+    half = window // 2
+    for site, rows in obs.groupby("site", sort=True):
+        slat, slon = float(rows["lat"].iloc[0]), float(rows["lon"].iloc[0])
+        i, j = int(np.abs(lat - slat).argmin()), int(np.abs(lon - slon).argmin())
+        if abs(lat[i] - slat) > dlat / 2 + 1e-9 or abs(lon[j] - slon) > dlon / 2 + 1e-9:
+            dropped.setdefault("outside the grid", []).append(str(site))
+            continue
+        if not land[i, j]:
+            dropped.setdefault("on a water pixel", []).append(str(site))
+            continue
+        ys = slice(max(i - half, 0), i + half + 1)
+        xs = slice(max(j - half, 0), j + half + 1)
+        block = np.stack([np.asarray(cube[n].isel(lat=ys, lon=xs).values, dtype=float) for n in names])
+        with np.errstate(all="ignore"):
+            values = block[:, :, 0, 0] if window == 1 else np.nanmedian(block.reshape(*block.shape[:2], -1), axis=2)
+        index = months.get_indexer(pd.DatetimeIndex(rows["time"]))
+        inside = index >= 0
+        if not inside.all():
+            dropped.setdefault("months outside the cube period", []).append(f"{site} ({(~inside).sum()})")
+        table = rows.loc[inside, list(BASE_COLUMNS)].copy()
+        for k, n in enumerate(names):
+            table[n] = values[k, index[inside]]
+        parts.append(table)
+    if not parts:
+        raise InputError(f"{features}: no flux site falls on a land pixel of the cube "
+                         f"({', '.join(f'{k}: {len(v)}' for k, v in dropped.items())})")
+    return pd.concat(parts, ignore_index=True), names, dropped
+
+
 def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
                      features: Path | None = None, meteo: Sequence[str] = SITE_ONLY_METEO,
-                     cyclic_month: bool = False,
+                     cyclic_month: bool = False, window: int = 1,
                      site_table: Path | None = None) -> tuple[pd.DataFrame, SiteTableReport]:
     """Build the site-month table from FLUXNET folders and ABCflux CSVs.
 
-    Without ``features`` (site-only mode) the predictors are the tower meteorology
+    With ``features`` (a cube from ``ciml-ter features``) the predictors are the cube's at each
+    site's pixel (``window`` 1 or 3); without it (site-only mode) the tower meteorology
     ``meteo`` plus ``lat`` and ``month`` (see the module docstring).
-    Returns the table and a report (counts per rule, predictor order).
+    Returns the table and a report (counts per rule, predictor order, sites left out).
     """
-    if features is not None:
-        raise InputError(f"{features}: predictors from a feature cube are not implemented yet; "
-                         "omit --features to build a site-only table from tower meteorology")
     obs, flux_report = read_observations(fluxnet_dirs, abcflux_files, variables=meteo,
                                          site_table=site_table)
+    if features is not None:
+        table, predictors, dropped = cube_predictors(obs, Path(features), window=window)
+        for reason, sites in dropped.items():
+            log.info("sites %s: %s", reason, ", ".join(sites))
+        report = SiteTableReport(flux=flux_report, mode=f"cube {features}", predictors=predictors,
+                                 dropped_sites=dropped)
+        table.attrs["predictors"] = list(predictors)
+        return table, report
     table, predictors = site_only_predictors(obs, meteo=meteo, cyclic_month=cyclic_month)
     missing = {}
     for var in meteo:
@@ -170,19 +232,32 @@ def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] 
 
 
 def read_site_table(path: Path) -> tuple[pd.DataFrame, dict]:
-    """Read a site-month Parquet table and its ``ciml_ter`` metadata (predictor order)."""
+    """Read a site-month Parquet table and its ``ciml_ter`` schema metadata.
+
+    The metadata (written by :func:`write_site_table`) gives the predictor order; a table
+    from elsewhere has none, and ``meta`` is then empty (``predictors`` absent).
+    """
     import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: site table not found (no such file)")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises many types for a file that is not Parquet
+        raise InputError(f"{path}: expected a Parquet site-month table, could not read it "
+                         f"({type(exc).__name__}: {exc})") from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise InputError(f"{path}: Parquet metadata key 'ciml_ter' missing; expected a table "
-                         "written by 'ciml-ter sites'")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw) if raw is not None else {}
+        predictors = meta.get("predictors")
+        if predictors is not None and not (isinstance(predictors, list)
+                                           and all(isinstance(p, str) for p in predictors)):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise InputError(f"{path}: schema metadata 'ciml_ter': expected JSON with a 'predictors' "
+                         f"list of column names, found {raw[:60]!r}") from None
     df = table.to_pandas()
-    df["time"] = pd.to_datetime(df["time"]).astype("datetime64[ns]")
-    df.attrs["predictors"] = list(meta.get("predictors", []))
+    if "time" in df.columns:
+        df["time"] = pd.to_datetime(df["time"]).astype("datetime64[ns]")
     return df, meta

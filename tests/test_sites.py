@@ -83,8 +83,17 @@ def test_read_site_table_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         sites.read_site_table(tmp_path / "none.parquet")
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "plain.parquet")
-    with pytest.raises(InputError, match="ciml_ter"):
-        sites.read_site_table(tmp_path / "plain.parquet")
+    assert sites.read_site_table(tmp_path / "plain.parquet")[1] == {}  # a table from elsewhere
+    (tmp_path / "text.parquet").write_text("site,ter\n")
+    with pytest.raises(InputError, match="text.parquet: expected a Parquet site-month table"):
+        sites.read_site_table(tmp_path / "text.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bad = pa.table({"a": [1]}).replace_schema_metadata({b"ciml_ter": b"[1, 2]"})
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="schema metadata 'ciml_ter': expected JSON with a 'predictors'"):
+        sites.read_site_table(tmp_path / "bad.parquet")
 
 
 def test_cyclic_month_option():
@@ -124,7 +133,7 @@ def test_same_input_twice_keeps_each_site_month_once():
 def test_entry_errors(tmp_path):
     with pytest.raises(InputError, match="no flux input"):
         sites.build_site_table([], [])
-    with pytest.raises(InputError, match="feature cube"):
+    with pytest.raises(InputError, match="f.zarr: cube not found"):
         sites.build_site_table([DATA], [], features=tmp_path / "f.zarr")
     with pytest.raises(InputError, match="no FLUXNET monthly CSV"):
         sites.build_site_table([tmp_path], [])

@@ -1,0 +1,120 @@
+"""Metrics against hand-computed values, temperature baselines, the evaluate command."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from ciml_ter.config import PipelineConfig
+from ciml_ter.errors import InputError
+from ciml_ter.evaluate import (
+    evaluate_command,
+    fit_temperature_model,
+    lat_bands,
+    lloyd_taylor,
+    metrics,
+    q10_model,
+    scale_metrics,
+    temperature_kelvin,
+)
+from ciml_ter.model import train_command
+from test_causal import FEATURES, synthetic_sites
+
+
+def test_metrics_by_hand():
+    obs = np.array([1.0, 2.0, 3.0, 6.0])
+    est = np.array([2.0, 2.0, 2.0, 6.0])
+    m = metrics(obs, est)
+    # errors 1, 0, 1, 0 -> MAE 0.5; mean(obs) 3 -> rMAE 1/6
+    assert m["mae"] == pytest.approx(0.5) and m["rmae"] == pytest.approx(0.5 / 3)
+    # SS_res = 2, SS_tot = 4 + 1 + 0 + 9 = 14
+    assert m["r2"] == pytest.approx(1 - 2 / 14)
+    # d_obs = -2,-1,0,3; d_est = -1,-1,-1,3; cov = 2+1+0+9 = 12; var_est = 12; var_obs = 14
+    assert m["slope_obs_on_est"] == pytest.approx(1.0)
+    assert m["slope_est_on_obs"] == pytest.approx(12 / 14)
+    assert m["n"] == 4
+    m = metrics([1.0, np.nan, 3.0], [1.0, 5.0, np.nan])
+    assert m["n"] == 1 and m["mae"] == 0 and np.isnan(m["r2"])
+
+
+def test_scales_and_bands():
+    frame = pd.DataFrame({"site": ["a", "a", "b", "b"], "pft": ["X", "X", "Y", "Y"],
+                          "lat": [10.0, 10.0, 65.0, 65.0], "ter": [1.0, 3.0, 5.0, 7.0]})
+    est = np.array([2.0, 2.0, 7.0, 7.0])
+    out = scale_metrics(frame, est, est)
+    # site means: obs (2, 6), est (2, 7): MAE 0.5
+    assert out["site_scale"]["test"]["mae"] == pytest.approx(0.5)
+    assert out["by_pft"]["Y"]["test"]["mae"] == pytest.approx(1.0)
+    assert out["by_site"]["a"]["overall"]["mae"] == pytest.approx(1.0)
+    assert set(out["by_lat_band"]) == {"0-30N", "60N-90N"}
+    assert lat_bands(60)[-1] == ("60N-90N", 60.0, 90.0)
+
+
+def test_temperature_models_recover_parameters():
+    t = np.linspace(263.15, 303.15, 60)
+    y = lloyd_taylor(t, 80.0, 250.0)
+    assert fit_temperature_model("lloyd_taylor", t, y) == pytest.approx((80.0, 250.0), rel=1e-3)
+    y = q10_model(t, 60.0, 2.2)
+    assert fit_temperature_model("q10", t, y) == pytest.approx((60.0, 2.2), rel=1e-3)
+    assert lloyd_taylor(288.15, 80.0, 250.0) == pytest.approx(80.0)
+    frame = pd.DataFrame({"TA_F": [10.0, 20.0], "lst_night": [280.0, 290.0]})
+    assert temperature_kelvin(frame)[0] == pytest.approx([283.15, 293.15])
+    assert temperature_kelvin(frame, "lst_night")[0] == pytest.approx([280.0, 290.0])
+    with pytest.raises(InputError, match="temperature column"):
+        temperature_kelvin(frame[[]])
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    frame = synthetic_sites(n_sites=30, n_months=24)
+    frame.loc[frame["site"].isin(["S000", "S003"]), "pft"] = "WET"  # a PFT with 2 sites < 3 folds
+    frame.drop(columns=["truth", "TA_F"]).to_parquet(tmp / "sites.parquet")
+    config = PipelineConfig()
+    config.device = "cpu"
+    config.train.folds, config.train.seeds, config.train.workers = 3, 2, 1
+    config.xgboost.num_boost_round = 200
+    config.xgboost.early_stopping_rounds = 10
+    train_command(tmp / "sites.parquet", tmp / "model", config, evaluate=False)
+    out = evaluate_command(tmp / "model", tmp / "eval", config, temperature="temperature", rf_trees=20,
+                           shap_rows=300)
+    return tmp, out, json.loads((out / "metrics.json").read_text())
+
+
+def test_metrics_json_shape(evaluated):
+    _, out, m = evaluated
+    keys = {"mae", "rmae", "r2", "slope_obs_on_est", "slope_est_on_obs", "n"}
+    assert set(m["model"]["test"]) == keys and set(m["model"]["overall"]) == keys
+    assert {"by_pft", "by_site", "by_lat_band", "site_scale"} <= set(m["model"])
+    assert "WET" in m["model"]["by_pft"]
+    for name in ("xgboost_plain", "lloyd_taylor", "q10", "random_forest"):
+        assert set(m["baselines"][name]["test"]) == keys, name
+    n = m["model"]["test"]["n"]
+    assert m["baselines"]["xgboost_plain"]["test"]["n"] == m["baselines"]["random_forest"]["test"]["n"] == n
+    # rows without temperature cannot get a Lloyd-Taylor estimate: compared on the same rows
+    lt = m["baselines"]["lloyd_taylor"]
+    assert 0.9 * n < lt["test"]["n"] < n and lt["model_on_same_rows"]["n"] == lt["test"]["n"]
+    assert m["baselines"]["lloyd_taylor"]["temperature"] == "temperature"
+    assert m["units"] == "g C m-2 month-1" and len(m["config_hash"]) == 16
+    assert m["model"]["overall"]["mae"] < m["model"]["test"]["mae"]
+    # TER depends on moisture too: the ensembles beat the temperature-only curves on held-out sites
+    for name in ("lloyd_taylor", "q10"):
+        assert m["baselines"][name]["model_on_same_rows"]["mae"] < m["baselines"][name]["test"]["mae"]
+    assert -1 <= m["structure"]["spearman_shap_causal_vs_pcmci"] <= 1
+    for name in ("metrics_summary.csv", "metrics_by_pft.csv", "metrics_by_site.csv", "structure.csv",
+                 "predictions.csv", "scatter_obs_est.png", "pft_mae.png", "importance.png"):
+        assert (out / name).stat().st_size > 0, name
+    structure = pd.read_csv(out / "structure.csv")
+    assert list(structure["feature"]) == FEATURES
+    assert structure["xgb_weight_causal"].sum() == pytest.approx(1.0)
+    assert structure["shap_plain"].sum() == pytest.approx(1.0)
+
+
+def test_evaluate_rejects_other_features(evaluated):
+    tmp, _, _ = evaluated
+    frame = pd.read_parquet(tmp / "sites.parquet").drop(columns="noise3")
+    frame.to_parquet(tmp / "fewer.parquet")
+    with pytest.raises(InputError, match="missing noise3"):
+        evaluate_command(tmp / "model", tmp / "e2", PipelineConfig(device="cpu"), sites_path=tmp / "fewer.parquet",
+                         temperature="temperature")
