@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST := $(BIN)/python -m pytest
 MPI_RANKS ?= 2
 MPI_TIMEOUT ?= 900
-APT_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge
+APT_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge chromium
 
 # OpenMPI refuses root and more ranks than cores unless told; CI runs as root on 2 cores.
 export OMPI_ALLOW_RUN_AS_ROOT := 1

@@ -5,6 +5,8 @@ Arrays follow the cube layout: (time, lat, lon) for monthly fields, (lat, lon) f
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -15,7 +17,9 @@ def driver_shares(shap: np.ndarray) -> np.ndarray:
     over time of |SHAP| per feature divided by its sum over features; the shares of a pixel sum
     to 1 (NaN where every feature's mean |SHAP| is 0 or missing).
     """
-    mean_abs = np.nanmean(np.abs(shap), axis=1)
+    with warnings.catch_warnings():  # ocean pixels: all NaN, "mean of empty slice" is expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_abs = np.nanmean(np.abs(shap), axis=1)
     total = mean_abs.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, mean_abs / total, np.nan)
@@ -105,3 +109,47 @@ def bilinear_regrid(field: np.ndarray, lat: np.ndarray, lon: np.ndarray, new_lat
          + fy * fx * f[..., y0[:, None] + 1, x0[None, :] + 1])
     out[..., np.flatnonzero(oky)[:, None], np.flatnonzero(okx)[None, :]] = v
     return out
+
+
+# --------------------------------------------------------------------------- budgets and trends
+G_PER_PG = 1e15
+LAT_BANDS = {"north of 60N": (60.0, 90.0), "23.5N-60N": (23.5, 60.0), "tropics 23.5S-23.5N": (-23.5, 23.5),
+             "south of 23.5S": (-90.0, -23.5)}
+
+
+def annual_totals(monthly: np.ndarray, years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of each complete year's 12 months per pixel: (years, lat, lon) in units x month.
+
+    ``monthly``: (time, lat, lon); ``years``: (time,) year of each month. A year with fewer than
+    12 months is left out; a pixel missing any month of a year is NaN that year.
+    """
+    kept = [y for y in np.unique(years) if np.sum(years == y) == 12]
+    totals = np.stack([monthly[years == y].sum(axis=0) for y in kept]) if kept else \
+        np.empty((0,) + monthly.shape[1:])
+    return np.asarray(kept), totals
+
+
+def budget(field: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Area integral over land pixels in Pg C of a (..., lat, lon) field in g C m-2 (NaN skipped)."""
+    return np.nansum(field * area, axis=(-2, -1)) / G_PER_PG
+
+
+def trend_maps(totals: np.ndarray, p_threshold: float) -> dict:
+    """Per-pixel Mann-Kendall / Theil-Sen on annual totals (years, lat, lon): slope (units of
+    totals per year), p, tau and the significance mask (p < p_threshold, finite slope)."""
+    from ciml_ter import kernels
+
+    result = kernels.mann_kendall_theil_sen(totals.astype(np.float64))
+    significant = (result.p < p_threshold) & np.isfinite(result.slope)
+    return {"slope": result.slope, "p": result.p, "tau": result.tau, "significant": significant}
+
+
+def series_trend(values: np.ndarray) -> dict:
+    """Mann-Kendall / Theil-Sen of one series (e.g. global annual budgets): slope per step,
+    p-value, and slope as % of the series mean per step."""
+    from ciml_ter import kernels
+
+    result = kernels.mann_kendall_theil_sen(np.asarray(values, dtype=np.float64)[:, None])
+    slope = float(result.slope[0])
+    return {"slope": slope, "p": float(result.p[0]), "tau": float(result.tau[0]),
+            "percent_per_step": 100.0 * slope / float(np.mean(values))}

@@ -247,6 +247,81 @@ def evaluate(model_dir: Path = typer.Option(..., "--model", help="Model director
 
 
 @app.command()
+def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Model directory from "
+                                                     "'ciml-ter train' (default: [paths] model)."),
+            features_cube: Optional[Path] = typer.Option(None, "--features", help="Monthly predictor "
+                                                         "cube, Zarr (default: [paths] features)."),
+            run_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory: manifest, tiles, "
+                                                   "ter.nc (default: [paths] run)."),
+            shap: Optional[bool] = typer.Option(None, "--shap/--no-shap", help="Also write the ensemble "
+                                                "SHAP value of every feature (default: [predict] shap)."),
+            year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths "
+                                               "(job arrays over years)."),
+            device: str = typer.Option("cpu", "--device", help="cpu or cuda (each MPI rank uses GPU "
+                                       "local rank mod GPU count)."),
+            restart: bool = typer.Option(False, "--restart", help="Discard a run directory that holds "
+                                         "another config/model/grid and start over."),
+            config_path: Optional[Path] = CONFIG_OPTION):
+    """Ensemble TER (mean, std across folds, SHAP) for every land pixel and month, tiled; under
+    mpirun/srun rank 0 hands tiles out; a rerun resumes, skipping finished tiles."""
+    from ciml_ter.config import config_path as path_of
+    from ciml_ter.predict import predict_command
+
+    config = _load(config_path)
+    paths = [path_of(config, name, given, year) for name, given in
+             (("model", model_dir), ("features", features_cube), ("run", run_dir))]
+    shap = config.predict.shap if shap is None else shap
+    with _progress("predict") as update:
+        summary = predict_command(*paths, config, shap=shap, device=device, restart=restart,
+                                  progress=update)
+    if summary is None:
+        return  # a worker rank: rank 0 reports
+    out.print(f"{summary['tiles']} land tiles ({summary['ocean_tiles']} ocean tiles skipped): "
+              f"{summary['finished_before']} finished before, {summary['computed']} computed by "
+              f"{summary['workers']} worker(s) in {summary['seconds']:.1f} s "
+              f"({summary['rows']:,} pixel-months, {summary['members']} models, {summary['device']})")
+    out.print(f"wrote {summary['out']}")
+
+
+@app.command()
+def analyze(run_dir: Path = typer.Option(..., "--run", help="Run directory from 'ciml-ter predict'."),
+            analysis_out: Path = typer.Option(..., "--out", help="Directory for the analysis results."),
+            compare: list[Path] = typer.Option([], "--compare", help="Another TER product (NetCDF, "
+                                               "g C m-2 d-1 or month-1); repeatable."),
+            region_mask: list[Path] = typer.Option([], "--region-mask", help="NetCDF with (lat, lon) "
+                                                   "masks on the run's grid; repeatable."),
+            sites_table: Optional[Path] = typer.Option(None, "--sites", help="Site-month table for "
+                                                       "site-level errors of the run and products."),
+            config_path: Optional[Path] = CONFIG_OPTION):
+    """Budgets (Pg C/yr), trends (Mann-Kendall + Theil-Sen), SHAP driver shares, regions, and
+    comparison with other products."""
+    from ciml_ter.analyze import analyze_command
+
+    with _progress("analyze") as update:
+        summary = analyze_command(run_dir, analysis_out, _load(config_path), compare=compare,
+                                  region_masks=region_mask, sites=sites_table, progress=update)
+    b = summary["budget"]
+    line = f"mean annual TER {b['mean_pg_c_yr']:.3f} Pg C/yr over {len(b['years'])} year(s)"
+    if "trend" in summary:
+        line += f"; trend {summary['trend']['slope']:+.4f} Pg C/yr2 ({summary['trend']['percent_per_step']:+.2f} %/yr)"
+    out.print(line)
+    out.print(f"wrote {analysis_out}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Option(..., "--run", help="Run directory from 'ciml-ter predict'."),
+           analysis_dir: Optional[Path] = typer.Option(None, "--analysis", help="Output of 'ciml-ter analyze'."),
+           model_dir: Optional[Path] = typer.Option(None, "--model", help="Model (or evaluate) directory "
+                                                    "with metrics.json and figures."),
+           html_out: Path = typer.Option(..., "--out", help="HTML file to write.")):
+    """One self-contained HTML report: maps, budget series, drivers, model metrics."""
+    from ciml_ter.report import report_command
+
+    path = report_command(run_dir, html_out, analysis_dir=analysis_dir, model_dir=model_dir)
+    out.print(f"wrote {path}")
+
+
+@app.command()
 def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or file) of FLUXNET2015 / "
                                              "ONEFlux monthly CSVs with sites.csv beside them; repeatable."),
           abcflux: list[Path] = typer.Option([], "--abcflux", help="ABCflux CSV; repeatable."),
@@ -288,7 +363,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         message = str(exc) if isinstance(exc, CimlTerError) else _os_error_line(exc)
         err.print(f"error: {message}", markup=False, soft_wrap=True)
+        _abort_mpi_job(2)
         sys.exit(2)
+
+
+def _abort_mpi_job(code: int) -> None:
+    """Under MPI, end every rank (workers may be waiting for tiles that will never come)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
+        sys.stderr.flush()
+        mpi.COMM_WORLD.Abort(code)
 
 
 def _os_error_line(exc: OSError) -> str:

@@ -107,6 +107,23 @@ class GroupsConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Inputs and outputs of a run, for ``ciml-ter run`` and batch jobs; "" = not set.
+
+    ``{year}`` in a path is replaced by the year of a job-array task (``--year``).
+    """
+
+    cube: str = ""
+    fluxnet: list[str] = field(default_factory=list)
+    features: str = ""
+    sites: str = ""
+    model: str = ""
+    run: str = ""
+    analysis: str = ""
+    report: str = ""
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline's settings; ``device`` is "auto", "cpu" or "cuda"."""
 
@@ -120,14 +137,17 @@ class PipelineConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (tuples as lists), as written to TOML."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def stable_hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting but the paths
+        (moving a run's files does not change what it computes)."""
+        settings = {k: v for k, v in self.to_dict().items() if k != "paths"}
+        text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -230,6 +250,20 @@ def _build(cls, data: dict, prefix: str, source: str):
             raise ConfigError(f"{source}: key '{key}': expected {rule[1]}, found {value!r}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def config_path(config: PipelineConfig, name: str, given=None, year: int | None = None) -> Path:
+    """The path for ``name`` (a [paths] key): ``given`` (a command-line value) if set, else the
+    config's, with ``{year}`` filled in; ConfigError when neither is set."""
+    value = given if given is not None else getattr(config.paths, name)
+    if value in (None, ""):
+        raise ConfigError(f"no {name} path: give --{name} or set [paths] {name} in the config")
+    text = str(value)
+    if "{year}" in text:
+        if year is None:
+            raise ConfigError(f"[paths] {name} = {text!r} has a {{year}} placeholder: give --year")
+        text = text.replace("{year}", str(year))
+    return Path(text)
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> PipelineConfig:

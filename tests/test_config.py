@@ -75,3 +75,31 @@ def test_malformed_toml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match=r"nope\.toml: config file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_feature_defaults_are_the_kernels_defaults():
+    from ciml_ter.kernels.envelope import DEFAULT_MAX_ITER, DEFAULT_ORDER, DEFAULT_WINDOW
+    from ciml_ter.kernels.scvtg import DEFAULT_LEVELS, DEFAULT_SHARE
+
+    f = PipelineConfig().features
+    assert (f.sg_window, f.sg_order, f.sg_max_iter) == (DEFAULT_WINDOW, DEFAULT_ORDER, DEFAULT_MAX_ITER)
+    assert f.levels == tuple(DEFAULT_LEVELS) and f.extreme_share == DEFAULT_SHARE
+
+
+def test_paths_from_the_config_or_the_command_line():
+    from pathlib import Path
+
+    from ciml_ter.config import config_path
+
+    c = config_from_dict({"paths": {"model": "m", "run": "runs/{year}/r"}})
+    assert config_path(c, "model") == Path("m")
+    assert config_path(c, "model", given=Path("x")) == Path("x")
+    assert config_path(c, "run", year=2005) == Path("runs/2005/r")
+    with pytest.raises(ConfigError, match=r"\{year\} placeholder: give --year"):
+        config_path(c, "run")
+    with pytest.raises(ConfigError, match="no features path: give --features or set \\[paths\\] features"):
+        config_path(c, "features")
+
+
+def test_hash_ignores_paths():
+    assert config_from_dict({"paths": {"model": "a"}}).stable_hash() == PipelineConfig().stable_hash()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
@@ -10,38 +9,7 @@ from ciml_ter.data.contract import canonical_units, check_cube, require_contract
 from ciml_ter.data.cube import open_cube, write_zarr
 from ciml_ter.errors import InputError
 
-
-def _cube(n_lat=4, n_lon=5, days=20):
-    rng = np.random.default_rng(1)
-    lat = 10.0 - 0.5 * np.arange(n_lat) - 0.25
-    lon = -5.0 + 0.5 * np.arange(n_lon) + 0.25
-    days_ = pd.date_range("2003-01-01", periods=days, freq="D").values
-    eight = pd.date_range("2003-01-01", periods=3, freq="8D").values
-    daily, eight_day, static = ("time", "lat", "lon"), ("time8", "lat", "lon"), ("lat", "lon")
-    shape_d, shape_8, shape_s = (days, n_lat, n_lon), (3, n_lat, n_lon), (n_lat, n_lon)
-    var = {
-        "nir": (daily, rng.uniform(0.2, 0.5, shape_d), "1"),
-        "red": (daily, rng.uniform(0.02, 0.1, shape_d), "1"),
-        "swir1": (daily, rng.uniform(0.1, 0.3, shape_d), "1"),
-        "lst_day": (daily, rng.uniform(280, 310, shape_d), "K"),
-        "lst_night": (daily, rng.uniform(270, 290, shape_d), "K"),
-        "lai": (eight_day, rng.uniform(0, 5, shape_8), "m2 m-2"),
-        "ci": (eight_day, rng.uniform(0.4, 0.9, shape_8), "1"),
-        "pv": (eight_day, rng.uniform(0, 0.5, shape_8), "1"),
-        "npv": (eight_day, rng.uniform(0, 0.3, shape_8), "1"),
-        "bs": (eight_day, rng.uniform(0, 0.2, shape_8), "1"),
-        "soc0": (static, rng.uniform(5, 50, shape_s), "g kg-1"),
-        "soc10": (static, rng.uniform(5, 40, shape_s), "g kg-1"),
-        "soc30": (static, rng.uniform(2, 30, shape_s), "g kg-1"),
-        "land": (static, np.ones(shape_s, dtype=np.uint8), None),
-    }
-    ds = xr.Dataset({k: (dims, v.astype(np.float32) if v.dtype.kind == "f" else v)
-                     for k, (dims, v, _) in var.items()},
-                    coords={"time": days_, "time8": eight, "lat": lat, "lon": lon})
-    for k, (_, _, units) in var.items():
-        if units is not None:
-            ds[k].attrs["units"] = units
-    return ds
+from _support import make_cube as _cube
 
 
 def test_compliant_cube_has_no_problems():

@@ -45,7 +45,7 @@ def test_cluster_has_one_idle_node_with_all_cpus(slurm_cluster):
 
 def test_sbatch_global_run_on_two_tasks(slurm_cluster, tmp_path):
     output = tmp_path / "job.out"
-    env = {**slurm_cluster, "CIML_TER": str(Path(sys.executable).with_name("ciml-ter"))}
+    env = {**slurm_cluster, "CIML_TER": str(Path(sys.executable).with_name("ciml-ter")), "CIML_SMOKE": "1"}
     result = subprocess.run(["sbatch", "--wait", "--ntasks=2", f"--output={output}", f"--chdir={REPO}",
                              str(REPO / "jobs" / "global_run.sh")], env=env, capture_output=True,
                             text=True, timeout=600)
@@ -60,3 +60,31 @@ def test_sbatch_global_run_on_two_tasks(slurm_cluster, tmp_path):
             if line.startswith("│")]
     assert [(row[0], row[3]) for row in rows] == [("0", "0"), ("1", "1")], text
     print(text)
+
+
+def test_sbatch_predict_on_two_tasks_equals_one_rank(slurm_cluster, tmp_path):
+    """The real job script on a small world: the same ter.nc as a 1-rank run in this process."""
+    import hashlib
+
+    from ciml_ter.config import config_from_dict, save_config
+    from ciml_ter.predict import predict_command
+    from world import build_world
+
+    world = build_world(tmp_path / "world")
+    config = config_from_dict({**world["config"].to_dict(), "predict": {"tile_size": 3, "shap": True},
+                               "paths": {"model": str(world["model"]), "features": str(world["features"]),
+                                         "run": str(tmp_path / "run_{year}")}})
+    reference = predict_command(world["model"], world["features"], tmp_path / "one", config, shap=True)
+    cfg = save_config(config, tmp_path / "c.toml")
+    output = tmp_path / "job.out"
+    env = {**slurm_cluster, "CIML_TER": str(Path(sys.executable).with_name("ciml-ter")),
+           "CIML_ARGS": "--year 2003"}
+    result = subprocess.run(["sbatch", "--wait", "--ntasks=2", f"--output={output}", f"--chdir={REPO}",
+                             str(REPO / "jobs" / "global_run.sh"), str(cfg)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    text = output.read_text() if output.exists() else ""
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}\n--- job output ---\n{text}"
+    assert "2 task(s)" in text and "computed by 1 worker(s)" in text and "ciml-ter job finished" in text
+    sha = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "run_2003" / "ter.nc",
+                                                               Path(reference["out"]))]
+    assert sha[0] == sha[1]

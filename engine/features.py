@@ -1,0 +1,226 @@
+"""``ciml-ter features``: the monthly predictor cube from a daily / 8-day input cube.
+
+For each band of grid rows (all longitudes), on the CPU or the GPU: NIRv and LSWI from the
+reflectances (unless given), monthly median composites, the yearly SCVTG of the daily NIRv
+upper envelope (land pixels only), static layers, then block resampling to the target grid.
+Bands are appended to the output Zarr store in order, so memory stays bounded.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ciml_ter import __version__, kernels
+from ciml_ter.config import FeaturesConfig
+from ciml_ter.data.contract import canonical_units, require_contract
+from ciml_ter.data.cube import open_cube, write_zarr
+from ciml_ter.device import get_namespace, resolve_device, to_host
+from ciml_ter.errors import InputError
+
+MONTHLY = ("lst_day", "lst_night", "lswi", "lai", "nirv", "ci", "pv", "npv", "bs")
+STATIC = ("soc0", "soc10", "soc30")
+UNITS = {"lst_day": "K", "lst_night": "K", "lswi": "1", "lai": "m2 m-2", "nirv": "1", "ci": "1",
+         "pv": "1", "npv": "1", "bs": "1", "soc0": "g kg-1", "soc10": "g kg-1", "soc30": "g kg-1"}
+BAND_BUDGET_BYTES = 1 << 30
+
+
+def scvtg_names(levels) -> list[str]:
+    """Names of the SCVTG variables for the given levels (Vtop, Vbottom, V75, ..., Area_NIRv)."""
+    tags = [f"{round(100 * level):d}" for level in levels]
+    return ["Vtop", "Vbottom"] + [f"V{t}" for t in tags] + [f"L{t}" for t in tags] + ["Area_NIRv"]
+
+
+def feature_units(name: str) -> str:
+    """Units of a feature of the cube."""
+    if name in UNITS:
+        return UNITS[name]
+    return {"L": "day", "A": "day"}.get(name[0], "1")  # L*: days; Area: index x day; V*: index
+
+
+@dataclass
+class FeaturePlan:
+    """What the input offers and what the output grid is."""
+
+    factor: int
+    months: pd.DatetimeIndex  # month starts of the output
+    years: list[int]  # years with a complete daily NIRv record (SCVTG)
+    band_rows: int
+    features: list[str]
+
+
+def _month_labels(times) -> np.ndarray:
+    t = pd.DatetimeIndex(times)
+    return (t.year * 12 + t.month - 1).to_numpy(np.int64)
+
+
+def _resolution(ds: xr.Dataset) -> float:
+    return float(abs(ds.lat.values[1] - ds.lat.values[0])) if ds.lat.size > 1 else 1.0
+
+
+def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig) -> FeaturePlan:
+    """Check the target resolution and choose months, SCVTG years and band height."""
+    native = _resolution(ds)
+    factor = 1 if res is None else res / native
+    if res is not None and (abs(factor - round(factor)) > 1e-6 or round(factor) < 1):
+        raise InputError(f"{name}: --res {res} is not an integer multiple of the cube's resolution "
+                         f"{native:g} degrees (factor {factor:.4g}); block resampling needs an integer")
+    factor = int(round(factor))
+    for dim in ("lat", "lon"):
+        if ds[dim].size % factor:
+            raise InputError(f"{name}: {ds[dim].size} {dim} cells are not divisible by the resampling "
+                             f"factor {factor} (--res {res})")
+    daily_var = "nirv" if "nirv" in ds else "nir"
+    days = pd.DatetimeIndex(ds[ds[daily_var].dims[0]].values)
+    months = pd.DatetimeIndex(sorted(set(days.to_period("M").to_timestamp())))
+    years = [y for y in sorted(set(days.year))
+             if len(set(days[days.year == y].day_of_year)) == np.sum(days.year == y)
+             and np.sum(days.year == y) == (366 if pd.Timestamp(y, 12, 31).day_of_year == 366 else 365)]
+    if not years:
+        raise InputError(f"{name}: no complete year of daily {daily_var} (365/366 days) for SCVTG; "
+                         f"found {len(days)} days from {days.min():%Y-%m-%d} to {days.max():%Y-%m-%d}")
+    band = config.band_rows
+    if band == 0:
+        per_row = ds.lon.size * len(days) * 8 * 4  # a few float64 daily stacks per row
+        band = max(1, BAND_BUDGET_BYTES // per_row)
+    band = max(factor, band // factor * factor)
+    features = [*MONTHLY, *STATIC, *scvtg_names(config.levels)]
+    return FeaturePlan(factor, months, years, band, features)
+
+
+def _read(ds: xr.Dataset, var: str, rows: slice, xp) -> object:
+    da = canonical_units(ds[var].isel(lat=rows), var)
+    return xp.asarray(np.asarray(da.values, dtype=np.float32))
+
+
+def _monthly(stack, times, months: pd.DatetimeIndex, xp):
+    """Monthly medians of a (time, y, x) stack on the output months (NaN where absent)."""
+    result = kernels.monthly_median(stack, _month_labels(times))
+    out = xp.full((len(months),) + stack.shape[1:], np.nan, dtype=xp.float32)
+    wanted = {label: i for i, label in enumerate(_month_labels(months))}
+    for j, label in enumerate(result.labels):
+        if int(label) in wanted:
+            out[wanted[int(label)]] = result.median[j]
+    return out
+
+
+def _scvtg_band(nirv_daily, days: pd.DatetimeIndex, land, plan_: FeaturePlan,
+                config: FeaturesConfig, xp) -> dict:
+    """SCVTG layers (months, y, x) from the daily NIRv of a band; land pixels only."""
+    names = scvtg_names(config.levels)
+    shape = (len(plan_.months),) + nirv_daily.shape[1:]
+    out = {n: xp.full(shape, np.nan, dtype=xp.float32) for n in names}
+    columns = xp.flatnonzero(land.ravel())
+    if columns.size == 0:
+        return out
+    month_year = np.asarray(plan_.months.year)
+    for year in plan_.years:
+        in_year = np.flatnonzero(days.year == year)
+        series = nirv_daily[in_year].reshape(len(in_year), -1)[:, columns]
+        envelope = kernels.sg_upper_envelope(series, window=config.sg_window, order=config.sg_order,
+                                             max_iter=config.sg_max_iter)
+        values = kernels.scvtg(envelope, levels=config.levels, share=config.extreme_share)
+        for n in names:
+            layer = xp.full(land.size, np.nan, dtype=xp.float32)
+            layer[columns] = values[n]
+            for m in np.flatnonzero(month_year == year):
+                out[n][m] = layer.reshape(land.shape)
+    return out
+
+
+def _band(ds: xr.Dataset, rows: slice, plan_: FeaturePlan, config: FeaturesConfig, xp) -> xr.Dataset:
+    """The output Dataset of one band of input rows."""
+    land = _read(ds, "land", rows, xp) > 0.5
+    daily_dim = ds["nirv" if "nirv" in ds else "nir"].dims[0]
+    days = pd.DatetimeIndex(ds[daily_dim].values)
+    if "nirv" in ds:
+        nirv = _read(ds, "nirv", rows, xp)
+    else:
+        nirv = kernels.nirv(_read(ds, "nir", rows, xp), _read(ds, "red", rows, xp)).value
+    fields = {"nirv": _monthly(nirv, days, plan_.months, xp)}
+    fields.update(_scvtg_band(nirv, days, land, plan_, config, xp))
+    del nirv
+    for var in MONTHLY:
+        if var in fields:
+            continue
+        if var == "lswi" and "lswi" not in ds:
+            stack = kernels.lswi(_read(ds, "nir", rows, xp), _read(ds, "swir1", rows, xp)).value
+            times = days
+        else:
+            stack, times = _read(ds, var, rows, xp), ds[ds[var].dims[0]].values
+        fields[var] = _monthly(stack, times, plan_.months, xp)
+    for var in STATIC:
+        layer = _read(ds, var, rows, xp)
+        fields[var] = xp.broadcast_to(layer, (len(plan_.months),) + layer.shape)
+    ocean = ~land
+    lat = ds.lat.values[rows]
+    lon = ds.lon.values
+    f = plan_.factor
+    land_fraction = kernels.block_resample(land.astype(xp.float32), f, "mean", 0.0)
+    out_land = to_host(land_fraction) >= 0.5
+    data = {}
+    for name in plan_.features:
+        value = xp.where(ocean, np.nan, fields[name]).astype(xp.float32)
+        if f > 1:
+            value = kernels.block_resample(value, f, "mean", 0.5)
+        value = to_host(value).astype(np.float32)
+        value[:, ~out_land] = np.nan
+        data[name] = (("time", "lat", "lon"), value, {"units": feature_units(name)})
+    data["land"] = (("lat", "lon"), out_land.astype(np.uint8), {"units": "1", "long_name": "land mask"})
+    if "pft" in ds:
+        pft = xp.asarray(np.asarray(ds["pft"].isel(lat=rows).values, dtype=np.float32))
+        if pft.ndim == 3:
+            pft = pft[0]
+        if f > 1:
+            pft = kernels.block_resample(pft, f, "mode", 0.0)
+        pft_host = to_host(pft).astype(np.float32)
+        pft_host[~out_land] = np.nan
+        data["pft"] = (("lat", "lon"), pft_host, dict(ds["pft"].attrs))
+    coords = {"time": plan_.months.values, "lat": lat.reshape(-1, f).mean(axis=1),
+              "lon": lon.reshape(-1, f).mean(axis=1)}
+    return xr.Dataset({k: xr.Variable(*v) for k, v in data.items()}, coords=coords)
+
+
+def build_features(cube: Path, out: Path, res: float | None = None, config: FeaturesConfig | None = None,
+                   device: str = "cpu", progress: Callable | None = None) -> dict:
+    """Write the monthly predictor cube of ``cube`` to the Zarr store ``out``; return a summary.
+
+    ``res``: output resolution in degrees (an integer multiple of the input's; None keeps it).
+    ``progress(done, total, message)`` is called after each band.
+    """
+    config = config or FeaturesConfig()
+    ds = open_cube(cube)
+    require_contract(ds, str(cube))
+    device = resolve_device(device)
+    xp = get_namespace(device)
+    plan_ = plan(ds, str(cube), res, config)
+    if Path(out).exists():
+        raise InputError(f"{out}: already exists; choose a new --out (features are not overwritten)")
+    tmp = Path(out).with_name(Path(out).name + ".partial")
+    if tmp.exists():
+        import shutil
+        shutil.rmtree(tmp)
+    bands = list(range(0, ds.lat.size, plan_.band_rows))
+    for i, start in enumerate(bands):
+        band = _band(ds, slice(start, min(start + plan_.band_rows, ds.lat.size)), plan_, config, xp)
+        if i == 0:
+            band.attrs.update({
+                "Conventions": "CF-1.8", "title": "ciml-ter monthly predictor cube",
+                "source": str(cube), "ciml_ter_version": __version__, "device": device,
+                "features": json.dumps(plan_.features), "scvtg_years": json.dumps(plan_.years),
+                "features_config": json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__}),
+            })
+            write_zarr(band, tmp, mode="w")
+        else:
+            write_zarr(band, tmp, append_dim="lat")
+        if progress:
+            progress(i + 1, len(bands), f"rows {start}-{start + band.lat.size * plan_.factor}")
+    tmp.rename(out)  # only a finished cube carries the requested name
+    return {"out": str(out), "features": plan_.features, "months": len(plan_.months),
+            "grid": [int(ds.lat.size // plan_.factor), int(ds.lon.size // plan_.factor)],
+            "factor": plan_.factor, "bands": len(bands), "scvtg_years": plan_.years, "device": device}

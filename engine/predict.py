@@ -1,0 +1,202 @@
+"""``ciml-ter predict``: TER mean, std and SHAP for every land pixel and month, tile by tile.
+
+Rank 0 prepares the run directory (manifest, tile list), hands the unfinished land tiles out
+through the MPI queue (``ciml_ter.parallel``), and stitches the tile files into ``ter.nc``.
+Each worker loads the ensemble once, reads its tile from the feature cube, predicts the land
+pixels of every month in row batches (``ciml_ter.infer``) and writes the tile atomically.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ciml_ter import __version__
+from ciml_ter.config import PipelineConfig
+from ciml_ter.data.cube import open_cube
+from ciml_ter.errors import InputError
+from ciml_ter.infer import predict_rows, set_members_device
+from ciml_ter.parallel import map_tiles
+from ciml_ter.tiles import RunDir, Tile, land_tiles, make_tiles
+
+log = logging.getLogger(__name__)
+OUTPUT = "ter.nc"
+UNITS = "g C m-2 month-1"
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything a worker needs for one tile (picklable)."""
+
+    model_dir: str
+    features: str
+    run_dir: str
+    device: str
+    shap: bool
+    batch_rows: int
+    tile: Tile
+
+
+@functools.cache
+def _ensemble(model_dir: str, device: str):
+    from ciml_ter.device import use_rank_gpu
+    from ciml_ter.model import load_ensemble
+
+    if device == "cuda":
+        use_rank_gpu()
+    ensemble = load_ensemble(model_dir)
+    set_members_device(ensemble.members, device)
+    return ensemble
+
+
+@functools.cache
+def _cube(path: str):
+    return open_cube(path)
+
+
+def predict_tile(job: TileJob) -> dict:
+    """Predict one tile's land pixels for every month and write its file; return timings."""
+    start = time.perf_counter()
+    ensemble = _ensemble(job.model_dir, job.device)
+    t = job.tile
+    sub = _cube(job.features).isel(lat=slice(t.y0, t.y1), lon=slice(t.x0, t.x1))
+    land = np.asarray(sub.land.values).astype(bool)
+    stack = np.stack([np.asarray(sub[f].values, dtype=np.float32)[:, land] for f in ensemble.features],
+                     axis=-1)  # (months, n_land, features)
+    n_months, n_land, n_features = stack.shape
+    rows = stack.reshape(-1, n_features)
+    result = predict_rows(ensemble.members, rows, shap=job.shap, batch_rows=job.batch_rows,
+                          device=job.device)
+    empty = np.isnan(rows).all(axis=1)  # no predictor at all: no estimate
+
+    def grid(values):
+        out = np.full((n_months,) + land.shape, np.nan, dtype=np.float32)
+        out[:, land] = np.where(empty, np.nan, values).reshape(n_months, n_land)
+        return out
+
+    arrays = {"ter": grid(result.ter), "ter_std": grid(result.ter_std)}
+    if job.shap:
+        for k, name in enumerate(ensemble.features):
+            arrays[f"shap_{name}"] = grid(result.shap[:, k])
+    attrs = {"model_id": ensemble.model_id, "shap_base": np.nan if result.base is None else result.base}
+    RunDir(job.run_dir).write_tile(t, arrays, attrs)
+    return {"tile": t.name, "rows": int(rows.shape[0]), "seconds": time.perf_counter() - start,
+            "pid": os.getpid()}
+
+
+def _grid(cube) -> dict:
+    lat, lon = cube.lat.values, cube.lon.values
+    return {"n_lat": int(lat.size), "n_lon": int(lon.size), "lat_first": float(lat[0]),
+            "lat_last": float(lat[-1]), "lon_first": float(lon[0]), "lon_last": float(lon[-1])}
+
+
+def _variables(features: list[str], shap: bool) -> list[str]:
+    return ["ter", "ter_std"] + ([f"shap_{f}" for f in features] if shap else [])
+
+
+def _stitch(run: RunDir, tiles: list[Tile], cube, variables: list[str], months, manifest: dict,
+            features: list[str], base: float | None) -> Path:
+    """Write ``ter.nc`` (CF, NetCDF4) from the tile files, one tile at a time."""
+    import h5netcdf
+
+    final = run.path / OUTPUT
+    tmp = run.path / f".{OUTPUT}.{os.getpid()}.tmp"
+    n_months, n_lat, n_lon = len(months), cube.lat.size, cube.lon.size
+    with h5netcdf.File(tmp, "w", track_order=True) as f:
+        f.dimensions = {"time": n_months, "lat": n_lat, "lon": n_lon}
+        days = (months - pd.Timestamp("1970-01-01")).days.to_numpy()
+        coords = {"time": (days, {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
+                                  "standard_name": "time", "long_name": "month start"}),
+                  "lat": (cube.lat.values, {"units": "degrees_north", "standard_name": "latitude"}),
+                  "lon": (cube.lon.values, {"units": "degrees_east", "standard_name": "longitude"})}
+        for name, (values, attrs) in coords.items():
+            var = f.create_variable(name, (name,), data=np.asarray(values))
+            var.attrs.update(attrs)
+        out = {}
+        for name in variables:
+            var = f.create_variable(name, ("time", "lat", "lon"), dtype="f4", fillvalue=np.float32(np.nan),
+                                    chunks=(1, min(n_lat, 512), min(n_lon, 512)))
+            var.attrs.update(_cf_attributes(name, base))
+            out[name] = var
+        for t in tiles:
+            arrays = run.read_tile(t)
+            for name in variables:
+                out[name][:, t.y0:t.y1, t.x0:t.x1] = arrays[name]
+        f.attrs.update({"Conventions": "CF-1.8", "title": "ciml-ter monthly terrestrial ecosystem "
+                        "respiration", "source": f"ciml-ter {__version__}", "model_id": manifest["model_id"],
+                        "config_hash": manifest["config_hash"], "features": json.dumps(features),
+                        "institution": "ciml-ter", "references": "Zhao & Zhu (2025), "
+                        "doi:10.1038/s43247-025-02240-1"})
+    os.replace(tmp, final)
+    return final
+
+
+def _cf_attributes(name: str, base: float | None) -> dict:
+    if name == "ter":
+        return {"units": UNITS, "long_name": "terrestrial ecosystem respiration (ensemble mean)"}
+    if name == "ter_std":
+        return {"units": UNITS, "long_name": "standard deviation of TER across fold means"}
+    attrs = {"units": UNITS, "long_name": f"SHAP value of {name[5:]} for TER (ensemble mean)"}
+    if base is not None:
+        attrs["shap_base_value"] = base
+    return attrs
+
+
+def predict_command(model_dir: Path, features: Path, run_dir: Path, config: PipelineConfig,
+                    shap: bool = False, device: str = "cpu", restart: bool = False,
+                    progress: Callable | None = None) -> dict | None:
+    """Run (or resume) a prediction; return a summary on rank 0, None on worker ranks."""
+    from ciml_ter.device import resolve_device
+    from ciml_ter.model import load_ensemble
+    from ciml_ter.parallel import is_root
+
+    if not is_root():
+        map_tiles(predict_tile, [])  # serve tiles until rank 0 is done
+        return None
+    device = resolve_device(device)
+    ensemble = load_ensemble(model_dir)
+    cube = open_cube(features)
+    if "features" not in cube.attrs:
+        raise InputError(f"{features}: no 'features' attribute; expected a cube from 'ciml-ter features'")
+    ensemble.check_features(json.loads(cube.attrs["features"]), str(features))
+    months = pd.DatetimeIndex(cube.time.values)
+    if len(months) == 0:
+        raise InputError(f"{features}: the cube has no months to predict")
+    tiles = make_tiles(cube.lat.size, cube.lon.size, config.predict.tile_size)
+    with_land, ocean = land_tiles(tiles, np.asarray(cube.land.values).astype(bool))
+    variables = _variables(ensemble.features, shap)
+    run = RunDir(run_dir)
+    manifest = run.prepare({"config_hash": config.stable_hash(), "model_id": ensemble.model_id,
+                            "grid": _grid(cube), "months": [f"{m:%Y-%m}" for m in months],
+                            "variables": variables, "device": device, "features_path": str(features),
+                            "model_dir": str(model_dir), "tiles": with_land,
+                            "ocean_tiles": len(ocean)}, restart=restart)
+    pending = [t for t in with_land if not run.is_finished(t)]
+    log.info("%d land tiles (%d ocean tiles skipped); %d already finished, %d to compute",
+             len(with_land), len(ocean), len(with_land) - len(pending), len(pending))
+    jobs = [TileJob(str(model_dir), str(features), str(run_dir), device, shap,
+                    config.predict.batch_rows, t) for t in pending]
+    started = time.perf_counter()
+    done = map_tiles(predict_tile, jobs,
+                     on_done=(lambda i, r: progress(i + 1, len(jobs), r["tile"])) if progress else None)
+    seconds = time.perf_counter() - started
+    base = None
+    if shap and with_land:
+        import h5py
+
+        with h5py.File(run.tile_path(with_land[0]), "r") as f:
+            base = float(f.attrs["shap_base"])
+    path = _stitch(run, with_land, cube, variables, months, manifest, ensemble.features, base)
+    rows = sum(r["rows"] for r in done)
+    return {"out": str(path), "tiles": len(with_land), "ocean_tiles": len(ocean),
+            "finished_before": len(with_land) - len(pending), "computed": len(pending),
+            "rows": rows, "seconds": seconds, "members": len(ensemble.members), "device": device,
+            "workers": len({r["pid"] for r in done})}

@@ -1,0 +1,134 @@
+"""Savitzky-Golay upper envelope of gappy daily vegetation-index series (Chen et al. 2004).
+
+Per pixel: (1) gaps (NaN) are filled by linear interpolation, held constant before the first
+and after the last valid value; (2) a Savitzky-Golay fit of the filled series N0 is the
+long-term trend; (3) weights are 1 where N0 >= trend and 1 - |N0 - trend| / d_max below it
+(d_max = largest |N0 - trend| of the pixel); (4) each iteration builds a new series that keeps
+N0 where N0 >= the current fit and the fit elsewhere, and refits it; (5) the fitting-effect
+index F = sum(weight * |fit - N0|) must decrease, otherwise the iteration stops and the
+previous fit is kept; at most ``max_iter`` iterations. ``max_iter=0`` returns the trend fit,
+i.e. ``scipy.signal.savgol_filter(N0, window, order)`` (edges: ``mode="interp"``).
+
+Defaults for daily data: ``window=61`` days (odd; about two months, long enough to bridge
+cloudy spells, short enough to follow green-up and senescence), ``order=3`` and
+``max_iter=10``. The same window and order serve the trend fit and the refits.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numba import cuda, njit, prange
+
+from ._dispatch import array_module, check_float, cuda_grid
+from ._numeric import CHUNK, CPU, GPU, savgol_coefficients
+
+DEFAULT_WINDOW = 61
+DEFAULT_ORDER = 3
+DEFAULT_MAX_ITER = 10
+
+
+def _build(jit, helpers):
+    fill = helpers.fill
+    savgol = helpers.savgol
+
+    def envelope_pixel(x, coef, max_iter, out, n0, wt, cur, fit):
+        n = x.shape[0]
+        if fill(x, n0) == 0:
+            for i in range(n):
+                out[i] = np.nan
+            return
+        savgol(n0, coef, out)
+        if max_iter == 0:
+            return
+        d_max = 0.0
+        for i in range(n):
+            d_max = max(d_max, abs(n0[i] - out[i]))
+        for i in range(n):
+            if n0[i] >= out[i] or d_max == 0.0:
+                wt[i] = 1.0
+            else:
+                wt[i] = 1.0 - (out[i] - n0[i]) / d_max
+        best = np.inf
+        for _ in range(max_iter):
+            for i in range(n):
+                cur[i] = max(n0[i], out[i])
+            savgol(cur, coef, fit)
+            effect = 0.0
+            for i in range(n):
+                effect += wt[i] * abs(fit[i] - n0[i])
+            if effect >= best:
+                return
+            best = effect
+            for i in range(n):
+                out[i] = fit[i]
+
+    return jit(envelope_pixel)
+
+
+_pixel_cpu = _build(njit, CPU)
+_pixel_gpu = _build(cuda.jit(device=True), GPU)
+
+
+@njit(parallel=True, cache=True)
+def _envelope_cpu(x, coef, max_iter, out):
+    n_time, n_pix = x.shape
+    for c in prange((n_pix + CHUNK - 1) // CHUNK):
+        n0 = np.empty(n_time)
+        wt = np.empty(n_time)
+        cur = np.empty(n_time)
+        fit = np.empty(n_time)
+        for p in range(c * CHUNK, min(n_pix, (c + 1) * CHUNK)):
+            _pixel_cpu(x[:, p], coef, max_iter, out[:, p], n0, wt, cur, fit)
+
+
+@cuda.jit
+def _envelope_gpu(x, coef, max_iter, out, n0, wt, cur, fit):
+    p = cuda.grid(1)
+    if p < x.shape[1]:
+        _pixel_gpu(x[:, p], coef, max_iter, out[:, p], n0[:, p], wt[:, p], cur[:, p], fit[:, p])
+
+
+def launch_envelope_gpu(x, coef, max_iter: int, xp=np):
+    """Run the CUDA kernel on ``x`` of shape (time, pixels), float64 (CuPy, or NumPy under
+    the CUDA simulator); returns the envelope, same shape."""
+    out, n0, wt, cur, fit = (xp.empty_like(x) for _ in range(5))
+    blocks, threads = cuda_grid(x.shape[1])
+    _envelope_gpu[blocks, threads](x, xp.asarray(coef), max_iter, out, n0, wt, cur, fit)
+    return out
+
+
+def _check_params(n_time, window, order, max_iter):
+    for name, value in (("window", window), ("order", order), ("max_iter", max_iter)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name}: expected a non-negative integer, found {value!r}")
+    if window % 2 == 0 or window <= order:
+        raise ValueError(f"window: expected an odd number of days greater than order={order}, "
+                         f"found {window}")
+    if n_time < window:
+        raise ValueError(f"y: expected at least window={window} time steps on axis 0, "
+                         f"found {n_time}")
+
+
+def sg_upper_envelope(y, window: int = DEFAULT_WINDOW, order: int = DEFAULT_ORDER,
+                      max_iter: int = DEFAULT_MAX_ITER):
+    """Upper envelope of a daily index stack ``y`` of shape (time, ...), NaN = gap.
+
+    Returns an array of the same shape and dtype, in the units of ``y`` (gaps filled; a
+    pixel with no valid value stays all NaN). ``window`` (days, odd) and ``order`` are the
+    Savitzky-Golay parameters, ``max_iter`` the iteration limit (0: trend fit only).
+    """
+    xp = array_module(y)
+    check_float("y", y)
+    if y.ndim < 1:
+        raise ValueError("y: expected an array with a time axis 0, found a scalar")
+    n_time = y.shape[0]
+    _check_params(n_time, window, order, max_iter)
+    coef = savgol_coefficients(int(window), int(order))
+    x = xp.ascontiguousarray(y.reshape(n_time, -1), dtype=np.float64)
+    if xp is np:
+        env = np.empty_like(x)
+        _envelope_cpu(x, coef, int(max_iter), env)
+    else:
+        env = launch_envelope_gpu(x, coef, int(max_iter), xp)
+    return env.reshape(y.shape).astype(y.dtype, copy=False)

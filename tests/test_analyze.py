@@ -1,0 +1,140 @@
+"""analyze: budgets (closed form), trends (pymannkendall), drivers, regions, product comparison."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pymannkendall as mk
+import pytest
+import xarray as xr
+
+from ciml_ter import kernels
+from ciml_ter.analyze import analyze_command, product_monthly
+from ciml_ter.config import PipelineConfig
+from ciml_ter.errors import InputError
+
+RES = 2.0
+
+
+def _grid():
+    lat = np.arange(90 - RES / 2, -90, -RES)
+    lon = np.arange(-180 + RES / 2, 180, RES)
+    return lat, lon
+
+
+def _write_run(path, ter, ter_std=None, shap=None, months=None):
+    lat, lon = _grid()
+    months = months if months is not None else pd.date_range("2001-01-01", periods=ter.shape[0], freq="MS")
+    data = {"ter": (("time", "lat", "lon"), ter.astype(np.float32), {"units": "g C m-2 month-1"}),
+            "ter_std": (("time", "lat", "lon"), (ter_std if ter_std is not None else 0.1 * ter).astype(np.float32),
+                        {"units": "g C m-2 month-1"})}
+    for name, values in (shap or {}).items():
+        data[f"shap_{name}"] = (("time", "lat", "lon"), values.astype(np.float32), {"units": "g C m-2 month-1"})
+    path.mkdir(parents=True)
+    xr.Dataset(data, coords={"time": months, "lat": lat, "lon": lon}).to_netcdf(path / "ter.nc", engine="h5netcdf")
+    (path / "manifest.json").write_text(json.dumps({"model_id": "test"}))
+    return path
+
+
+def _land():
+    lat, lon = _grid()
+    return (np.abs(lat)[:, None] < 50) & (np.abs(lon)[None, :] < 100)
+
+
+def test_constant_field_budget_is_land_area_times_twelve(tmp_path):
+    land = _land()
+    ter = np.where(land, 1.0, np.nan)[None].repeat(24, axis=0)
+    summary = analyze_command(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig())
+    lat, lon = _grid()
+    land_area = kernels.pixel_area(lat, lon)[land].sum()
+    for value in summary["budget"]["pg_c_yr"]:
+        assert value == pytest.approx(land_area * 12 / 1e15, rel=1e-9)
+    assert summary["budget"]["land_area_m2"] == pytest.approx(land_area, rel=1e-12)
+    budget = pd.read_csv(tmp_path / "a" / "budget.csv")
+    assert budget.year.tolist() == [2001, 2002]
+    np.testing.assert_allclose(budget.uncertainty_pg_c_yr, 0.1 * land_area * 12 / 1e15, rtol=1e-6)
+
+
+def test_trends_agree_with_pymannkendall_and_the_global_trend_is_found(tmp_path):
+    rng = np.random.default_rng(0)
+    land = _land()
+    years = 8
+    growth = 1 + 0.02 * np.repeat(np.arange(years), 12)  # +2 % per year
+    ter = np.where(land, 50.0, np.nan)[None] * growth[:, None, None] * rng.uniform(0.9, 1.1, (years * 12,) + land.shape)
+    analyze_command(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig())
+    maps = xr.open_dataset(tmp_path / "a" / "maps.nc", engine="h5netcdf")
+    totals = ter.reshape(years, 12, *land.shape).sum(axis=1)
+    for i, j in list(zip(*np.nonzero(land)))[::500]:
+        ref = mk.original_test(totals[:, i, j])
+        assert maps.trend_p.values[i, j] == pytest.approx(ref.p, rel=1e-5)
+        assert maps.trend_slope.values[i, j] == pytest.approx(ref.slope, rel=1e-5)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["trend"]["percent_per_step"] == pytest.approx(2 / 1.07, rel=0.1)
+    assert summary["trend"]["p"] < 0.05
+    regions = pd.read_csv(tmp_path / "a" / "regions.csv").set_index("region")
+    assert regions.loc["lat tropics 23.5S-23.5N", "trend_g_c_m2_yr2"] > 0
+    assert regions.loc["lat north of 60N", "pixels"] == 0
+
+
+def test_driver_shares_and_dominant_driver(tmp_path):
+    land = _land()
+    ter = np.where(land, 10.0, np.nan)[None].repeat(12, axis=0)
+    shap = {"lst_night": np.where(land, 3.0, np.nan)[None].repeat(12, axis=0),
+            "lai": np.where(land, -1.0, np.nan)[None].repeat(12, axis=0),
+            "Vtop": np.where(land, 1.0, np.nan)[None].repeat(12, axis=0)}
+    summary = analyze_command(_write_run(tmp_path / "run", ter, shap=shap), tmp_path / "a", PipelineConfig())
+    groups = summary["drivers"]["groups"]
+    assert groups["environment"]["mean"] == pytest.approx(0.6)
+    assert groups["biotic"]["mean"] == pytest.approx(0.2) and groups["spatiotemporal"]["mean"] == pytest.approx(0.2)
+    assert summary["drivers"]["top_features"][0] == "lst_night"
+    maps = xr.open_dataset(tmp_path / "a" / "maps.nc", engine="h5netcdf")
+    assert (maps.dominant_feature.values[land] == 0).all()
+
+
+def test_product_comparison_with_daily_units_on_a_finer_grid(tmp_path):
+    land = _land()
+    months = pd.date_range("2001-01-01", periods=36, freq="MS")
+    ter = np.where(land, 30.0, np.nan)[None] * np.ones((36, 1, 1))
+    run = _write_run(tmp_path / "run", ter, months=months)
+    lat, lon = _grid()
+    fine_lat = np.arange(90 - RES / 4, -90, -RES / 2)
+    fine_lon = np.arange(-180 + RES / 4, 180, RES / 2)
+    per_day = 30.0 / months.days_in_month.to_numpy()
+    product = np.broadcast_to(per_day[:, None, None], (36, fine_lat.size, fine_lon.size))
+    xr.Dataset({"reco": (("time", "lat", "lon"), product, {"units": "g C m-2 d-1"})},
+               coords={"time": months + pd.Timedelta(days=14), "lat": fine_lat, "lon": fine_lon}
+               ).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    np.testing.assert_allclose(product_monthly(tmp_path / "other.nc").values[:, 0, 0], 30.0)
+    summary = analyze_command(run, tmp_path / "a", PipelineConfig(), compare=[tmp_path / "other.nc"])
+    entry = summary["comparisons"]["other"]
+    assert entry["months"] == 36 and entry["mean_difference"] == pytest.approx(0, abs=1e-5)
+    np.testing.assert_allclose(entry["budget_theirs_pg_c_yr"], entry["budget_ours_pg_c_yr"], rtol=1e-6)
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InputError, match="prediction output .* not found"):
+        analyze_command(tmp_path / "none", tmp_path / "a", PipelineConfig())
+    xr.Dataset({"x": (("time", "lat", "lon"), np.ones((1, 2, 2)), {"units": "K"})},
+               coords={"time": pd.date_range("2001-01-01", periods=1), "lat": [1.0, 0.0], "lon": [0.0, 1.0]}
+               ).to_netcdf(tmp_path / "p.nc", engine="h5netcdf")
+    with pytest.raises(InputError, match="no variable with TER units"):
+        product_monthly(tmp_path / "p.nc")
+
+
+def test_report_from_run_and_analysis(tmp_path):
+    from ciml_ter.report import report_command
+
+    land = _land()
+    rng = np.random.default_rng(1)
+    ter = np.where(land, 40.0, np.nan)[None] * rng.uniform(0.8, 1.2, (36,) + land.shape)
+    shap = {"lst_night": ter - 30, "lai": np.where(land, 2.0, np.nan)[None].repeat(36, axis=0)}
+    run = _write_run(tmp_path / "run", ter, shap=shap)
+    manifest = {"model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"]}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    analyze_command(run, tmp_path / "a", PipelineConfig())
+    html = report_command(run, tmp_path / "r.html", analysis_dir=tmp_path / "a").read_text()
+    for figure in ("map-ter-mean", "map-ter-std", "map-trend", "map-dominant-driver", "map-share-environment",
+                   "series-budget", "table-regions"):
+        assert f'id="{figure}"' in html, figure
+    assert "http://" not in html and "https://" not in html

@@ -1,0 +1,165 @@
+"""Tiled prediction: output against the ensemble on the same rows, ocean skipped, resume."""
+from __future__ import annotations
+
+import json
+import os
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from ciml_ter.config import save_config
+from ciml_ter.errors import InputError
+from ciml_ter.model import load_ensemble
+from ciml_ter.predict import predict_command
+
+from _support import run_cli
+from world import build_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def run(world, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "r"
+    summary = predict_command(world["model"], world["features"], run_dir, world["config"], shap=True)
+    return run_dir, summary
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_summary_counts_tiles_and_skips_ocean(run):
+    _, summary = run
+    assert summary["tiles"] == 8 and summary["ocean_tiles"] == 1 and summary["computed"] == 8
+    assert summary["rows"] == 12 * (12 * 10 - 16 - 1)  # months x land pixels
+
+
+def test_output_equals_the_ensemble_on_the_same_rows(world, run):
+    run_dir, _ = run
+    out = xr.open_dataset(run_dir / "ter.nc", engine="h5netcdf")
+    f = xr.open_dataset(world["features"], engine="zarr", consolidated=False)
+    ensemble = load_ensemble(world["model"])
+    land = world["land"].astype(bool)
+    x = np.stack([f[name].values[:, land] for name in ensemble.features], axis=-1).reshape(-1, len(ensemble.features))
+    mean, std = ensemble.predict(x.astype(np.float32))
+    np.testing.assert_allclose(out.ter.values[:, land].ravel(), mean, rtol=1e-5)
+    np.testing.assert_allclose(out.ter_std.values[:, land].ravel(), std, rtol=1e-4, atol=1e-4)
+    assert np.isnan(out.ter.values[:, ~land]).all()
+    shap = np.stack([out[f"shap_{name}"].values[:, land].ravel() for name in ensemble.features], axis=1)
+    base = out[f"shap_{ensemble.features[0]}"].attrs["shap_base_value"]
+    np.testing.assert_allclose(shap.sum(axis=1) + base, mean, atol=2e-3)
+    assert out.ter.attrs["units"] == "g C m-2 month-1" and out.attrs["Conventions"] == "CF-1.8"
+    assert out.attrs["model_id"] == ensemble.model_id
+
+
+def test_rerun_skips_finished_tiles_and_redoes_a_truncated_one(world, run):
+    run_dir, _ = run
+    first = _sha(run_dir / "ter.nc")
+    tile = sorted((run_dir / "tiles").glob("*.h5"))[2]
+    with open(tile, "r+b") as fh:
+        fh.truncate(100)
+    summary = predict_command(world["model"], world["features"], run_dir, world["config"], shap=True)
+    assert summary["finished_before"] == 7 and summary["computed"] == 1
+    assert _sha(run_dir / "ter.nc") == first  # bitwise the same output
+
+
+def test_a_different_model_or_config_is_refused(world, run, tmp_path):
+    run_dir, _ = run
+    other = world["config"].to_dict()
+    from ciml_ter.config import config_from_dict
+
+    changed = config_from_dict({**other, "predict": {**other["predict"], "batch_rows": 7}})
+    with pytest.raises(InputError, match="different config_hash"):
+        predict_command(world["model"], world["features"], run_dir, changed, shap=True)
+    with pytest.raises(InputError, match="different variables"):
+        predict_command(world["model"], world["features"], run_dir, world["config"], shap=False)
+
+
+def test_feature_mismatch_is_refused(world, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(world["features"], bad)
+    ds = xr.open_dataset(bad, engine="zarr", consolidated=False)
+    names = json.loads(ds.attrs["features"])
+    attrs = {**ds.attrs, "features": json.dumps(names[:-1] + ["other"])}
+    ds.close()
+    import zarr
+
+    zarr.open_group(bad, mode="r+").attrs.update(attrs)
+    with pytest.raises(InputError, match=r"predictors do not match model .*missing Area_NIRv; extra other"):
+        predict_command(world["model"], bad, tmp_path / "r", world["config"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_predict_under_mpirun_matches_one_rank(world, run, tmp_path):
+    run_dir, _ = run
+    cfg = save_config(world["config"], tmp_path / "c.toml")
+    env = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("ciml-ter"))
+    for n in (2, 3):
+        out = tmp_path / f"n{n}"
+        result = subprocess.run(["mpirun", "-n", str(n), exe, "predict", "--model", str(world["model"]),
+                                 "--features", str(world["features"]), "--out", str(out), "--shap",
+                                 "--config", str(cfg)], capture_output=True, text=True, timeout=600,
+                                env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        assert f"computed by {n - 1} worker(s)" in result.stdout
+        assert _sha(out / "ter.nc") == _sha(run_dir / "ter.nc")
+
+
+def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
+    """SIGKILL one MPI rank while tiles are being written; the rerun finishes the job, does not
+    recompute any finished tile, and the output is bitwise that of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ciml_ter.config import config_from_dict
+    from ciml_ter.tiles import RunDir, make_tiles
+
+    small_tiles = config_from_dict({**world["config"].to_dict(),
+                                    "predict": {"tile_size": 1, "batch_rows": 50}})
+    reference = predict_command(world["model"], world["features"], tmp_path / "ref", small_tiles, shap=True)
+    cfg = save_config(small_tiles, tmp_path / "c.toml")
+    out = tmp_path / "killed"
+    cmd = ["mpirun", "-n", "3", str(Path(sys.executable).with_name("ciml-ter")), "predict", "--model",
+           str(world["model"]), "--features", str(world["features"]), "--out", str(out), "--shap",
+           "--config", str(cfg)]
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((out / "tiles").glob("*.sha256"))) < 10:
+        assert job.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.02)
+    ranks = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert len(ranks) == 3, ranks
+    os.kill(int(ranks[-1]), signal.SIGKILL)
+    job.communicate(timeout=120)
+    assert job.returncode != 0
+    assert not (out / "ter.nc").exists()  # nothing presented as complete
+    tiles = make_tiles(12, 10, 1)
+    run = RunDir(out)
+    finished = {t.name: run.tile_path(t).stat().st_mtime_ns for t in tiles if run.is_finished(t)}
+    assert 10 <= len(finished) < reference["tiles"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(finished)} finished before, {reference['tiles'] - len(finished)} computed" in result.stdout
+    for name, mtime in finished.items():  # no finished tile was recomputed
+        assert (out / "tiles" / f"{name}.h5").stat().st_mtime_ns == mtime
+    assert _sha(out / "ter.nc") == _sha(tmp_path / "ref" / "ter.nc")
