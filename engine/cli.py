@@ -344,6 +344,20 @@ def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or f
 
 
 @app.command()
+def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) with a [paths] section."),
+        year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths.")):
+    """The whole chain from the config's [paths]: features, sites, causal + train, predict,
+    analyze, report; stages whose output exists are skipped (a rerun resumes)."""
+    from ciml_ter.config import load_config
+    from ciml_ter.pipeline import run_pipeline
+
+    config = load_config(config_path)
+    with _progress("run") as update:
+        result = run_pipeline(config, lambda line: out.print(line, markup=False), progress=update, year=year)
+    out.print(f"report: {result['paths']['report'].resolve()}")
+
+
+@app.command()
 def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs.")):
     """Run the engine's stages that exist so far on a small synthetic input and say what they did."""
     from ciml_ter.demo import run_demo

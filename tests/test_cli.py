@@ -7,7 +7,7 @@ import pytest
 
 from _support import run_cli
 
-COMMANDS = [[], ["info"], ["config"], ["config", "show"], ["config", "check"], ["demo"], ["sites"], ["features"], ["causal"], ["train"], ["evaluate"], ["predict"], ["analyze"], ["report"]]
+COMMANDS = [[], ["info"], ["config"], ["config", "show"], ["config", "check"], ["demo"], ["sites"], ["features"], ["causal"], ["train"], ["evaluate"], ["predict"], ["analyze"], ["report"], ["run"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
