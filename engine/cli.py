@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -30,18 +31,28 @@ out = Console(highlight=False, soft_wrap=True)  # no wrapping of long paths in m
 err = Console(stderr=True, highlight=False)
 
 
+PLAIN_PROGRESS_EVERY_S = 30.0
+
+
 @contextmanager
 def _progress(title: str):
-    """A rich progress bar (on stderr); yields ``update(done, total, message)``."""
-    with Progress(TextColumn(f"{title} [{{task.completed}}/{{task.total}}]"), BarColumn(),
-                  TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=False) as bar:
-        task = bar.add_task("", total=None)
+    """Progress of long work, as ``update(done, total, message)``: a rich bar on a terminal;
+    elsewhere (batch logs) one plain stderr line at most every 30 s."""
+    if err.is_terminal:
+        with Progress(TextColumn(f"{title} [{{task.completed}}/{{task.total}}]"), BarColumn(),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as bar:
+            task = bar.add_task("", total=None)
+            yield lambda done, total, message="": bar.update(task, completed=done, total=total,
+                                                             description=message)
+        return
+    last = [time.monotonic()]
 
-        def update(done: int, total: int, message: str = "") -> None:
-            bar.update(task, completed=done, total=total, description=message)
+    def update(done: int, total: int, message: str = "") -> None:
+        if time.monotonic() - last[0] >= PLAIN_PROGRESS_EVERY_S:
+            last[0] = time.monotonic()
+            err.print(f"{title}: {done}/{total} {message}", markup=False)
 
-        yield update
+    yield update
 
 
 def _load(config_path: Optional[Path]):
@@ -169,6 +180,50 @@ def config_check(path: Path = typer.Argument(..., help="TOML config file to vali
 
     config = load_config(path)
     out.print(f"{path}: valid; hash {config.stable_hash()}")
+
+
+def _parse_years(text: str) -> tuple[int, int]:
+    parts = text.split("-")
+    try:
+        first, last = int(parts[0]), int(parts[-1])
+    except ValueError:
+        raise CimlTerError(f"--years {text!r}: expected YEAR or FIRST-LAST, e.g. 2001-2003") from None
+    if len(parts) > 2:
+        raise CimlTerError(f"--years {text!r}: expected YEAR or FIRST-LAST, e.g. 2001-2003")
+    return first, last
+
+
+def _parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise CimlTerError(f"--bbox {text!r}: expected four numbers W,S,E,N in degrees, e.g. -10,35,30,60")
+    return values
+
+
+@app.command()
+def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr, truth.nc, fluxnet/."),
+          res: float = typer.Option(0.5, "--res", help="Resolution in degrees (0.05 to 1, dividing 1)."),
+          years: str = typer.Option("2001-2003", "--years", help="Year range, e.g. 2001-2003."),
+          months: Optional[str] = typer.Option(None, "--months", help="Month range instead of years, "
+                                               "e.g. 2001-01:2001-03."),
+          bbox: str = typer.Option("-180,-90,180,90", "--bbox", help="Window W,S,E,N in degrees."),
+          n_sites: int = typer.Option(60, "--sites", help="Number of synthetic flux towers."),
+          seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same world).")):
+    """A synthetic world with known TER truth: input cube, truth and FLUXNET-format towers."""
+    from ciml_ter.data.synth import write_synthetic_world
+
+    month_range = tuple(months.split(":")) if months else None
+    if month_range is not None and len(month_range) != 2:
+        raise CimlTerError(f"--months {months!r}: expected FIRST:LAST, e.g. 2001-01:2001-03")
+    with _progress("synth") as update:
+        summary = write_synthetic_world(world, res=res, years=_parse_years(years), bbox=_parse_bbox(bbox),
+                                        n_sites=n_sites, seed=seed, progress=update, months=month_range)
+    out.print(f"wrote {summary['out']}: {summary['grid'][0]} x {summary['grid'][1]} grid, "
+              f"{summary['land_pixels']:,} land pixels, {summary['days']} days, {summary['sites']} towers; "
+              f"truth parents: {', '.join(summary['parents'])}; decoys: {', '.join(summary['decoys'])}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ import pytest
 
 from _support import run_cli
 
-COMMANDS = [[], ["info"], ["config"], ["config", "show"], ["config", "check"], ["demo"], ["sites"], ["features"], ["causal"], ["train"], ["evaluate"], ["predict"], ["analyze"], ["report"], ["run"]]
+COMMANDS = [[], ["info"], ["config"], ["config", "show"], ["config", "check"], ["demo"], ["sites"], ["features"], ["causal"], ["train"], ["evaluate"], ["predict"], ["analyze"], ["report"], ["run"], ["synth"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -83,3 +83,13 @@ def test_demo_runs_and_ends_with_a_clear_message(tmp_path):
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("demo finished in") and str(tmp_path / "demo") in last
     assert (tmp_path / "demo" / "config.toml").is_file()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--years", "20x1"], "--years '20x1': expected YEAR or FIRST-LAST"),
+    (["--bbox", "1,2,3"], "--bbox '1,2,3': expected four numbers W,S,E,N"),
+    (["--res", "0.3"], "--res 0.3: expected a resolution from 0.05 to 1 degree"),
+])
+def test_synth_bad_options_exit_2(tmp_path, args, fragment):
+    line = _one_error_line(run_cli("synth", "--out", str(tmp_path / "w"), *args))
+    assert fragment in line

@@ -1,0 +1,336 @@
+"""``ciml-ter synth``: a synthetic Earth whose true TER is known.
+
+The world is generated in bands of grid rows (all longitudes of the window), each row from its
+own random generator seeded by (seed, global row index), so the result does not depend on the
+band height, and only the land pixels of a band are computed. Outputs in ``out_dir``:
+
+- ``cube.zarr``: the input contract (DESIGN.md section 3). Daily reflectances ``nir``, ``red``,
+  ``swir1`` (1) with cloud gaps (NaN) and negative spikes; daily ``lst_day``, ``lst_night`` (K)
+  with the same gaps; 8-day ``lai`` (m2 m-2), ``ci``, ``pv``, ``npv``, ``bs`` (1) on the
+  ``time8`` axis; static ``soc0``, ``soc10``, ``soc30`` (g kg-1), ``land`` and ``pft`` (IGBP
+  codes from climate zones).
+- ``truth.nc``: monthly true TER (g C m-2 month-1) on (time, lat, lon).
+- ``fluxnet/``: one FLUXNET2015 SUBSET_MM CSV per synthetic site and ``sites.csv``.
+
+Truth (TRUTH_FORMULA): with the monthly medians of the written ``lst_night`` (K), ``lswi``
+(from ``nir`` and ``swir1``), ``lai`` and the static ``soc30``,
+
+    TER = R_REF * exp(E0 * (1/(T_REF - T0) - 1/(lst_night - T0)))     Lloyd-Taylor
+              * clip((lswi + 0.25) / 0.6, 0.1, 1)                      moisture limitation
+              * (0.3 + lai / (lai + 1.5))                              substrate from vegetation
+              * (1 + soc30 / 40)                                       soil carbon
+
+Parents: lst_night, lswi, lai, soc30. Decoys: ``lst_day`` (follows lst_night) and ``ci``
+(follows lai) are correlated with parents but have no effect. Known trends: +0.03 K/yr in
+temperature and +0.5 %/yr in vegetation amount.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ciml_ter import __version__, kernels
+from ciml_ter.data.cube import write_zarr
+from ciml_ter.errors import InputError
+
+PARENTS = ("lst_night", "lswi", "lai", "soc30")
+DECOYS = ("lst_day", "ci")
+TRUTH_FORMULA = ("R_REF*exp(E0*(1/(T_REF-T0)-1/(lst_night-T0))) * clip((lswi+0.25)/0.6,0.1,1) "
+                 "* (0.3+lai/(lai+1.5)) * (1+soc30/40)")
+R_REF, E0, T_REF, T0 = 120.0, 308.56, 288.15, 227.13  # g C m-2 month-1, K, K, K
+TEMPERATURE_TREND = 0.03  # K per year
+VEGETATION_TREND = 0.005  # fraction per year
+# IGBP classes used, with (peak vegetation amount 0-1, LAI at peak, seasonality 0-1).
+CLASSES = {1: ("ENF", 0.55, 4.0, 0.5), 2: ("EBF", 0.85, 6.0, 0.1), 4: ("DBF", 0.75, 5.0, 0.9),
+           5: ("MF", 0.65, 4.5, 0.7), 7: ("OSH", 0.15, 0.6, 0.6), 9: ("SAV", 0.4, 1.5, 0.8),
+           10: ("GRA", 0.45, 2.0, 0.8), 12: ("CRO", 0.7, 4.0, 1.0), 15: ("SNO", 0.03, 0.1, 0.3)}
+CLOUD_SHARE, SPIKE_SHARE = 0.3, 0.05
+
+
+def grid(res: float, bbox: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell centres (lat descending, lon ascending) of a window at ``res`` degrees."""
+    if not 0.05 - 1e-9 <= res <= 1 + 1e-9 or abs(1 / res - round(1 / res)) > 1e-6:
+        raise InputError(f"--res {res}: expected a resolution from 0.05 to 1 degree that divides 1 degree "
+                         f"into a whole number of cells")
+    west, south, east, north = bbox
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise InputError(f"--bbox {bbox}: expected W,S,E,N with -180 <= W < E <= 180, -90 <= S < N <= 90")
+    n_lat, n_lon = round((north - south) / res), round((east - west) / res)
+    if abs(n_lat * res - (north - south)) > 1e-6 or abs(n_lon * res - (east - west)) > 1e-6:
+        raise InputError(f"--bbox {bbox}: the window is not a whole number of {res}-degree cells")
+    return north - res * (np.arange(n_lat) + 0.5), west + res * (np.arange(n_lon) + 0.5)
+
+
+def land_fraction(lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
+    """Share of land in each cell from the 1 km global-land-mask, on k x k sub-samples."""
+    from global_land_mask import globe
+
+    k = max(3, min(7, int(round(res / 0.1)) + 1))
+    offsets = (np.arange(k) + 0.5) / k - 0.5
+    sub_lat = np.clip((lat[:, None] + offsets * res).ravel(), -89.999, 89.999)
+    sub_lon = np.clip((lon[:, None] + offsets * res).ravel(), -179.999, 179.999)
+    la, lo = np.meshgrid(sub_lat, sub_lon, indexing="ij")
+    land = globe.is_land(la, lo).reshape(lat.size, k, lon.size, k)
+    return land.mean(axis=(1, 3))
+
+
+def _smooth(lat, lon, seed, scale):
+    """A smooth spatial field in [-1, 1] from a few seeded waves (same for any tiling)."""
+    rng = np.random.default_rng([seed, 7919])
+    field = np.zeros((lat.size, lon.size))
+    for _ in range(4):
+        fy, fx, p1, p2 = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
+        field += np.sin(np.radians(lat)[:, None] * fy * scale + p1) * np.cos(np.radians(lon)[None, :] * fx + p2)
+    return field / 4
+
+
+def climate(lat: np.ndarray, lon: np.ndarray, seed: int) -> dict:
+    """Static climate of each cell: mean temperature (degC), seasonal amplitude (K), moisture
+    index (0-1), IGBP class and soil carbon (g kg-1)."""
+    a = np.abs(lat)[:, None]
+    wiggle = _smooth(lat, lon, seed, 1.0)
+    t_mean = 28 - 0.62 * np.maximum(a - 10, 0) + 4 * wiggle
+    amplitude = 1 + 0.32 * a * (1 + 0.3 * wiggle)
+    moisture = np.clip(0.75 - 0.6 * np.exp(-((a - 25) / 9) ** 2) + 0.25 * _smooth(lat, lon, seed + 1, 2.0)
+                       - 0.15 * (a > 60), 0.05, 1.0)
+    pft = np.select([t_mean < -8, moisture < 0.22, (moisture < 0.45) & (t_mean > 18), moisture < 0.45,
+                     (t_mean > 21) & (moisture > 0.6), t_mean < 4, t_mean < 11, wiggle > 0.2],
+                    [15, 7, 9, 10, 2, 1, 5, 12], default=4)
+    soc0 = np.clip(15 + 60 * np.exp(-((t_mean - 0) / 12) ** 2) * moisture + 8 * _smooth(lat, lon, seed + 2, 3.0),
+                   2, 150)
+    return {"t_mean": t_mean, "amplitude": amplitude, "moisture": moisture, "pft": pft.astype(np.float32),
+            "soc0": soc0, "soc10": 0.7 * soc0, "soc30": 0.45 * soc0 + 3}
+
+
+def _season(doy, lat, seasonality):
+    """0-1 seasonal cycle per day (rows) and pixel (columns), peaking in local summer."""
+    peak = np.where(lat >= 0, 196.0, 15.0)
+    cycle = 0.5 * (1 + np.cos(2 * np.pi * (doy[:, None] - peak[None, :]) / 365.25))
+    return 1 - seasonality[None, :] * (1 - cycle ** 1.5)
+
+
+def _row(rng, days: pd.DatetimeIndex, eight: pd.DatetimeIndex, lat, c: dict, year0: int,
+         clean: bool = False) -> tuple[dict, dict]:
+    """Every daily and 8-day variable of the land pixels of one row (given their climate);
+    ``clean`` leaves out the noise, spikes and clouds (the curves behind the data)."""
+    n, nd = c["t_mean"].size, len(days)
+    noise = 0.0 if clean else 1.0
+    doy = days.day_of_year.to_numpy(float)
+    years = (days.year - year0).to_numpy(float)
+    info = np.array([CLASSES[int(k)] for k in c["pft"]], dtype=object)
+    peak_v, peak_lai, seasonality = (np.asarray(info[:, i], float) for i in (1, 2, 3))
+    lat_p = np.full(n, lat)
+    iav = 1 + 0.04 * np.sin(2 * np.pi * years / 6.5 + rng.uniform(0, 2 * np.pi))[:, None]
+    veg = peak_v[None, :] * _season(doy, lat_p, seasonality) * iav * (1 + VEGETATION_TREND * years)[:, None]
+    veg = np.clip(veg * (0.6 + 0.4 * c["moisture"])[None, :], 0, 1)
+    temp = (c["t_mean"][None, :] + TEMPERATURE_TREND * years[:, None]
+            + c["amplitude"][None, :] * (np.cos(2 * np.pi * (doy[:, None] - np.where(lat >= 0, 200, 20)) / 365.25))
+            + noise * rng.normal(0, 1.5, (nd, n)))
+    nir = 0.12 + 0.33 * veg + noise * rng.normal(0, 0.005, (nd, n))
+    red = 0.11 - 0.08 * veg + noise * rng.normal(0, 0.003, (nd, n))
+    swir1 = 0.28 - 0.16 * veg * (0.4 + 0.6 * c["moisture"][None, :]) + noise * rng.normal(0, 0.004, (nd, n))
+    spikes = rng.random((nd, n)) < SPIKE_SHARE * noise  # thin cloud / shadow: darker NIR
+    nir = np.where(spikes, nir * rng.uniform(0.4, 0.8, (nd, n)), nir)
+    lst_day = temp + 273.15 + 4 + 10 * (1 - veg) * (1 - c["moisture"][None, :]) + noise * rng.normal(0, 1.0, (nd, n))
+    lst_night = temp + 273.15 - 5 - 2 * c["moisture"][None, :] + noise * rng.normal(0, 0.8, (nd, n))
+    cloudy = rng.random((nd, n)) < CLOUD_SHARE * noise * (0.5 + c["moisture"][None, :])
+    daily = {name: np.where(cloudy, np.nan, v).astype(np.float32)
+             for name, v in (("nir", nir), ("red", red), ("swir1", swir1), ("lst_day", lst_day),
+                             ("lst_night", lst_night))}
+    at8 = days.get_indexer(eight)
+    v8 = veg[at8]
+    lai = peak_lai[None, :] * v8 / np.maximum(peak_v[None, :], 1e-3) + noise * rng.normal(0, 0.05, v8.shape)
+    lai = np.clip(lai, 0, None)
+    ci = np.clip(0.85 - 0.06 * lai + noise * rng.normal(0, 0.02, lai.shape), 0.3, 1)
+    pv = np.clip(0.95 * v8, 0, 1)
+    npv = np.clip((1 - v8) * (0.15 + 0.35 * c["moisture"][None, :]), 0, 1 - pv)
+    eight_day = {"lai": lai, "ci": ci, "pv": pv, "npv": npv, "bs": np.clip(1 - pv - npv, 0, 1)}
+    return daily, {k: v.astype(np.float32) for k, v in eight_day.items()}
+
+
+def row_variables(clim_row: dict, lat: float, row: int, res: float, bbox, seed: int, days, eight,
+                  clean: bool = False) -> tuple[dict, dict]:
+    """Daily and 8-day variables of the land pixels of grid row ``row`` (climate ``clim_row``
+    restricted to those pixels); its generator is seeded by (seed, row, window west edge)."""
+    rng = np.random.default_rng([seed, row, int(round((bbox[0] + 180) / res))])
+    return _row(rng, days, eight, lat, clim_row, int(days.year[0]), clean=clean)
+
+
+def true_ter(lst_night, lswi, lai, soc30):
+    """The world's TER (g C m-2 month-1) from monthly predictors (see the module docstring)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        temperature = R_REF * np.exp(E0 * (1 / (T_REF - T0) - 1 / np.maximum(lst_night - T0, 1.0)))
+        moisture = np.clip((lswi + 0.25) / 0.6, 0.1, 1.0)
+        return temperature * moisture * (0.3 + lai / (lai + 1.5)) * (1 + soc30 / 40)
+
+
+def monthly_truth(daily: dict, eight_day: dict, soc30, days, eight, months) -> np.ndarray:
+    """Truth (months, pixels) from the monthly medians of the written variables."""
+    def med(stack, times):
+        result = kernels.monthly_median(stack.astype(np.float64), (times.year * 12 + times.month - 1).to_numpy())
+        labels = (months.year * 12 + months.month - 1).to_numpy()
+        return result.median[np.searchsorted(result.labels, labels)]
+
+    lswi = kernels.lswi(daily["nir"].astype(np.float64), daily["swir1"].astype(np.float64)).value
+    return true_ter(med(daily["lst_night"], days), med(lswi, days), med(eight_day["lai"], eight), soc30[None, :])
+
+
+def _period(years, months_range):
+    if months_range is not None:
+        first, last = (pd.Timestamp(m) for m in months_range)
+        if last < first:
+            raise InputError(f"--months {months_range}: the last month is before the first")
+        return pd.date_range(first, last + pd.offsets.MonthEnd(0), freq="D")
+    first, last = years
+    if last < first:
+        raise InputError(f"--years {first}-{last}: the last year is before the first")
+    return pd.date_range(f"{first}-01-01", f"{last}-12-31", freq="D")
+
+
+def _sites(land, lat, lon, n_sites, seed) -> list[tuple[int, int]]:
+    """Site pixels: land cells drawn with a FLUXNET-like bias (x4 weight at 35-60 N)."""
+    rows, cols = np.nonzero(land)
+    if n_sites > rows.size:
+        raise InputError(f"--sites {n_sites}: only {rows.size} land pixels in the window")
+    weight = np.where((lat[rows] >= 35) & (lat[rows] <= 60), 4.0, 1.0)
+    pick = np.random.default_rng([seed, 104729]).choice(rows.size, n_sites, replace=False, p=weight / weight.sum())
+    return sorted(zip(rows[pick].tolist(), cols[pick].tolist()))
+
+
+def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int] = (2001, 2003),
+                          bbox: tuple[float, float, float, float] = (-180, -90, 180, 90), n_sites: int = 60,
+                          seed: int = 0, progress: Callable | None = None, band_rows: int = 0,
+                          months: tuple[str, str] | None = None) -> dict:
+    """Write cube.zarr, truth.nc and fluxnet/ for a synthetic world; return a summary.
+
+    ``months`` ("YYYY-MM", "YYYY-MM") overrides ``years`` with a month range; ``band_rows``
+    (0: from a 512 MiB budget) is how many rows are generated at once.
+    """
+    import h5netcdf
+
+    out_dir = Path(out_dir)
+    lat, lon = grid(res, bbox)
+    days = _period(years, months)
+    eight = pd.DatetimeIndex([d for y in sorted(set(days.year)) for d in
+                              pd.date_range(f"{y}-01-01", f"{y}-12-31", freq="8D") if d in days])
+    month_starts = pd.date_range(days[0], days[-1], freq="MS")
+    if (out_dir / "cube.zarr").exists():
+        raise InputError(f"{out_dir / 'cube.zarr'}: already exists; choose a new --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    band = band_rows or max(1, (512 << 20) // max(1, lon.size * len(days) * 4 * 12))
+    truth_tmp = out_dir / ".truth.nc.tmp"
+    land_total = 0
+    with h5netcdf.File(truth_tmp, "w") as truth_file:
+        truth_file.dimensions = {"time": len(month_starts), "lat": lat.size, "lon": lon.size}
+        for name, values, attrs in (
+                ("time", (month_starts - pd.Timestamp("1970-01-01")).days.to_numpy(),
+                 {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}),
+                ("lat", lat, {"units": "degrees_north"}), ("lon", lon, {"units": "degrees_east"})):
+            truth_file.create_variable(name, (name,), data=values).attrs.update(attrs)
+        truth_var = truth_file.create_variable("ter", ("time", "lat", "lon"), dtype="f4",
+                                               fillvalue=np.float32(np.nan))
+        truth_var.attrs.update({"units": "g C m-2 month-1", "long_name": "true terrestrial ecosystem respiration"})
+        truth_file.attrs.update({"formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
+                                 "decoys": json.dumps(DECOYS), "seed": seed, "Conventions": "CF-1.8"})
+        starts = list(range(0, lat.size, band))
+        for b, y0 in enumerate(starts):
+            rows = slice(y0, min(y0 + band, lat.size))
+            blat = lat[rows]
+            land = land_fraction(blat, lon, res) >= 0.5
+            land_total += int(land.sum())
+            clim = climate(blat, lon, seed)
+            shape_d, shape_8, shape_s = (len(days), blat.size, lon.size), (len(eight), blat.size, lon.size), (blat.size, lon.size)
+            daily = {k: np.full(shape_d, np.nan, np.float32) for k in ("nir", "red", "swir1", "lst_day", "lst_night")}
+            eight_day = {k: np.full(shape_8, np.nan, np.float32) for k in ("lai", "ci", "pv", "npv", "bs")}
+            truth = np.full((len(month_starts),) + shape_s, np.nan, np.float32)
+            for i in range(blat.size):
+                cols = np.flatnonzero(land[i])
+                if cols.size == 0:
+                    continue
+                c = {k: v[i, cols] for k, v in clim.items()}
+                d, e = row_variables(c, blat[i], y0 + i, res, bbox, seed, days, eight)
+                for k, v in d.items():
+                    daily[k][:, i, cols] = v
+                for k, v in e.items():
+                    eight_day[k][:, i, cols] = v
+                truth[:, i, cols] = monthly_truth(d, e, c["soc30"], days, eight, month_starts)
+            static = {k: np.where(land, clim[k], np.nan).astype(np.float32) for k in ("soc0", "soc10", "soc30", "pft")}
+            ds = _band_dataset(daily, eight_day, static, land, days, eight, blat, lon)
+            if b == 0:
+                ds.attrs.update({"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
+                                 "resolution_deg": res, "generator": f"ciml-ter {__version__}",
+                                 "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
+                                 "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
+                                 "vegetation_trend_per_yr": VEGETATION_TREND,
+                                 "time_axes": "time: daily (reflectances, LST); time8: 8-day (lai, ci, pv, npv, bs)"})
+                write_zarr(ds, out_dir / ".cube.zarr.partial", mode="w")
+            else:
+                write_zarr(ds, out_dir / ".cube.zarr.partial", append_dim="lat")
+            truth_var[:, rows, :] = truth
+            if progress:
+                progress(b + 1, len(starts), f"rows {y0}-{rows.stop}")
+    if land_total == 0:
+        truth_tmp.unlink()
+        import shutil
+
+        shutil.rmtree(out_dir / ".cube.zarr.partial")
+        raise InputError(f"--bbox {bbox}: the window has no land pixel at {res} degrees")
+    (out_dir / ".cube.zarr.partial").rename(out_dir / "cube.zarr")
+    truth_tmp.rename(out_dir / "truth.nc")
+    sites = _write_fluxnet(out_dir / "fluxnet", out_dir, lat, lon, res, n_sites, seed, month_starts, days) if n_sites else 0
+    return {"out": str(out_dir), "grid": [int(lat.size), int(lon.size)], "land_pixels": land_total,
+            "days": len(days), "months": len(month_starts), "sites": sites, "parents": list(PARENTS),
+            "decoys": list(DECOYS), "formula": TRUTH_FORMULA}
+
+
+def _band_dataset(daily, eight_day, static, land, days, eight, blat, lon) -> xr.Dataset:
+    units = {"nir": "1", "red": "1", "swir1": "1", "lst_day": "K", "lst_night": "K", "lai": "m2 m-2", "ci": "1",
+             "pv": "1", "npv": "1", "bs": "1", "soc0": "g kg-1", "soc10": "g kg-1", "soc30": "g kg-1"}
+    data = {k: (("time", "lat", "lon"), v, {"units": units[k]}) for k, v in daily.items()}
+    data.update({k: (("time8", "lat", "lon"), v, {"units": units[k]}) for k, v in eight_day.items()})
+    data.update({k: (("lat", "lon"), v, {"units": units[k]}) for k, v in static.items() if k != "pft"})
+    codes = sorted(CLASSES)
+    data["pft"] = (("lat", "lon"), static["pft"], {"long_name": "IGBP class", "flag_values": np.array(codes, np.int16),
+                                                   "flag_meanings": " ".join(CLASSES[k][0] for k in codes)})
+    data["land"] = (("lat", "lon"), land.astype(np.uint8), {"long_name": "land mask", "flag_values": np.array([0, 1], np.uint8),
+                                                            "flag_meanings": "water land"})
+    return xr.Dataset(data, coords={"time": days.values, "time8": eight.values,
+                                    "lat": ("lat", blat, {"units": "degrees_north"}),
+                                    "lon": ("lon", lon, {"units": "degrees_east"})})
+
+
+def _write_fluxnet(folder: Path, out_dir: Path, lat, lon, res, n_sites, seed, months, days) -> int:
+    """Synthetic towers: truth + 10 % noise, 8 % gaps, QC flags, in FLUXNET2015 SUBSET_MM CSVs."""
+    truth = xr.open_dataset(out_dir / "truth.nc", engine="h5netcdf")
+    cube = xr.open_dataset(out_dir / "cube.zarr", engine="zarr", consolidated=False, chunks=None)
+    land = cube.land.values.astype(bool) & np.isfinite(truth.ter.values).all(axis=0)
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng([seed, 15485863])
+    stamp = months.strftime("%Y%m").astype(int)
+    table = []
+    names = {k: v[0] for k, v in CLASSES.items()}
+    for n, (i, j) in enumerate(_sites(land, lat, lon, n_sites, seed)):
+        site = f"SY-{n:03d}"
+        ter = truth.ter.values[:, i, j].astype(float)
+        obs = ter * (1 + rng.normal(0, 0.1, ter.size))
+        obs[rng.random(ter.size) < 0.08] = np.nan
+        qc = np.where(rng.random(ter.size) < 0.12, rng.uniform(0.3, 0.74, ter.size), rng.uniform(0.75, 1, ter.size))
+        lst = cube.lst_night.isel(lat=i, lon=j).values.astype(float)
+        ta = pd.Series((lst + cube.lst_day.isel(lat=i, lon=j).values) / 2 - 273.15, index=days
+                       ).groupby(days.to_period("M")).mean().to_numpy()
+        frame = pd.DataFrame({"TIMESTAMP": stamp, "TA_F": ta, "RECO_NT_VUT_REF": obs / months.days_in_month.to_numpy(),
+                              "NEE_VUT_REF_QC": qc, "SW_IN_F": 150 + 100 * np.cos(np.radians(lat[i])) *
+                              np.cos(2 * np.pi * (months.month.to_numpy() - 7) / 12) * math.copysign(1, lat[i]),
+                              "VPD_F": np.clip(ta, 0, None) / 3, "P_F": rng.gamma(2.0, 1.5, ter.size)})
+        years = f"{months.year[0]}-{months.year[-1]}"
+        frame.fillna(-9999).to_csv(folder / f"FLX_{site}_FLUXNET2015_SUBSET_MM_{years}_1-4.csv", index=False)
+        table.append({"SITE_ID": site, "LOCATION_LAT": float(lat[i]), "LOCATION_LONG": float(lon[j]),
+                      "IGBP": names[int(cube.pft.values[i, j])]})
+    pd.DataFrame(table).to_csv(folder / "sites.csv", index=False)
+    return len(table)
