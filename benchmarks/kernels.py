@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import time
 import warnings
 from pathlib import Path
 
@@ -34,40 +33,9 @@ import scipy
 import xarray as xr
 from scipy.signal import savgol_filter
 
+from benchmarks.common import RESULTS, cpu_model, timed
 from ciml_ter import kernels
 from ciml_ter.kernels.envelope import DEFAULT_MAX_ITER, DEFAULT_ORDER, DEFAULT_WINDOW
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _best(fn, repeats=7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def _timed(fn, repeats=2):
-    """Best time of ``repeats`` runs of ``fn``, and its result."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
 
 def cloudy_daily(n_pix, seed=0, days=365):
     """Seasonal NIRv-like curves with cloud dips (20 % of days) and gaps (25 %), (days, n_pix)."""
@@ -118,12 +86,12 @@ def bench_trend(n_pix, n_years, n_ref):
     rng = np.random.default_rng(1)
     y = np.round(rng.normal(size=(n_years, n_pix)) + 0.05 * np.arange(n_years)[:, None], 2)
     kernels.mann_kendall_theil_sen(y[:, :10])
-    seconds = _best(lambda: kernels.mann_kendall_theil_sen(y))
+    seconds = timed(lambda: kernels.mann_kendall_theil_sen(y), 7)[0]
 
     def reference():
         return [(mk.original_test(y[:, p]), mk.sens_slope(y[:, p])) for p in range(n_ref)]
 
-    ref_seconds, refs = _timed(reference)
+    ref_seconds, refs = timed(reference, 2)
     got = kernels.mann_kendall_theil_sen(y[:, :n_ref])
     diff = max(max(abs(got.p[p] - r.p), abs(got.slope[p] - s.slope)) for p, (r, s) in enumerate(refs))
     scaled = ref_seconds / n_ref * n_pix
@@ -148,8 +116,8 @@ def bench_envelope_scvtg(n_pix, n_ref):
         return kernels.scvtg(kernels.sg_upper_envelope(data, window, order, max_iter))
 
     run(y[:, :10])
-    seconds = _best(lambda: run(y))
-    ref_seconds, ref = _timed(lambda: envelope_scvtg_loop(y[:, :n_ref], window, order, max_iter))
+    seconds = timed(lambda: run(y), 7)[0]
+    ref_seconds, ref = timed(lambda: envelope_scvtg_loop(y[:, :n_ref], window, order, max_iter), 2)
     got = np.stack(list(run(y[:, :n_ref]).values()))
     scaled = ref_seconds / n_ref * n_pix
     return {
@@ -172,12 +140,12 @@ def bench_monthly(n_pix):
     y = cloudy_daily(n_pix, seed=2)
     months = days.month.to_numpy()
     kernels.monthly_median(y[:, :10], months)
-    seconds = _best(lambda: kernels.monthly_median(y, months))
+    seconds = timed(lambda: kernels.monthly_median(y, months), 7)[0]
     da = xr.DataArray(y, dims=("time", "pixel"), coords={"time": days})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         da.resample(time="MS").median()
-        ref_seconds = _best(lambda: da.resample(time="MS").median(), 3)
+        ref_seconds = timed(lambda: da.resample(time="MS").median(), 3)[0]
         ref = da.resample(time="MS").median().values
     got = kernels.monthly_median(y, months).median
     return {
@@ -201,7 +169,7 @@ def main(argv=None) -> Path:
         "benchmark": "kernels",
         "date": datetime.date.today().isoformat(),
         "quick": args.quick,
-        "device": {"kind": "cpu", "model": _cpu_model(), "cores": len(os.sched_getaffinity(0)),
+        "device": {"kind": "cpu", "model": cpu_model(), "cores": len(os.sched_getaffinity(0)),
                    "numba_threads": numba.get_num_threads(), "platform": platform.platform()},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "numba": numba.__version__, "scipy": scipy.__version__,

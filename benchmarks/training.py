@@ -10,10 +10,7 @@ benchmarks/results/training-<device>-<date>.json with the device, versions, size
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ciml_ter.config import PipelineConfig
-from ciml_ter.model import _versions, site_table_from_frame, train_ensemble
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
+from benchmarks.common import RESULTS, environment
+from ciml_ter.model import site_table_from_frame, train_ensemble
 
 def synthetic_table(n_sites: int, n_months: int, n_features: int, seed: int = 0):
     """Site-months whose TER depends on 3 of ``n_features`` predictors (others: noise)."""
@@ -50,6 +45,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--quick", action="store_true", help="3 folds x 2 seeds on 2,000 site-months")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--workers", type=int, default=0, help="training processes (0 = one per core)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     args = parser.parse_args(argv)
     n_sites, n_months, n_features = (20, 100, 26) if args.quick else (200, 100, 26)
     config = PipelineConfig()
@@ -66,19 +62,17 @@ def main(argv=None) -> Path:
         workers, nthread = ensemble.manifest["workers"], ensemble.manifest["nthread"]
     result = {
         "benchmark": "training", "quick": args.quick, "device": ensemble.manifest["device"],
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-        "workers": workers, "nthread_per_worker": nthread, "versions": _versions(),
-        "python": platform.python_version(),
+        **environment(ensemble.manifest["device"]), "workers": workers, "nthread_per_worker": nthread,
         "sizes": {"site_months": n_sites * n_months, "sites": n_sites, "features": n_features,
                   "folds": config.train.folds, "seeds": config.train.seeds,
                   "members": config.train.folds * config.train.seeds},
         "best_iteration": {"mean": float(np.mean(best)), "min": int(min(best)), "max": int(max(best))},
         "seconds": round(seconds, 2), "goal_seconds": 300 if args.device == "cpu" else 60,
-        "config_hash": config.stable_hash(), "date": datetime.date.today().isoformat(),
+        "config_hash": config.stable_hash(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     name = f"training-{args.device}-{result['date']}{'-quick' if args.quick else ''}.json"
-    path = RESULTS / name
+    path = args.out / name
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"{result['sizes']['members']} members on {n_sites * n_months} site-months x {n_features} "
           f"features: {seconds:.1f} s on {ensemble.manifest['device']} ({workers} workers x {nthread} threads)"

@@ -413,12 +413,15 @@ def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) wit
 
 
 @app.command()
-def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs.")):
-    """Run the engine's stages that exist so far on a small synthetic input and say what they did."""
+def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs."),
+         fluxnet: Optional[Path] = typer.Option(None, "--fluxnet", help="Real FLUXNET2015 monthly files "
+                                                "(default: ../shared/data/fluxnet2015_mm beside the repo).")):
+    """The whole engine on a small synthetic world with known truth (synth, features, sites,
+    causal, train, predict with SHAP, analyze) plus real towers, ending with an HTML report."""
     from ciml_ter.demo import run_demo
 
-    for line in run_demo(out_dir):
-        out.print(line)
+    with _progress("demo") as update:
+        run_demo(out_dir, lambda line: out.print(line, markup=False), fluxnet=fluxnet, progress=update)
 
 
 def main(argv: list[str] | None = None) -> None:

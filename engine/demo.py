@@ -1,37 +1,166 @@
-"""``ciml-ter demo``: runs the stages that exist so far, on inputs it makes itself."""
+"""``ciml-ter demo``: the whole engine on a small synthetic world whose truth is known, plus
+training on real FLUXNET towers (site-only mode), ending with one HTML report."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-from ciml_ter.config import PipelineConfig, load_config, save_config
-from ciml_ter.info import system_info
+from ciml_ter.config import config_from_dict, save_config
+
+# A European window at 1 degree, ten years: small enough for 2 cores, long enough for trends.
+WORLD = {"res": 1.0, "years": (2001, 2010), "bbox": (-10.0, 35.0, 30.0, 60.0), "n_sites": 100, "seed": 0}
+SETTINGS = {"train": {"folds": 5, "seeds": 2}, "xgboost": {"learning_rate": 0.1},
+            "predict": {"tile_size": 16, "shap": True}, "grid": {"res": 1.0, "years": [2001, 2010]}}
+DEFAULT_FLUXNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "fluxnet2015_mm"
+STAGES = 5
 
 
-def run_demo(out_dir: Path) -> Iterator[str]:
-    """Yield one line per stage; write the demo's files under ``out_dir``."""
+def r2(obs, est) -> float:
+    """Coefficient of determination of ``est`` against ``obs`` (finite pairs only)."""
+    obs, est = np.asarray(obs, np.float64), np.asarray(est, np.float64)
+    ok = np.isfinite(obs) & np.isfinite(est)
+    return float(1 - np.sum((obs[ok] - est[ok]) ** 2) / np.sum((obs[ok] - obs[ok].mean()) ** 2))
+
+
+def truth_comparison(world: Path, synthetic: Path) -> dict:
+    """The synthetic world's truth against the engine's estimates: global budget and trend, the
+    TER map, held-out sites (causal and plain models), and the drivers and parents found."""
+    import xarray as xr
+
+    from ciml_ter import analysis as an
     from ciml_ter import kernels
+    from ciml_ter.causal import parent_scores
+
+    with xr.open_dataset(world / "truth.nc", engine="h5netcdf") as truth:
+        ter = np.asarray(truth.ter.values, dtype=np.float64)
+        lat, lon = truth.lat.values.astype(np.float64), truth.lon.values.astype(np.float64)
+        months = pd.DatetimeIndex(truth.time.values)
+        parents, decoys = json.loads(truth.attrs["parents"]), json.loads(truth.attrs["decoys"])
+    with xr.open_dataset(synthetic / "run" / "ter.nc", engine="h5netcdf") as run:
+        estimate = np.asarray(run.ter.values, dtype=np.float64)
+    summary = json.loads((synthetic / "analysis" / "summary.json").read_text())
+    area = np.where(np.isfinite(ter).all(axis=0), kernels.pixel_area(lat, lon), np.nan)
+    years, totals = an.annual_totals(ter, months.year.to_numpy())
+    true_budget = an.budget(totals, area)
+    true_trend = an.series_trend(true_budget)
+    est_budget = np.asarray(summary["budget"]["pg_c_yr"])
+    ranked = summary.get("drivers", {}).get("top_features", [])
+
+    rows = pd.read_csv(synthetic / "model" / "predictions.csv", parse_dates=["time"])
+    i = np.abs(lat[None, :] - rows["lat"].to_numpy()[:, None]).argmin(axis=1)
+    j = np.abs(lon[None, :] - rows["lon"].to_numpy()[:, None]).argmin(axis=1)
+    rows["ter_truth"] = ter[months.get_indexer(rows["time"]), i, j]
+    weights = json.loads((synthetic / "model" / "weights.json").read_text())["pooled"]
+    decoy_weight = max(weights["weights"][d] for d in decoys)
+    return {
+        "years": years.tolist(), "true_pg_c_yr": true_budget.tolist(), "estimated_pg_c_yr": est_budget.tolist(),
+        "budget_error_percent": float(100 * (est_budget.mean() - true_budget.mean()) / true_budget.mean()),
+        "true_trend_percent_per_yr": true_trend["percent_per_step"],
+        "estimated_trend_percent_per_yr": summary.get("trend", {}).get("percent_per_step", float("nan")),
+        "map_r2_vs_truth": r2(ter, estimate),
+        "map_mae_vs_truth": float(np.nanmean(np.abs(estimate - ter))),
+        "sites_test_r2": {"causal_vs_observed": r2(rows.ter_obs, rows.ter_test),
+                          "causal_vs_truth": r2(rows.ter_truth, rows.ter_test),
+                          "plain_vs_observed": r2(rows.ter_obs, rows.xgboost_plain_test),
+                          "plain_vs_truth": r2(rows.ter_truth, rows.xgboost_plain_test),
+                          "n": int(len(rows))},
+        "sites_test_mae": {"causal": float(np.mean(np.abs(rows.ter_obs - rows.ter_test))),
+                           "plain": float(np.mean(np.abs(rows.ter_obs - rows.xgboost_plain_test)))},
+        "true_parents": parents, "decoys": decoys, "top_drivers": ranked,
+        "parents_in_top": [p for p in ranked[:len(parents)] if p in parents],
+        "discovered_parents": weights["parents"], **parent_scores(weights["parents"], parents),
+        "parents_outweigh_decoys": all(weights["weights"][p] > decoy_weight for p in parents),
+    }
+
+
+def _truth_table(truth: dict) -> list[dict]:
+    t, s = truth, truth["sites_test_r2"]
+    return [
+        {"quantity": "mean annual TER (Pg C/yr)", "truth": float(np.mean(t["true_pg_c_yr"])),
+         "estimate": float(np.mean(t["estimated_pg_c_yr"]))},
+        {"quantity": "trend of annual TER (%/yr)", "truth": t["true_trend_percent_per_yr"],
+         "estimate": t["estimated_trend_percent_per_yr"]},
+        {"quantity": "R2 of the TER map (all land pixel-months) vs truth", "truth": 1.0, "estimate": t["map_r2_vs_truth"]},
+        {"quantity": "held-out sites: R2 causal model vs truth (vs observed)", "truth": 1.0,
+         "estimate": f"{s['causal_vs_truth']:.4f} ({s['causal_vs_observed']:.4f})"},
+        {"quantity": "held-out sites: R2 plain model vs truth (vs observed)", "truth": 1.0,
+         "estimate": f"{s['plain_vs_truth']:.4f} ({s['plain_vs_observed']:.4f})"},
+        {"quantity": "PCMCI+ parents of TER (precision / recall)", "truth": ", ".join(t["true_parents"]),
+         "estimate": f"{', '.join(t['discovered_parents'])} ({t['precision']:.2f} / {t['recall']:.2f})"},
+        {"quantity": "true parents among the top SHAP drivers", "truth": len(t["true_parents"]),
+         "estimate": len(t["parents_in_top"])},
+    ]
+
+
+def run_demo(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = None,
+             progress: Callable | None = None) -> Path:
+    """Run the demo, writing under ``out_dir``; ``say`` gets one line per stage as it ends.
+    Returns the report's path."""
+    from ciml_ter.data.synth import write_synthetic_world
+    from ciml_ter.pipeline import run_pipeline
+    from ciml_ter.report import report_command
 
     start = time.perf_counter()
+
+    def stage(k: int, line: str) -> None:
+        say(f"[{k}/{STAGES}] {line} ({time.perf_counter() - start:.0f} s)")
+
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = system_info()
-    gpus = info["gpu"]["cupy"]["devices"] or ["none"]
-    yield (f"[1/3] machine: {info['cpu']['usable']} CPU cores, GPUs: {', '.join(gpus)}, "
-           f"MPI: {info['mpi']['library'] or 'absent'}")
+    world = out_dir / "world"
+    if (world / "cube.zarr").exists():
+        stage(1, f"synth: {world} exists, reused")
+    else:
+        s = write_synthetic_world(world, progress=progress, **WORLD)
+        stage(1, f"synth: {s['grid'][0]} x {s['grid'][1]} cells at {WORLD['res']} deg, {s['land_pixels']} land, "
+                 f"{s['days']} days, {s['sites']} towers; truth parents {', '.join(s['parents'])}, decoys "
+                 f"{', '.join(s['decoys'])}")
+    w = out_dir / "synthetic"
+    config = config_from_dict({**SETTINGS, "paths": {
+        "cube": str(world / "cube.zarr"), "fluxnet": [str(world / "fluxnet")],
+        "features": str(w / "features.zarr"), "sites": str(w / "sites.parquet"), "model": str(w / "model"),
+        "run": str(w / "run"), "analysis": str(w / "analysis"), "report": str(w / "report-synthetic.html")}})
+    save_config(config, out_dir / "config.toml")
+    run_pipeline(config, lambda line: stage(2, line), progress=progress)
+    truth = truth_comparison(world, w)
+    (out_dir / "truth_vs_estimate.json").write_text(json.dumps(truth, indent=1))
+    stage(3, f"truth vs estimate: budget error {truth['budget_error_percent']:+.1f} %, trend "
+             f"{truth['estimated_trend_percent_per_yr']:+.2f} %/yr (true {truth['true_trend_percent_per_yr']:+.2f}), "
+             f"map R2 {truth['map_r2_vs_truth']:.3f}; PCMCI+ parents {', '.join(truth['discovered_parents'])} "
+             f"(true {', '.join(truth['true_parents'])})")
+    real = _real_towers(out_dir / "fluxnet_real", fluxnet or DEFAULT_FLUXNET, config, progress)
+    stage(4, f"real towers: {real['line']}")
+    tables = {"truth vs estimate (synthetic world)": _truth_table(truth)}
+    if real.get("metrics"):
+        tables["real FLUXNET towers (site-only predictors), test metrics"] = real["metrics"]
+    report = report_command(w / "run", out_dir / "report.html", analysis_dir=w / "analysis", model_dir=w / "model",
+                            extra_tables=tables, truth_series={"x": truth["years"], "y": truth["true_pg_c_yr"]})
+    stage(5, f"report: {report.resolve()}")
+    say(f"demo finished in {time.perf_counter() - start:.0f} s; open {report.resolve()}")
+    return report
 
-    config_path = save_config(PipelineConfig(), out_dir / "config.toml")
-    config = load_config(config_path)
-    yield f"[2/3] config: wrote {config_path} and read it back (hash {config.stable_hash()})"
 
-    rng = np.random.default_rng(config.seed)
-    red = rng.uniform(0.02, 0.15, (365, 64, 64))
-    nir = red + rng.uniform(0.05, 0.45, red.shape)
-    nir[rng.random(nir.shape) < 0.01] = 1.3  # saturated pixels: out of range, must be flagged
-    result = kernels.nirv(nir, red)
-    yield (f"[3/3] kernels: NIRv of {nir.size:,} daily reflectances, mean {np.nanmean(result.value):.3f}, "
-           f"{result.n_invalid:,} out-of-range values set to NaN")
-    yield (f"demo finished in {time.perf_counter() - start:.1f} s; outputs in {out_dir.resolve()} "
-           f"(stages still to come: synth, features, sites, causal, train, predict, analyze, report)")
+def _real_towers(out: Path, fluxnet: Path, config, progress) -> dict:
+    """Site-only training on real FLUXNET files, if the folder exists."""
+    from ciml_ter.model import train_command
+    from ciml_ter.sites import build_site_table, write_site_table
+
+    if not fluxnet.is_dir():
+        return {"line": f"skipped: no FLUXNET folder at {fluxnet} (give --fluxnet DIR)"}
+    if not (out / "model" / "metrics.json").exists():
+        frame, report = build_site_table([fluxnet])
+        write_site_table(frame, out / "sites.parquet", mode=report.mode)
+        train_command(out / "sites.parquet", out / "model", config, progress=progress)
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    rows = [{"model": "causal XGBoost", **metrics["model"]["test"]}]
+    rows += [{"model": name, **entry["test"]} for name, entry in metrics["baselines"].items() if "test" in entry]
+    keep = ("model", "mae", "rmae", "r2", "slope_obs_on_est", "n")
+    rows = [{k: r[k] for k in keep if k in r} for r in rows]
+    mae = {r["model"]: r["mae"] for r in rows}
+    return {"metrics": rows, "line": f"{rows[0]['n']} site-months from {fluxnet.name}; test MAE "
+            + ", ".join(f"{k} {v:.1f}" for k, v in mae.items()) + " g C m-2 month-1"}

@@ -311,7 +311,7 @@ def _figures(out: Path, frame, oof, overall, by_pft_rows, structure: pd.DataFram
 
     cols = [c for c in ("pcmci_effect", "xgb_weight_causal", "xgb_weight_plain", "shap_causal", "shap_plain")
             if c in structure.columns]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(structure)), 4))
+    fig, ax = plt.subplots(figsize=(min(12, max(6, 0.5 * len(structure))), 4.5))
     structure.set_index("feature")[cols].plot.bar(ax=ax, rot=45)
     ax.set_ylabel("normalised importance"), ax.set_title("causal effects vs model structure")
     fig.tight_layout()

@@ -150,6 +150,26 @@ def _cf_attributes(name: str, base: float | None) -> dict:
     return attrs
 
 
+def _check_months(months: pd.DatetimeIndex, features: Path) -> pd.DatetimeIndex:
+    """The cube's time axis as it must be: month starts, consecutive, none missing or repeated."""
+    if len(months) == 0:
+        raise InputError(f"{features}: the cube has no months to predict")
+    starts = months.to_period("M").to_timestamp()
+    if not (months == starts).all():
+        raise InputError(f"{features}: time must hold month starts (YYYY-MM-01), found "
+                         f"{months[months != starts][0]:%Y-%m-%d}")
+    expected = pd.date_range(starts.min(), starts.max(), freq="MS")
+    missing = expected.difference(months)
+    repeated = months[months.duplicated()]
+    if len(missing) or len(repeated) or not months.is_monotonic_increasing:
+        problems = ([f"missing months {', '.join(f'{m:%Y-%m}' for m in missing)}"] if len(missing) else []) + \
+                   ([f"repeated months {', '.join(f'{m:%Y-%m}' for m in repeated)}"] if len(repeated) else []) + \
+                   (["months out of order"] if not months.is_monotonic_increasing else [])
+        raise InputError(f"{features}: time must run month by month from {expected[0]:%Y-%m} to "
+                         f"{expected[-1]:%Y-%m}; {'; '.join(problems)}")
+    return months
+
+
 def predict_command(model_dir: Path, features: Path, run_dir: Path, config: PipelineConfig,
                     shap: bool = False, device: str = "cpu", restart: bool = False,
                     progress: Callable | None = None) -> dict | None:
@@ -167,9 +187,7 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
     if "features" not in cube.attrs:
         raise InputError(f"{features}: no 'features' attribute; expected a cube from 'ciml-ter features'")
     ensemble.check_features(json.loads(cube.attrs["features"]), str(features))
-    months = pd.DatetimeIndex(cube.time.values)
-    if len(months) == 0:
-        raise InputError(f"{features}: the cube has no months to predict")
+    months = _check_months(pd.DatetimeIndex(cube.time.values), features)
     tiles = make_tiles(cube.lat.size, cube.lon.size, config.predict.tile_size)
     with_land, ocean = land_tiles(tiles, np.asarray(cube.land.values).astype(bool))
     variables = _variables(ensemble.features, shap)

@@ -12,7 +12,8 @@ Inputs of :func:`write_report`:
   ``vmin``/``vmax``; optional ``diverging=True`` (limits symmetric about 0, default cmap
   ``RdBu_r``); optional ``stipple`` 2-D bool (dots where True, e.g. significant trend); optional
   ``labels`` ``{int code: name}`` for a categorical map whose values are the codes (e.g. the
-  dominant driver); optional ``section`` (heading, default "Maps").
+  dominant driver; cells holding no listed code are left blank and only the codes present get
+  a colour); optional ``section`` (heading, default "Maps").
 - ``series``: ``{name: spec}``, each spec a dict with ``x`` (years), ``y``, optional ``lower`` and
   ``upper`` (uncertainty band), ``units``, ``title``, optional ``truth`` (a second line, e.g. the
   synthetic world's true values), optional ``label`` (legend name of ``y``, default
@@ -42,6 +43,7 @@ import math
 import re
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from ciml_ter import __version__
@@ -173,12 +175,16 @@ def _map_figure(spec: dict, land: np.ndarray | None) -> Figure:
     finite = values[np.isfinite(values)]
     units = spec.get("units", "")
     if "labels" in spec:
-        codes = sorted(spec["labels"])
-        colours = ListedColormap([f"C{i % 10}" for i in range(len(codes))])
-        bounds = [c - 0.5 for c in codes] + [codes[-1] + 0.5]
-        mesh = ax.pcolormesh(lon_e, lat_e, np.ma.masked_invalid(values), cmap=colours,
-                             norm=BoundaryNorm(bounds, len(codes)))
-        bar = fig.colorbar(mesh, ax=ax, ticks=codes, shrink=0.85)
+        present = set(np.unique(finite).astype(int).tolist())
+        codes = sorted(c for c in spec["labels"] if c in present) or sorted(spec["labels"])
+        palette = matplotlib.colormaps["tab20" if len(codes) > 10 else "tab10"]
+        colours = ListedColormap([palette(i % palette.N) for i in range(len(codes))])
+        index = np.full(values.shape, np.nan)  # position of each cell's code among the shown ones
+        for k, code in enumerate(codes):
+            index[values == code] = k
+        mesh = ax.pcolormesh(lon_e, lat_e, np.ma.masked_invalid(index), cmap=colours,
+                             norm=BoundaryNorm(np.arange(len(codes) + 1) - 0.5, len(codes)))
+        bar = fig.colorbar(mesh, ax=ax, ticks=range(len(codes)), shrink=0.85)
         bar.ax.set_yticklabels([str(spec["labels"][c]) for c in codes])
         bar.set_label(units)
     else:
@@ -236,6 +242,14 @@ def _series_figure(spec: dict) -> Figure:
     return fig
 
 
+MODEL_FIGURE_CAPTIONS = {  # the figures ciml-ter evaluate writes
+    "scatter_obs_est": "Observed vs estimated TER at flux sites: held-out (out-of-fold) and ensemble",
+    "pft_mae": "Test MAE per plant functional type, model and baselines",
+    "importance": "Normalised PCMCI+ effects, XGBoost 'weight' importance and mean |SHAP| per feature, "
+                  "causal and plain models",
+}
+
+
 def _model_section(page: _Page, model_dir: Path) -> None:
     """Metrics of the model and its baselines, per-PFT metrics, and the directory's PNGs."""
     path = model_dir / "metrics.json"
@@ -255,7 +269,8 @@ def _model_section(page: _Page, model_dir: Path) -> None:
         page.table(section, "table-metrics-by-pft",
                    f"Model test metrics by plant functional type; MAE in {units}", _metric_frame(pft_rows))
     for png in sorted(model_dir.glob("*.png")):
-        page.figure(section, f"model-{png.stem}", png.stem.replace("_", " "), png.read_bytes())
+        caption = MODEL_FIGURE_CAPTIONS.get(png.stem, png.stem.replace("_", " "))
+        page.figure(section, f"model-{png.stem}", caption, png.read_bytes())
 
 
 def _metric_frame(rows: list[dict]) -> pd.DataFrame:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from _support import run_cli
@@ -77,12 +78,29 @@ def test_config_show_writes_a_valid_config(tmp_path):
     assert check.returncode == 0 and "valid; hash" in check.stdout
 
 
-def test_demo_runs_and_ends_with_a_clear_message(tmp_path):
+def test_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_path):
+    """The whole demo (what `make demo` runs): one line per stage, the synthetic world's budget
+    within 5 % and its trend sign right, the true parents found, real towers trained, a report."""
+    from _support import SHARED_DATA
+
     result = run_cli("demo", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("demo finished in") and str(tmp_path / "demo") in last
-    assert (tmp_path / "demo" / "config.toml").is_file()
+    lines = result.stdout.strip().splitlines()
+    for k in range(1, 6):
+        assert any(line.startswith(f"[{k}/5]") for line in lines), lines
+    report = tmp_path / "demo" / "report.html"
+    assert lines[-1].startswith("demo finished in") and lines[-1].endswith(f"open {report}")
+    truth = json.loads((tmp_path / "demo" / "truth_vs_estimate.json").read_text())
+    assert abs(truth["budget_error_percent"]) < 5
+    assert np.sign(truth["estimated_trend_percent_per_yr"]) == np.sign(truth["true_trend_percent_per_yr"]) != 0
+    assert truth["map_r2_vs_truth"] > 0.9 and truth["sites_test_r2"]["causal_vs_truth"] > 0.9
+    assert truth["parents_outweigh_decoys"] and truth["recall"] >= 0.75, truth
+    sites = truth["sites_test_r2"]  # causal weights do not cost accuracy on held-out sites
+    assert sites["causal_vs_truth"] >= sites["plain_vs_truth"] - 0.002, sites
+    page = report.read_text(encoding="utf-8")
+    assert "truth vs estimate (synthetic world)" in page and page.count("<img") >= 8
+    if (SHARED_DATA / "fluxnet2015_mm").is_dir():
+        assert "real FLUXNET towers" in page and "2636 site-months" in result.stdout
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -99,6 +99,25 @@ def test_feature_mismatch_is_refused(world, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_missing_or_repeated_months_are_refused(world, tmp_path):
+    """A cube whose time axis skips a month is refused before any run directory is made."""
+    from ciml_ter.predict import _check_months
+    import pandas as pd
+
+    with xr.open_dataset(world["features"], engine="zarr", consolidated=False) as ds:
+        gappy = ds.isel(time=[0, 1, 3]).load()
+    gappy.to_zarr(tmp_path / "gappy.zarr", consolidated=False)
+    month = pd.Timestamp(gappy.time.values[1]) + pd.offsets.MonthBegin(1)
+    with pytest.raises(InputError, match=f"gappy.zarr: time must run month by month .*missing months {month:%Y-%m}"):
+        predict_command(world["model"], tmp_path / "gappy.zarr", tmp_path / "r", world["config"])
+    assert not (tmp_path / "r").exists()
+    twice = pd.DatetimeIndex(["2001-01-01", "2001-02-01", "2001-02-01"])
+    with pytest.raises(InputError, match="repeated months 2001-02"):
+        _check_months(twice, "f.zarr")
+    with pytest.raises(InputError, match="month starts .* found 2001-02-15"):
+        _check_months(pd.DatetimeIndex(["2001-01-01", "2001-02-15"]), "f.zarr")
+
+
 def test_cli_predict_under_mpirun_matches_one_rank(world, run, tmp_path):
     run_dir, _ = run
     cfg = save_config(world["config"], tmp_path / "c.toml")

@@ -218,3 +218,16 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert pixels.shape[:2] == (3000, 1400)
     assert pixels[..., :3].std() > 0.05
     assert (pixels[..., :3].min(axis=-1) < 0.9).mean() > 0.05  # not a blank white page
+
+
+def test_categorical_map_colours_only_the_listed_codes_it_holds():
+    """Ocean (-1 in a dominant-driver map) stays blank; the legend lists the codes present."""
+    from ciml_ter.report import _map_figure
+
+    values = np.array([[0.0, 2.0, -1.0], [2.0, 0.0, -1.0]])
+    fig = _map_figure({"values": values, "lat": [1.0, 0.0], "lon": [0.0, 1.0, 2.0], "units": "feature",
+                       "labels": {0: "lst_night", 1: "lai", 2: "soc30"}}, None)
+    shown = fig.axes[0].collections[0].get_array()
+    assert np.ma.getmaskarray(shown).reshape(2, 3).tolist() == [[False, False, True]] * 2
+    assert shown.compressed().tolist() == [0, 1, 1, 0]  # positions among the codes shown
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["lst_night", "soc30"]

@@ -85,7 +85,7 @@ def test_truth_recomputed_from_the_written_predictors(world):
         soc30 = float(cube.soc30.values[i, j])
         expected = (120.0 * np.exp(308.56 * (1 / (288.15 - 227.13) - 1 / (night.values - 227.13)))
                     * np.clip((lswi.values + 0.25) / 0.6, 0.1, 1) * (0.3 + lai.values / (lai.values + 1.5))
-                    * (1 + soc30 / 40))
+                    * (1 + soc30 / 15))
         np.testing.assert_allclose(truth.ter.values[:, i, j], expected, rtol=1e-4)
 
 

@@ -18,11 +18,14 @@ Truth (TRUTH_FORMULA): with the monthly medians of the written ``lst_night`` (K)
     TER = R_REF * exp(E0 * (1/(T_REF - T0) - 1/(lst_night - T0)))     Lloyd-Taylor
               * clip((lswi + 0.25) / 0.6, 0.1, 1)                      moisture limitation
               * (0.3 + lai / (lai + 1.5))                              substrate from vegetation
-              * (1 + soc30 / 40)                                       soil carbon
+              * (1 + soc30 / 15)                                       soil carbon
 
 Parents: lst_night, lswi, lai, soc30. Decoys: ``lst_day`` (follows lst_night) and ``ci``
 (follows lai) are correlated with parents but have no effect. Known trends: +0.03 K/yr in
-temperature and +0.5 %/yr in vegetation amount.
+temperature and +0.5 %/yr in vegetation amount. Each parent also varies on its own (moisture
+anomalies with a month's memory move ``swir1`` and so ``lswi``; a per-pixel canopy factor and
+10 % noise move ``lai`` away from ``pv`` and NIRv; each soil depth has its own per-pixel part),
+so no parent is an exact function of the other predictors.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from ciml_ter.errors import InputError
 PARENTS = ("lst_night", "lswi", "lai", "soc30")
 DECOYS = ("lst_day", "ci")
 TRUTH_FORMULA = ("R_REF*exp(E0*(1/(T_REF-T0)-1/(lst_night-T0))) * clip((lswi+0.25)/0.6,0.1,1) "
-                 "* (0.3+lai/(lai+1.5)) * (1+soc30/40)")
+                 "* (0.3+lai/(lai+1.5)) * (1+soc30/15)")
 R_REF, E0, T_REF, T0 = 120.0, 308.56, 288.15, 227.13  # g C m-2 month-1, K, K, K
 TEMPERATURE_TREND = 0.03  # K per year
 VEGETATION_TREND = 0.005  # fraction per year
@@ -90,6 +93,18 @@ def _smooth(lat, lon, seed, scale):
     return field / 4
 
 
+def _cell_noise(lat, lon, seed):
+    """Independent uniform values in [-1, 1) per cell (lat x lon), a pure function of the cell
+    centre and the seed, so any tiling of the grid gives the same values."""
+    key = (np.round((np.asarray(lat)[:, None] + 90) * 1e4).astype(np.uint64) * np.uint64(4_000_000)
+           + np.round((np.asarray(lon)[None, :] + 180) * 1e4).astype(np.uint64))
+    x = key ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    for shift, mult in ((33, 0xFF51AFD7ED558CCD), (33, 0xC4CEB9FE1A85EC53)):  # splitmix64 finaliser
+        x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
+    x = x ^ (x >> np.uint64(33))
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0 ** 52 - 1.0
+
+
 def climate(lat: np.ndarray, lon: np.ndarray, seed: int) -> dict:
     """Static climate of each cell: mean temperature (degC), seasonal amplitude (K), moisture
     index (0-1), IGBP class and soil carbon (g kg-1)."""
@@ -102,10 +117,15 @@ def climate(lat: np.ndarray, lon: np.ndarray, seed: int) -> dict:
     pft = np.select([t_mean < -8, moisture < 0.22, (moisture < 0.45) & (t_mean > 18), moisture < 0.45,
                      (t_mean > 21) & (moisture > 0.6), t_mean < 4, t_mean < 11, wiggle > 0.2],
                     [15, 7, 9, 10, 2, 1, 5, 12], default=4)
-    soc0 = np.clip(15 + 60 * np.exp(-((t_mean - 0) / 12) ** 2) * moisture + 8 * _smooth(lat, lon, seed + 2, 3.0),
-                   2, 150)
+    soc0 = np.clip(8 + 35 * moisture + 6 * _smooth(lat, lon, seed + 2, 3.0) + 14 * _cell_noise(lat, lon, seed + 6),
+                   2, 150)  # wetter: more soil carbon; parent rock and land use: a local part
+    # each depth and the canopy get a part of their own, so that no predictor is an exact
+    # function of another (causal discovery can then tell the parents from their look-alikes)
+    soc10 = 0.7 * soc0 * (1 + 0.3 * _cell_noise(lat, lon, seed + 3))
+    soc30 = (0.45 * soc0 + 3) * (1 + 0.4 * _cell_noise(lat, lon, seed + 4))
     return {"t_mean": t_mean, "amplitude": amplitude, "moisture": moisture, "pft": pft.astype(np.float32),
-            "soc0": soc0, "soc10": 0.7 * soc0, "soc30": 0.45 * soc0 + 3}
+            "soc0": soc0, "soc10": soc10, "soc30": soc30, "canopy": 1 + 0.4 * _cell_noise(lat, lon, seed + 5),
+            "clumping": 0.08 * _cell_noise(lat, lon, seed + 7)}
 
 
 def _season(doy, lat, seasonality):
@@ -113,6 +133,20 @@ def _season(doy, lat, seasonality):
     peak = np.where(lat >= 0, 196.0, 15.0)
     cycle = 0.5 * (1 + np.cos(2 * np.pi * (doy[:, None] - peak[None, :]) / 365.25))
     return 1 - seasonality[None, :] * (1 - cycle ** 1.5)
+
+
+WETNESS_MEMORY_DAYS, WETNESS_SD = 30.0, 0.3
+
+
+def _wetness_anomaly(rng, n_days: int, n: int) -> np.ndarray:
+    """Moisture anomalies (days, pixels): an AR(1) process with a memory of about a month and a
+    standard deviation of WETNESS_SD, started from its stationary distribution."""
+    from scipy.signal import lfilter
+
+    phi = math.exp(-1.0 / WETNESS_MEMORY_DAYS)
+    shocks = rng.normal(0, WETNESS_SD * math.sqrt(1 - phi ** 2), (n_days, n))
+    shocks[0] = rng.normal(0, WETNESS_SD, n)
+    return lfilter([1.0], [1.0, -phi], shocks, axis=0)
 
 
 def _row(rng, days: pd.DatetimeIndex, eight: pd.DatetimeIndex, lat, c: dict, year0: int,
@@ -134,7 +168,8 @@ def _row(rng, days: pd.DatetimeIndex, eight: pd.DatetimeIndex, lat, c: dict, yea
             + noise * rng.normal(0, 1.5, (nd, n)))
     nir = 0.12 + 0.33 * veg + noise * rng.normal(0, 0.005, (nd, n))
     red = 0.11 - 0.08 * veg + noise * rng.normal(0, 0.003, (nd, n))
-    swir1 = 0.28 - 0.16 * veg * (0.4 + 0.6 * c["moisture"][None, :]) + noise * rng.normal(0, 0.004, (nd, n))
+    wet = np.clip(c["moisture"][None, :] + _wetness_anomaly(rng, nd, n), 0, 1)  # rain spells and droughts
+    swir1 = 0.28 - 0.16 * veg * (0.4 + 0.6 * wet) + noise * rng.normal(0, 0.004, (nd, n))
     spikes = rng.random((nd, n)) < SPIKE_SHARE * noise  # thin cloud / shadow: darker NIR
     nir = np.where(spikes, nir * rng.uniform(0.4, 0.8, (nd, n)), nir)
     lst_day = temp + 273.15 + 4 + 10 * (1 - veg) * (1 - c["moisture"][None, :]) + noise * rng.normal(0, 1.0, (nd, n))
@@ -145,9 +180,10 @@ def _row(rng, days: pd.DatetimeIndex, eight: pd.DatetimeIndex, lat, c: dict, yea
                              ("lst_night", lst_night))}
     at8 = days.get_indexer(eight)
     v8 = veg[at8]
-    lai = peak_lai[None, :] * v8 / np.maximum(peak_v[None, :], 1e-3) + noise * rng.normal(0, 0.05, v8.shape)
+    lai = (peak_lai[None, :] * v8 / np.maximum(peak_v[None, :], 1e-3) * c["canopy"][None, :]
+           * (1 + noise * rng.normal(0, 0.1, v8.shape)))
     lai = np.clip(lai, 0, None)
-    ci = np.clip(0.85 - 0.06 * lai + noise * rng.normal(0, 0.02, lai.shape), 0.3, 1)
+    ci = np.clip(0.85 + c["clumping"][None, :] - 0.05 * lai + noise * rng.normal(0, 0.03, lai.shape), 0.3, 1)
     pv = np.clip(0.95 * v8, 0, 1)
     npv = np.clip((1 - v8) * (0.15 + 0.35 * c["moisture"][None, :]), 0, 1 - pv)
     eight_day = {"lai": lai, "ci": ci, "pv": pv, "npv": npv, "bs": np.clip(1 - pv - npv, 0, 1)}
@@ -167,7 +203,7 @@ def true_ter(lst_night, lswi, lai, soc30):
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         temperature = R_REF * np.exp(E0 * (1 / (T_REF - T0) - 1 / np.maximum(lst_night - T0, 1.0)))
         moisture = np.clip((lswi + 0.25) / 0.6, 0.1, 1.0)
-        return temperature * moisture * (0.3 + lai / (lai + 1.5)) * (1 + soc30 / 40)
+        return temperature * moisture * (0.3 + lai / (lai + 1.5)) * (1 + soc30 / 15)
 
 
 def monthly_truth(daily: dict, eight_day: dict, soc30, days, eight, months) -> np.ndarray:

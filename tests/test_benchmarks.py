@@ -1,0 +1,21 @@
+"""The benchmark runners work (their --quick mode), so they never rot; figures come from full
+runs recorded under benchmarks/results/, never from here."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.parametrize("suite", ["kernels", "training", "inference"])
+def test_quick_benchmark_writes_its_results(suite, tmp_path):
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{suite}")
+    path = module.main(["--quick", "--out", str(tmp_path)])
+    result = json.loads(path.read_text())
+    text = json.dumps(result)
+    assert "cpu" in text and "versions" in text
+    if suite == "inference":
+        assert result["max_abs_shap_difference"] < 1e-3  # engine SHAP == shap.TreeExplainer
+        assert result["sizes"]["members"] == 3
