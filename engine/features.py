@@ -205,16 +205,15 @@ def build_features(cube: Path, out: Path, res: float | None = None, config: Feat
     if tmp.exists():
         import shutil
         shutil.rmtree(tmp)
+    attrs = {"Conventions": "CF-1.8", "title": "ciml-ter monthly predictor cube",
+             "source": str(cube), "ciml_ter_version": __version__, "device": device,
+             "features": json.dumps(plan_.features), "scvtg_years": json.dumps(plan_.years),
+             "features_config": json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__})}
     bands = list(range(0, ds.lat.size, plan_.band_rows))
     for i, start in enumerate(bands):
         band = _band(ds, slice(start, min(start + plan_.band_rows, ds.lat.size)), plan_, config, xp)
+        band.attrs.update(attrs)  # every band: an append replaces the store's attributes with its own
         if i == 0:
-            band.attrs.update({
-                "Conventions": "CF-1.8", "title": "ciml-ter monthly predictor cube",
-                "source": str(cube), "ciml_ter_version": __version__, "device": device,
-                "features": json.dumps(plan_.features), "scvtg_years": json.dumps(plan_.years),
-                "features_config": json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__}),
-            })
             write_zarr(band, tmp, mode="w")
         else:
             write_zarr(band, tmp, append_dim="lat")

@@ -97,3 +97,18 @@ def test_open_cube_round_trip_and_errors(tmp_path):
     (tmp_path / "broken.nc").write_text("not netcdf")
     with pytest.raises(InputError, match="broken.nc: cannot open as a cube"):
         open_cube(tmp_path / "broken.nc")
+
+
+def test_write_zarr_appends_keep_the_attributes_and_arrays_use_lz4(tmp_path):
+    import zarr
+
+    ds = _cube()
+    ds.attrs = {"features": "[1, 2]", "title": "t"}
+    half = ds.lat.size // 2
+    write_zarr(ds.isel(lat=slice(0, half)), tmp_path / "c.zarr", mode="w")
+    write_zarr(ds.isel(lat=slice(half, None)).drop_attrs(deep=False), tmp_path / "c.zarr", append_dim="lat")
+    back = open_cube(tmp_path / "c.zarr")
+    assert back.attrs == ds.attrs
+    np.testing.assert_array_equal(back.lai.values, ds.lai.values)
+    codecs = zarr.open_array(str(tmp_path / "c.zarr" / "lai")).metadata.codecs
+    assert any(getattr(c, "cname", None) is not None and c.cname.value == "lz4" for c in codecs), codecs

@@ -106,6 +106,8 @@ def test_bands_do_not_change_results(built):
     a, b = built[0], built[2]
     for name in a.data_vars:
         np.testing.assert_array_equal(a[name].values, b[name].values)
+    same = {k: v for k, v in a.attrs.items() if k != "features_config"}  # which differs in band_rows
+    assert {k: b.attrs.get(k) for k in same} == same and json.loads(b.attrs["features"])  # kept on append
 
 
 def test_bad_requests(cube_path, tmp_path):

@@ -27,5 +27,22 @@ def open_cube(path: str | Path) -> xr.Dataset:
 
 
 def write_zarr(ds: xr.Dataset, path: str | Path, **kwargs) -> None:
-    """Write (or with ``region=``/``append_dim=`` extend) a Zarr store, unconsolidated."""
+    """Write (or with ``region=``/``append_dim=`` extend) a Zarr store, unconsolidated.
+
+    A new store's arrays are compressed with Blosc LZ4 + byte shuffle (several times faster to
+    write and read than Zarr's default Zstd, for about 1.5x the size) unless the variable's
+    encoding names its own compressors. Extending a store keeps its attributes (xarray would
+    replace them with those of the appended piece).
+    """
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    if "append_dim" in kwargs or "region" in kwargs:
+        ds = ds.copy()
+        ds.attrs = {**zarr.open_group(str(path), mode="r").attrs.asdict(), **ds.attrs}
+    else:
+        ds = ds.copy()
+        for var in ds.variables.values():
+            if var.dtype.kind in "fiu" and "compressors" not in var.encoding:
+                var.encoding["compressors"] = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
     ds.to_zarr(path, consolidated=False, **kwargs)

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -239,6 +241,45 @@ def _sites(land, lat, lon, n_sites, seed) -> list[tuple[int, int]]:
     return sorted(zip(rows[pick].tolist(), cols[pick].tolist()))
 
 
+DAILY = ("nir", "red", "swir1", "lst_day", "lst_night")
+EIGHT_DAY = ("lai", "ci", "pv", "npv", "bs")
+
+
+def _blank(buffer: np.ndarray, rows: int) -> np.ndarray:
+    """The first ``rows`` rows (axis 1) of a reused buffer, set to NaN (ocean until filled)."""
+    view = buffer[:, :rows]
+    view.fill(np.nan)
+    return view
+
+
+def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eight, month_starts,
+                   pool) -> tuple[xr.Dataset, np.ndarray, int]:
+    """Every variable and the truth of a band of rows (first row ``y0``), filled into
+    ``buffers`` row by row on the threads of ``pool``; returns the band's dataset, its truth
+    (months, rows, lon) and its number of land pixels."""
+    land = land_fraction(blat, lon, res) >= 0.5
+    clim = climate(blat, lon, seed)
+    daily = {k: _blank(buffers[k], blat.size) for k in DAILY}
+    eight_day = {k: _blank(buffers[k], blat.size) for k in EIGHT_DAY}
+    truth = _blank(buffers["ter"], blat.size)
+
+    def fill_row(i: int) -> None:  # rows are independent (own generator, own slices)
+        cols = np.flatnonzero(land[i])
+        if cols.size == 0:
+            return
+        c = {k: v[i, cols] for k, v in clim.items()}
+        d, e = row_variables(c, blat[i], y0 + i, res, bbox, seed, days, eight)
+        for k, v in d.items():
+            daily[k][:, i, cols] = v
+        for k, v in e.items():
+            eight_day[k][:, i, cols] = v
+        truth[:, i, cols] = monthly_truth(d, e, c["soc30"], days, eight, month_starts)
+
+    list(pool.map(fill_row, range(blat.size)))  # NumPy releases the GIL in the big array work
+    static = {k: np.where(land, clim[k], np.nan).astype(np.float32) for k in ("soc0", "soc10", "soc30", "pft")}
+    return _band_dataset(daily, eight_day, static, land, days, eight, blat, lon), truth, int(land.sum())
+
+
 def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int] = (2001, 2003),
                           bbox: tuple[float, float, float, float] = (-180, -90, 180, 90), n_sites: int = 60,
                           seed: int = 0, progress: Callable | None = None, band_rows: int = 0,
@@ -246,7 +287,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
     """Write cube.zarr, truth.nc and fluxnet/ for a synthetic world; return a summary.
 
     ``months`` ("YYYY-MM", "YYYY-MM") overrides ``years`` with a month range; ``band_rows``
-    (0: from a 512 MiB budget) is how many rows are generated at once.
+    (0: from a budget of 512 MiB per buffer set; two sets) is how many rows are generated at once.
     """
     import h5netcdf
 
@@ -259,10 +300,11 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
     if (out_dir / "cube.zarr").exists():
         raise InputError(f"{out_dir / 'cube.zarr'}: already exists; choose a new --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    band = band_rows or max(1, (512 << 20) // max(1, lon.size * len(days) * 4 * 12))
+    band = band_rows or max(1, (512 << 20) // max(1, lon.size * len(days) * 4 * 12))  # per buffer set
     truth_tmp = out_dir / ".truth.nc.tmp"
     land_total = 0
-    with h5netcdf.File(truth_tmp, "w") as truth_file:
+    with (h5netcdf.File(truth_tmp, "w") as truth_file, ThreadPoolExecutor(os.cpu_count() or 1) as pool,
+          ThreadPoolExecutor(1) as writer):
         truth_file.dimensions = {"time": len(month_starts), "lat": lat.size, "lon": lon.size}
         for name, values, attrs in (
                 ("time", (month_starts - pd.Timestamp("1970-01-01")).days.to_numpy(),
@@ -275,42 +317,42 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
         truth_file.attrs.update({"formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
                                  "decoys": json.dumps(DECOYS), "seed": seed, "Conventions": "CF-1.8"})
         starts = list(range(0, lat.size, band))
+        rows_max = min(band, lat.size)  # two sets of buffers: one being filled, one being written
+        buffer_sets = [{**{k: np.empty((len(days), rows_max, lon.size), np.float32) for k in DAILY},
+                        **{k: np.empty((len(eight), rows_max, lon.size), np.float32) for k in EIGHT_DAY},
+                        "ter": np.empty((len(month_starts), rows_max, lon.size), np.float32)} for _ in range(2)]
+        attrs = {"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
+                 "resolution_deg": res, "generator": f"ciml-ter {__version__}",
+                 "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
+                 "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
+                 "vegetation_trend_per_yr": VEGETATION_TREND,
+                 "time_axes": "time: daily (reflectances, LST); time8: 8-day (lai, ci, pv, npv, bs)"}
+        cube_tmp = out_dir / ".cube.zarr.partial"
+
+        def write_band(b: int, ds: xr.Dataset, truth: np.ndarray, rows: slice) -> None:
+            if b == 0:
+                ds.attrs.update(attrs)
+                for var in ds.data_vars.values():  # one chunk per band of rows: few, large reads
+                    var.encoding["chunks"] = tuple({"lat": band, "lon": min(lon.size, 360)}.get(d, n)
+                                                   for d, n in var.sizes.items())
+                write_zarr(ds, cube_tmp, mode="w")
+            else:
+                write_zarr(ds, cube_tmp, append_dim="lat")
+            truth_var[:, rows, :] = truth
+
+        writing = None  # the previous band's write, overlapping this band's generation
         for b, y0 in enumerate(starts):
             rows = slice(y0, min(y0 + band, lat.size))
-            blat = lat[rows]
-            land = land_fraction(blat, lon, res) >= 0.5
-            land_total += int(land.sum())
-            clim = climate(blat, lon, seed)
-            shape_d, shape_8, shape_s = (len(days), blat.size, lon.size), (len(eight), blat.size, lon.size), (blat.size, lon.size)
-            daily = {k: np.full(shape_d, np.nan, np.float32) for k in ("nir", "red", "swir1", "lst_day", "lst_night")}
-            eight_day = {k: np.full(shape_8, np.nan, np.float32) for k in ("lai", "ci", "pv", "npv", "bs")}
-            truth = np.full((len(month_starts),) + shape_s, np.nan, np.float32)
-            for i in range(blat.size):
-                cols = np.flatnonzero(land[i])
-                if cols.size == 0:
-                    continue
-                c = {k: v[i, cols] for k, v in clim.items()}
-                d, e = row_variables(c, blat[i], y0 + i, res, bbox, seed, days, eight)
-                for k, v in d.items():
-                    daily[k][:, i, cols] = v
-                for k, v in e.items():
-                    eight_day[k][:, i, cols] = v
-                truth[:, i, cols] = monthly_truth(d, e, c["soc30"], days, eight, month_starts)
-            static = {k: np.where(land, clim[k], np.nan).astype(np.float32) for k in ("soc0", "soc10", "soc30", "pft")}
-            ds = _band_dataset(daily, eight_day, static, land, days, eight, blat, lon)
-            if b == 0:
-                ds.attrs.update({"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
-                                 "resolution_deg": res, "generator": f"ciml-ter {__version__}",
-                                 "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
-                                 "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
-                                 "vegetation_trend_per_yr": VEGETATION_TREND,
-                                 "time_axes": "time: daily (reflectances, LST); time8: 8-day (lai, ci, pv, npv, bs)"})
-                write_zarr(ds, out_dir / ".cube.zarr.partial", mode="w")
-            else:
-                write_zarr(ds, out_dir / ".cube.zarr.partial", append_dim="lat")
-            truth_var[:, rows, :] = truth
+            ds, truth, n_land = _generate_band(buffer_sets[b % 2], lat[rows], y0, lon, res, bbox, seed,
+                                               days, eight, month_starts, pool)
+            land_total += n_land
+            if writing is not None:
+                writing.result()  # in order; and frees the other buffer set
+            writing = writer.submit(write_band, b, ds, truth, rows)
             if progress:
                 progress(b + 1, len(starts), f"rows {y0}-{rows.stop}")
+        if writing is not None:
+            writing.result()
     if land_total == 0:
         truth_tmp.unlink()
         import shutil
