@@ -35,7 +35,7 @@ def _pixel_gpu(x, order, starts, med, count, buf):
         med[g] = _median_gpu(buf, n) if n > 0 else np.nan
 
 
-_LANES = 16  # CPU: pixels gathered together, so each time step is read as one short row
+_LANES = 64  # CPU: pixels gathered together, so each time step is read as one short row
 
 
 @njit(parallel=True, cache=True)
@@ -105,12 +105,13 @@ def monthly_median(x, months) -> MonthlyMedian:
     if labels.dtype.kind not in "iu":
         raise ValueError(f"months: expected integer labels, found dtype {labels.dtype}")
     distinct, order, starts = group_order(labels)
-    xx = xp.ascontiguousarray(x.reshape(n_time, -1), dtype=np.float64)
-    if xp is np:
+    if xp is np:  # float32 or float64 as given: no converted copy of the stack
+        xx = np.ascontiguousarray(x.reshape(n_time, -1))
         med = np.empty((distinct.size, xx.shape[1]))
         count = np.empty((distinct.size, xx.shape[1]), dtype=np.int64)
         _composite_cpu(xx, order, starts, int(np.diff(starts).max()), med, count)
     else:
-        med, count = launch_composite_gpu(xx, order, starts, xp)
+        med, count = launch_composite_gpu(xp.ascontiguousarray(x.reshape(n_time, -1), dtype=np.float64),
+                                          order, starts, xp)
     shape = (distinct.size,) + x.shape[1:]
     return MonthlyMedian(med.reshape(shape), count.reshape(shape), distinct)
