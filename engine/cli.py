@@ -211,7 +211,9 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
                                                "e.g. 2001-01:2001-03."),
           bbox: str = typer.Option("-180,-90,180,90", "--bbox", help="Window W,S,E,N in degrees."),
           n_sites: int = typer.Option(60, "--sites", help="Number of synthetic flux towers."),
-          seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same world).")):
+          seed: int = typer.Option(0, "--seed", help="Random seed (same seed and device, same world)."),
+          device: str = typer.Option("cpu", "--device", help="cpu or cuda (rows drawn on the GPU; other "
+                                     "random numbers than on the CPU).")):
     """A synthetic world with known TER truth: input cube, truth and FLUXNET-format towers."""
     from ciml_ter.data.synth import write_synthetic_world
 
@@ -220,7 +222,8 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
         raise CimlTerError(f"--months {months!r}: expected FIRST:LAST, e.g. 2001-01:2001-03")
     with _progress("synth") as update:
         summary = write_synthetic_world(world, res=res, years=_parse_years(years), bbox=_parse_bbox(bbox),
-                                        n_sites=n_sites, seed=seed, progress=update, months=month_range)
+                                        n_sites=n_sites, seed=seed, progress=update, months=month_range,
+                                        device=device)
     out.print(f"wrote {summary['out']}: {summary['grid'][0]} x {summary['grid'][1]} grid, "
               f"{summary['land_pixels']:,} land pixels, {summary['days']} days, {summary['sites']} towers; "
               f"truth parents: {', '.join(summary['parents'])}; decoys: {', '.join(summary['decoys'])}")

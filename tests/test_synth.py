@@ -173,3 +173,47 @@ def test_bad_requests(tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):
         write_synthetic_world(tmp_path / "w", **args)
     assert not (tmp_path / "w" / "cube.zarr").exists()
+
+
+def test_whole_array_ar1_equals_the_recursive_filter():
+    """The GPU path's AR(1) (block cumulative sums) against scipy's recursive filter, across
+    several blocks and a partial last one."""
+    from scipy.signal import lfilter
+
+    from ciml_ter.data.synth import _ar1_blocks
+
+    shocks = np.random.default_rng(0).normal(size=(50, 3))
+    phi = float(np.exp(-1 / 30))
+    np.testing.assert_allclose(_ar1_blocks(shocks, phi, np, block=7), lfilter([1.0], [1.0, -phi], shocks, axis=0),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    from ciml_ter.device import cupy_or_none
+    from ciml_ter.errors import DeviceError
+
+    if cupy_or_none() is not None:
+        pytest.skip("a GPU is present: covered by test_gpu_world_has_the_cpu_world_s_truth_and_statistics")
+    with pytest.raises(DeviceError, match="device 'cuda' was requested but no CUDA GPU is usable"):
+        write_synthetic_world(tmp_path / "w", res=1.0, years=(2001, 2001), bbox=(0.0, 40.0, 5.0, 45.0),
+                              n_sites=0, device="cuda")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.gpu
+def test_gpu_world_has_the_cpu_world_s_truth_and_statistics(world, tmp_path):
+    """Drawn on the GPU: same grid and land, the truth is the formula on the written predictors,
+    and each variable's land mean is that of the CPU world within 2 %."""
+    root, _ = world
+    summary = write_synthetic_world(tmp_path / "g", res=1.0, years=(2004, 2004), bbox=BBOX, n_sites=12, seed=3,
+                                    device="cuda")
+    assert summary["device"] == "cuda"
+    cpu, cpu_truth = _open(root / "a")
+    gpu, gpu_truth = _open(tmp_path / "g")
+    np.testing.assert_array_equal(gpu.land.values, cpu.land.values)
+    land = cpu.land.values.astype(bool)
+    for name in ("nir", "red", "swir1", "lst_day", "lst_night", "lai", "ci"):
+        a, b = np.nanmean(cpu[name].values[:, land]), np.nanmean(gpu[name].values[:, land])
+        assert abs(b - a) <= 0.02 * abs(a), (name, a, b)
+    a, b = np.nanmean(cpu_truth.ter.values[:, land]), np.nanmean(gpu_truth.ter.values[:, land])
+    assert abs(b - a) <= 0.02 * a

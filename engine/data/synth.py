@@ -41,7 +41,9 @@ import pandas as pd
 import xarray as xr
 
 from ciml_ter import __version__, kernels
+from ciml_ter.kernels._dispatch import array_module
 from ciml_ter.data.cube import write_zarr
+from ciml_ter.device import get_namespace, resolve_device, to_host
 from ciml_ter.errors import InputError
 
 PARENTS = ("lst_night", "lswi", "lai", "soc30")
@@ -130,93 +132,138 @@ def climate(lat: np.ndarray, lon: np.ndarray, seed: int) -> dict:
             "clumping": 0.08 * _cell_noise(lat, lon, seed + 7)}
 
 
-def _season(doy, lat, seasonality):
+def _season(doy, lat, seasonality, xp=np):
     """0-1 seasonal cycle per day (rows) and pixel (columns), peaking in local summer."""
-    peak = np.where(lat >= 0, 196.0, 15.0)
-    cycle = 0.5 * (1 + np.cos(2 * np.pi * (doy[:, None] - peak[None, :]) / 365.25))
+    peak = xp.where(lat >= 0, 196.0, 15.0)
+    cycle = 0.5 * (1 + xp.cos(2 * np.pi * (doy[:, None] - peak[None, :]) / 365.25))
     return 1 - seasonality[None, :] * (1 - cycle ** 1.5)
 
 
 WETNESS_MEMORY_DAYS, WETNESS_SD = 30.0, 0.3
 
 
-def _wetness_anomaly(rng, n_days: int, n: int) -> np.ndarray:
+class _Draws:
+    """The random draws of one grid row, on the host (NumPy) or the GPU (CuPy); seeded by
+    ``key`` (a list of ints). The two devices draw different (each reproducible) numbers."""
+
+    def __init__(self, key: list[int], xp=np):
+        self.xp = xp
+        self.rng = (np.random.default_rng(key) if xp is np
+                    else xp.random.default_rng(int(np.random.SeedSequence(key).generate_state(1)[0])))
+
+    def normal(self, scale: float, shape):
+        if self.xp is np:
+            return self.rng.normal(0, scale, shape)
+        return scale * self.rng.standard_normal(shape)
+
+    def uniform(self, low: float, high: float, shape=None):
+        return self.rng.uniform(low, high, shape)
+
+    def random(self, shape):
+        return self.rng.random(shape)
+
+
+def _ar1_blocks(shocks, phi: float, xp, block: int = 366):
+    """``y[t] = phi * y[t-1] + shocks[t]`` along axis 0 with whole-array operations (no loop
+    over days): within a block, y[s+k] = phi**k * (phi * y[s-1] + cumsum_j phi**-j shocks[s+j])."""
+    out = xp.empty_like(shocks)
+    carry = xp.zeros(shocks.shape[1:], dtype=shocks.dtype)
+    for start in range(0, shocks.shape[0], block):
+        part = shocks[start:start + block]
+        k = xp.arange(part.shape[0], dtype=shocks.dtype)[:, None]
+        out[start:start + block] = phi ** k * (phi * carry[None] + xp.cumsum(phi ** -k * part, axis=0))
+        carry = out[start + part.shape[0] - 1]
+    return out
+
+
+def _wetness_anomaly(draws: _Draws, n_days: int, n: int):
     """Moisture anomalies (days, pixels): an AR(1) process with a memory of about a month and a
     standard deviation of WETNESS_SD, started from its stationary distribution."""
-    from scipy.signal import lfilter
-
     phi = math.exp(-1.0 / WETNESS_MEMORY_DAYS)
-    shocks = rng.normal(0, WETNESS_SD * math.sqrt(1 - phi ** 2), (n_days, n))
-    shocks[0] = rng.normal(0, WETNESS_SD, n)
-    return lfilter([1.0], [1.0, -phi], shocks, axis=0)
+    shocks = draws.normal(WETNESS_SD * math.sqrt(1 - phi ** 2), (n_days, n))
+    shocks[0] = draws.normal(WETNESS_SD, n)
+    if draws.xp is np:
+        from scipy.signal import lfilter
+
+        return lfilter([1.0], [1.0, -phi], shocks, axis=0)
+    return _ar1_blocks(shocks, phi, draws.xp)
 
 
-def _row(rng, days: pd.DatetimeIndex, eight: pd.DatetimeIndex, lat, c: dict, year0: int,
+def _row(draws: _Draws, days: pd.DatetimeIndex, eight: pd.DatetimeIndex, lat, c: dict, year0: int,
          clean: bool = False) -> tuple[dict, dict]:
-    """Every daily and 8-day variable of the land pixels of one row (given their climate);
-    ``clean`` leaves out the noise, spikes and clouds (the curves behind the data)."""
+    """Every daily and 8-day variable (float32, on the device of ``draws``) of the land pixels
+    of one row, given their climate ``c`` (host arrays); ``clean`` leaves out the noise, spikes
+    and clouds (the curves behind the data)."""
+    xp = draws.xp
     n, nd = c["t_mean"].size, len(days)
     noise = 0.0 if clean else 1.0
-    doy = days.day_of_year.to_numpy(float)
-    years = (days.year - year0).to_numpy(float)
     info = np.array([CLASSES[int(k)] for k in c["pft"]], dtype=object)
-    peak_v, peak_lai, seasonality = (np.asarray(info[:, i], float) for i in (1, 2, 3))
-    lat_p = np.full(n, lat)
-    iav = 1 + 0.04 * np.sin(2 * np.pi * years / 6.5 + rng.uniform(0, 2 * np.pi))[:, None]
-    veg = peak_v[None, :] * _season(doy, lat_p, seasonality) * iav * (1 + VEGETATION_TREND * years)[:, None]
-    veg = np.clip(veg * (0.6 + 0.4 * c["moisture"])[None, :], 0, 1)
+    peak_v, peak_lai, seasonality = (xp.asarray(np.asarray(info[:, i], float)) for i in (1, 2, 3))
+    c = {k: xp.asarray(v) for k, v in c.items()}
+    doy = xp.asarray(days.day_of_year.to_numpy(float))
+    years = xp.asarray((days.year - year0).to_numpy(float))
+    lat_p = xp.full(n, lat)
+    iav = 1 + 0.04 * xp.sin(2 * np.pi * years / 6.5 + draws.uniform(0, 2 * np.pi))[:, None]
+    veg = peak_v[None, :] * _season(doy, lat_p, seasonality, xp) * iav * (1 + VEGETATION_TREND * years)[:, None]
+    veg = xp.clip(veg * (0.6 + 0.4 * c["moisture"])[None, :], 0, 1)
     temp = (c["t_mean"][None, :] + TEMPERATURE_TREND * years[:, None]
-            + c["amplitude"][None, :] * (np.cos(2 * np.pi * (doy[:, None] - np.where(lat >= 0, 200, 20)) / 365.25))
-            + noise * rng.normal(0, 1.5, (nd, n)))
-    nir = 0.12 + 0.33 * veg + noise * rng.normal(0, 0.005, (nd, n))
-    red = 0.11 - 0.08 * veg + noise * rng.normal(0, 0.003, (nd, n))
-    wet = np.clip(c["moisture"][None, :] + _wetness_anomaly(rng, nd, n), 0, 1)  # rain spells and droughts
-    swir1 = 0.28 - 0.16 * veg * (0.4 + 0.6 * wet) + noise * rng.normal(0, 0.004, (nd, n))
-    spikes = rng.random((nd, n)) < SPIKE_SHARE * noise  # thin cloud / shadow: darker NIR
-    nir = np.where(spikes, nir * rng.uniform(0.4, 0.8, (nd, n)), nir)
-    lst_day = temp + 273.15 + 4 + 10 * (1 - veg) * (1 - c["moisture"][None, :]) + noise * rng.normal(0, 1.0, (nd, n))
-    lst_night = temp + 273.15 - 5 - 2 * c["moisture"][None, :] + noise * rng.normal(0, 0.8, (nd, n))
-    cloudy = rng.random((nd, n)) < CLOUD_SHARE * noise * (0.5 + c["moisture"][None, :])
-    daily = {name: np.where(cloudy, np.nan, v).astype(np.float32)
+            + c["amplitude"][None, :] * (xp.cos(2 * np.pi * (doy[:, None] - (200 if lat >= 0 else 20)) / 365.25))
+            + noise * draws.normal(1.5, (nd, n)))
+    nir = 0.12 + 0.33 * veg + noise * draws.normal(0.005, (nd, n))
+    red = 0.11 - 0.08 * veg + noise * draws.normal(0.003, (nd, n))
+    wet = xp.clip(c["moisture"][None, :] + _wetness_anomaly(draws, nd, n), 0, 1)  # rain spells and droughts
+    swir1 = 0.28 - 0.16 * veg * (0.4 + 0.6 * wet) + noise * draws.normal(0.004, (nd, n))
+    spikes = draws.random((nd, n)) < SPIKE_SHARE * noise  # thin cloud / shadow: darker NIR
+    nir = xp.where(spikes, nir * draws.uniform(0.4, 0.8, (nd, n)), nir)
+    lst_day = temp + 273.15 + 4 + 10 * (1 - veg) * (1 - c["moisture"][None, :]) + noise * draws.normal(1.0, (nd, n))
+    lst_night = temp + 273.15 - 5 - 2 * c["moisture"][None, :] + noise * draws.normal(0.8, (nd, n))
+    cloudy = draws.random((nd, n)) < CLOUD_SHARE * noise * (0.5 + c["moisture"][None, :])
+    daily = {name: xp.where(cloudy, np.nan, v).astype(np.float32)
              for name, v in (("nir", nir), ("red", red), ("swir1", swir1), ("lst_day", lst_day),
                              ("lst_night", lst_night))}
-    at8 = days.get_indexer(eight)
-    v8 = veg[at8]
-    lai = (peak_lai[None, :] * v8 / np.maximum(peak_v[None, :], 1e-3) * c["canopy"][None, :]
-           * (1 + noise * rng.normal(0, 0.1, v8.shape)))
-    lai = np.clip(lai, 0, None)
-    ci = np.clip(0.85 + c["clumping"][None, :] - 0.05 * lai + noise * rng.normal(0, 0.03, lai.shape), 0.3, 1)
-    pv = np.clip(0.95 * v8, 0, 1)
-    npv = np.clip((1 - v8) * (0.15 + 0.35 * c["moisture"][None, :]), 0, 1 - pv)
-    eight_day = {"lai": lai, "ci": ci, "pv": pv, "npv": npv, "bs": np.clip(1 - pv - npv, 0, 1)}
+    v8 = veg[days.get_indexer(eight)]
+    lai = (peak_lai[None, :] * v8 / xp.maximum(peak_v[None, :], 1e-3) * c["canopy"][None, :]
+           * (1 + noise * draws.normal(0.1, v8.shape)))
+    lai = xp.clip(lai, 0, None)
+    ci = xp.clip(0.85 + c["clumping"][None, :] - 0.05 * lai + noise * draws.normal(0.03, lai.shape), 0.3, 1)
+    pv = xp.clip(0.95 * v8, 0, 1)
+    npv = xp.clip((1 - v8) * (0.15 + 0.35 * c["moisture"][None, :]), 0, 1 - pv)
+    eight_day = {"lai": lai, "ci": ci, "pv": pv, "npv": npv, "bs": xp.clip(1 - pv - npv, 0, 1)}
     return daily, {k: v.astype(np.float32) for k, v in eight_day.items()}
 
 
 def row_variables(clim_row: dict, lat: float, row: int, res: float, bbox, seed: int, days, eight,
-                  clean: bool = False) -> tuple[dict, dict]:
+                  clean: bool = False, xp=np) -> tuple[dict, dict]:
     """Daily and 8-day variables of the land pixels of grid row ``row`` (climate ``clim_row``
-    restricted to those pixels); its generator is seeded by (seed, row, window west edge)."""
-    rng = np.random.default_rng([seed, row, int(round((bbox[0] + 180) / res))])
-    return _row(rng, days, eight, lat, clim_row, int(days.year[0]), clean=clean)
+    restricted to those pixels), as arrays of ``xp`` (NumPy or CuPy); the row's generator is
+    seeded by (seed, row, window west edge)."""
+    draws = _Draws([seed, row, int(round((bbox[0] + 180) / res))], xp)
+    return _row(draws, days, eight, lat, clim_row, int(days.year[0]), clean=clean)
 
 
 def true_ter(lst_night, lswi, lai, soc30):
-    """The world's TER (g C m-2 month-1) from monthly predictors (see the module docstring)."""
+    """The world's TER (g C m-2 month-1) from monthly predictors (see the module docstring);
+    NumPy or CuPy arrays."""
+    xp = array_module(lst_night)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        temperature = R_REF * np.exp(E0 * (1 / (T_REF - T0) - 1 / np.maximum(lst_night - T0, 1.0)))
-        moisture = np.clip((lswi + 0.25) / 0.6, 0.1, 1.0)
+        temperature = R_REF * xp.exp(E0 * (1 / (T_REF - T0) - 1 / xp.maximum(lst_night - T0, 1.0)))
+        moisture = xp.clip((lswi + 0.25) / 0.6, 0.1, 1.0)
         return temperature * moisture * (0.3 + lai / (lai + 1.5)) * (1 + soc30 / 15)
 
 
-def monthly_truth(daily: dict, eight_day: dict, soc30, days, eight, months) -> np.ndarray:
-    """Truth (months, pixels) from the monthly medians of the written variables."""
+def monthly_truth(daily: dict, eight_day: dict, soc30, days, eight, months):
+    """Truth (months, pixels) from the monthly medians of the written variables, on the device
+    of ``daily``."""
+    xp = array_module(daily["nir"])
+
     def med(stack, times):
         result = kernels.monthly_median(stack.astype(np.float64), (times.year * 12 + times.month - 1).to_numpy())
         labels = (months.year * 12 + months.month - 1).to_numpy()
-        return result.median[np.searchsorted(result.labels, labels)]
+        return result.median[xp.asarray(np.searchsorted(result.labels, labels))]
 
     lswi = kernels.lswi(daily["nir"].astype(np.float64), daily["swir1"].astype(np.float64)).value
-    return true_ter(med(daily["lst_night"], days), med(lswi, days), med(eight_day["lai"], eight), soc30[None, :])
+    return true_ter(med(daily["lst_night"], days), med(lswi, days), med(eight_day["lai"], eight),
+                    xp.asarray(soc30)[None, :])
 
 
 def _period(years, months_range):
@@ -253,10 +300,11 @@ def _blank(buffer: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eight, month_starts,
-                   pool) -> tuple[xr.Dataset, np.ndarray, int]:
-    """Every variable and the truth of a band of rows (first row ``y0``), filled into
-    ``buffers`` row by row on the threads of ``pool``; returns the band's dataset, its truth
-    (months, rows, lon) and its number of land pixels."""
+                   pool, xp) -> tuple[xr.Dataset, np.ndarray, int]:
+    """Every variable and the truth of a band of rows (first row ``y0``), generated with the
+    array module ``xp`` and filled into the host ``buffers`` row by row on the threads of
+    ``pool``; returns the band's dataset, its truth (months, rows, lon) and its number of land
+    pixels."""
     land = land_fraction(blat, lon, res) >= 0.5
     clim = climate(blat, lon, seed)
     daily = {k: _blank(buffers[k], blat.size) for k in DAILY}
@@ -268,12 +316,12 @@ def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eig
         if cols.size == 0:
             return
         c = {k: v[i, cols] for k, v in clim.items()}
-        d, e = row_variables(c, blat[i], y0 + i, res, bbox, seed, days, eight)
+        d, e = row_variables(c, blat[i], y0 + i, res, bbox, seed, days, eight, xp=xp)
         for k, v in d.items():
-            daily[k][:, i, cols] = v
+            daily[k][:, i, cols] = to_host(v)
         for k, v in e.items():
-            eight_day[k][:, i, cols] = v
-        truth[:, i, cols] = monthly_truth(d, e, c["soc30"], days, eight, month_starts)
+            eight_day[k][:, i, cols] = to_host(v)
+        truth[:, i, cols] = to_host(monthly_truth(d, e, c["soc30"], days, eight, month_starts))
 
     list(pool.map(fill_row, range(blat.size)))  # NumPy releases the GIL in the big array work
     static = {k: np.where(land, clim[k], np.nan).astype(np.float32) for k in ("soc0", "soc10", "soc30", "pft")}
@@ -283,13 +331,18 @@ def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eig
 def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int] = (2001, 2003),
                           bbox: tuple[float, float, float, float] = (-180, -90, 180, 90), n_sites: int = 60,
                           seed: int = 0, progress: Callable | None = None, band_rows: int = 0,
-                          months: tuple[str, str] | None = None) -> dict:
+                          months: tuple[str, str] | None = None, device: str = "cpu") -> dict:
     """Write cube.zarr, truth.nc and fluxnet/ for a synthetic world; return a summary.
 
     ``months`` ("YYYY-MM", "YYYY-MM") overrides ``years`` with a month range; ``band_rows``
     (0: from a budget of 512 MiB per buffer set; two sets) is how many rows are generated at once.
+    ``device`` "cuda" draws and computes the rows on the GPU (CuPy; other random numbers than
+    on the CPU, equally reproducible) and copies each row to the host bands being written.
     """
     import h5netcdf
+
+    device = resolve_device(device)
+    xp = get_namespace(device)
 
     out_dir = Path(out_dir)
     lat, lon = grid(res, bbox)
@@ -322,7 +375,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
                         **{k: np.empty((len(eight), rows_max, lon.size), np.float32) for k in EIGHT_DAY},
                         "ter": np.empty((len(month_starts), rows_max, lon.size), np.float32)} for _ in range(2)]
         attrs = {"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
-                 "resolution_deg": res, "generator": f"ciml-ter {__version__}",
+                 "resolution_deg": res, "generator": f"ciml-ter {__version__} on {device}",
                  "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
                  "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
                  "vegetation_trend_per_yr": VEGETATION_TREND,
@@ -344,7 +397,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
         for b, y0 in enumerate(starts):
             rows = slice(y0, min(y0 + band, lat.size))
             ds, truth, n_land = _generate_band(buffer_sets[b % 2], lat[rows], y0, lon, res, bbox, seed,
-                                               days, eight, month_starts, pool)
+                                               days, eight, month_starts, pool, xp)
             land_total += n_land
             if writing is not None:
                 writing.result()  # in order; and frees the other buffer set
@@ -364,7 +417,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
     sites = _write_fluxnet(out_dir / "fluxnet", out_dir, lat, lon, res, n_sites, seed, month_starts, days) if n_sites else 0
     return {"out": str(out_dir), "grid": [int(lat.size), int(lon.size)], "land_pixels": land_total,
             "days": len(days), "months": len(month_starts), "sites": sites, "parents": list(PARENTS),
-            "decoys": list(DECOYS), "formula": TRUTH_FORMULA}
+            "decoys": list(DECOYS), "formula": TRUTH_FORMULA, "device": device}
 
 
 def _band_dataset(daily, eight_day, static, land, days, eight, blat, lon) -> xr.Dataset:
