@@ -17,7 +17,7 @@ WORLD = {"res": 1.0, "years": (2001, 2010), "bbox": (-10.0, 35.0, 30.0, 60.0), "
 SETTINGS = {"train": {"folds": 5, "seeds": 2}, "xgboost": {"learning_rate": 0.1},
             "predict": {"tile_size": 16, "shap": True}, "grid": {"res": 1.0, "years": [2001, 2010]}}
 DEFAULT_FLUXNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "fluxnet2015_mm"
-STAGES = 5
+STAGES = 10  # synth, the pipeline's six (features ... report), truth, real towers, report
 
 
 def r2(obs, est) -> float:
@@ -107,17 +107,21 @@ def run_demo(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = N
 
     start = time.perf_counter()
 
-    def stage(k: int, line: str) -> None:
-        say(f"[{k}/{STAGES}] {line} ({time.perf_counter() - start:.0f} s)")
+    done = 0
+
+    def stage(line: str) -> None:
+        nonlocal done
+        done += 1
+        say(f"[{done}/{STAGES}] {line} ({time.perf_counter() - start:.0f} s)")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     world = out_dir / "world"
     if (world / "cube.zarr").exists():
-        stage(1, f"synth: {world} exists, reused")
+        stage(f"synth: {world} exists, reused")
     else:
         s = write_synthetic_world(world, progress=progress, **WORLD)
-        stage(1, f"synth: {s['grid'][0]} x {s['grid'][1]} cells at {WORLD['res']} deg, {s['land_pixels']} land, "
+        stage(f"synth: {s['grid'][0]} x {s['grid'][1]} cells at {WORLD['res']} deg, {s['land_pixels']} land, "
                  f"{s['days']} days, {s['sites']} towers; truth parents {', '.join(s['parents'])}, decoys "
                  f"{', '.join(s['decoys'])}")
     w = out_dir / "synthetic"
@@ -126,21 +130,21 @@ def run_demo(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = N
         "features": str(w / "features.zarr"), "sites": str(w / "sites.parquet"), "model": str(w / "model"),
         "run": str(w / "run"), "analysis": str(w / "analysis"), "report": str(w / "report-synthetic.html")}})
     save_config(config, out_dir / "config.toml")
-    run_pipeline(config, lambda line: stage(2, line), progress=progress)
+    run_pipeline(config, stage, progress=progress)
     truth = truth_comparison(world, w)
     (out_dir / "truth_vs_estimate.json").write_text(json.dumps(truth, indent=1))
-    stage(3, f"truth vs estimate: budget error {truth['budget_error_percent']:+.1f} %, trend "
+    stage(f"truth vs estimate: budget error {truth['budget_error_percent']:+.1f} %, trend "
              f"{truth['estimated_trend_percent_per_yr']:+.2f} %/yr (true {truth['true_trend_percent_per_yr']:+.2f}), "
              f"map R2 {truth['map_r2_vs_truth']:.3f}; PCMCI+ parents {', '.join(truth['discovered_parents'])} "
              f"(true {', '.join(truth['true_parents'])})")
     real = _real_towers(out_dir / "fluxnet_real", fluxnet or DEFAULT_FLUXNET, config, progress)
-    stage(4, f"real towers: {real['line']}")
+    stage(f"real towers: {real['line']}")
     tables = {"truth vs estimate (synthetic world)": _truth_table(truth)}
     if real.get("metrics"):
         tables["real FLUXNET towers (site-only predictors), test metrics"] = real["metrics"]
     report = report_command(w / "run", out_dir / "report.html", analysis_dir=w / "analysis", model_dir=w / "model",
                             extra_tables=tables, truth_series={"x": truth["years"], "y": truth["true_pg_c_yr"]})
-    stage(5, f"report: {report.resolve()}")
+    stage(f"report: {report.resolve()}")
     say(f"demo finished in {time.perf_counter() - start:.0f} s; open {report.resolve()}")
     return report
 

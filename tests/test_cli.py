@@ -86,8 +86,8 @@ def test_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    for k in range(1, 6):
-        assert any(line.startswith(f"[{k}/5]") for line in lines), lines
+    for k in range(1, 11):
+        assert sum(line.startswith(f"[{k}/10]") for line in lines) == 1, lines
     report = tmp_path / "demo" / "report.html"
     assert lines[-1].startswith("demo finished in") and lines[-1].endswith(f"open {report}")
     truth = json.loads((tmp_path / "demo" / "truth_vs_estimate.json").read_text())
