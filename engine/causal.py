@@ -178,17 +178,9 @@ def write_weights(result: dict, path: str | Path) -> Path:
 
 def read_weights(path: str | Path) -> dict:
     """Read a weights JSON written by ``ciml-ter causal``; InputError when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: causal weights file not found")
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: expected a JSON weights file, could not parse it ({exc})") from None
-    if not isinstance(result, dict) or result.get("format") != FORMAT:
-        raise InputError(f"{path}: expected a weights file of format {FORMAT!r} "
-                         f"(from `ciml-ter causal`), found something else")
-    return result
+    from ciml_ter.documents import read_document
+
+    return read_document(path, FORMAT, "causal weights file (from `ciml-ter causal`)")
 
 
 def causal_command(sites_path: str | Path, out_path: str | Path, config: PipelineConfig,

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from ciml_ter.config import PipelineConfig, config_from_dict
 from ciml_ter.errors import InputError
+from ciml_ter.documents import read_document
 from ciml_ter.infer import Member, predict_rows
 
 log = logging.getLogger(__name__)
@@ -385,12 +386,7 @@ def load_ensemble(model_dir: str | Path) -> Ensemble:
     path = model_dir / MANIFEST
     if not path.is_file():
         raise InputError(f"{model_dir}: expected a model directory with {MANIFEST}, found none")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: expected JSON, could not parse it ({exc})") from None
-    if manifest.get("format") != FORMAT:
-        raise InputError(f"{path}: expected format {FORMAT!r}, found {manifest.get('format')!r}")
+    manifest = read_document(path, FORMAT, "model manifest (from `ciml-ter train`)")
     members = []
     for m in manifest["members"]:
         file = model_dir / m["file"]
