@@ -58,7 +58,8 @@ def _batch(members, x, shap, xp):
         fold_sum[k] += m.booster.inplace_predict(x, iteration_range=m.iteration_range)
         fold_n[k] += 1
         if shap:
-            contrib += m.booster.predict(matrix, pred_contribs=True, iteration_range=m.iteration_range)
+            # Booster.predict returns host (NumPy) arrays even when it computes on the GPU
+            contrib += xp.asarray(m.booster.predict(matrix, pred_contribs=True, iteration_range=m.iteration_range))
     fold_mean = fold_sum / xp.asarray(fold_n)[:, None]
     mean = fold_sum.sum(axis=0) / fold_n.sum()
     return mean, fold_mean.std(axis=0), (contrib / len(members) if shap else None)

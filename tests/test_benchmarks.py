@@ -7,7 +7,7 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("suite", ["kernels", "training", "inference"])
+@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month"])
 def test_quick_benchmark_writes_its_results(suite, tmp_path):
     import importlib
 
@@ -19,3 +19,5 @@ def test_quick_benchmark_writes_its_results(suite, tmp_path):
     if suite == "inference":
         assert result["max_abs_shap_difference"] < 1e-3  # engine SHAP == shap.TreeExplainer
         assert result["sizes"]["members"] == 3
+    if suite == "global_month":
+        assert result["sizes"]["pixels"] == 20_000 and result["row_trees_per_s"]["mean_std_shap"] > 0
