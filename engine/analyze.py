@@ -108,7 +108,7 @@ def _dependence(shap: np.ndarray, values: np.ndarray, bins: int = 20) -> list[di
     return rows
 
 
-def _sample_sites(table: pd.DataFrame, months: pd.DatetimeIndex, lat, lon, field: np.ndarray) -> np.ndarray:
+def sample_sites(table: pd.DataFrame, months: pd.DatetimeIndex, lat, lon, field: np.ndarray) -> np.ndarray:
     """Values of a (time, lat, lon) field at each site-month's nearest pixel (NaN outside)."""
     i = np.abs(lat[None, :] - table["lat"].to_numpy()[:, None]).argmin(axis=1)
     j = np.abs(lon[None, :] - table["lon"].to_numpy()[:, None]).argmin(axis=1)
@@ -219,7 +219,7 @@ def analyze_command(run_dir: Path, out_dir: Path, config: PipelineConfig, compar
         from ciml_ter.sites import read_site_table
 
         observed, _ = read_site_table(Path(sites))
-        est = _sample_sites(observed, months, lat, lon, ter)
+        est = sample_sites(observed, months, lat, lon, ter)
         summary["sites"] = _site_errors(observed, est)
     comparisons = {}
     for path in compare:
@@ -245,8 +245,8 @@ def analyze_command(run_dir: Path, out_dir: Path, config: PipelineConfig, compar
             entry["trend_sign_agreement"] = float(np.mean(np.sign(a["slope"][both]) == np.sign(b["slope"][both])))
         if observed is not None:
             sub = observed[pd.DatetimeIndex(observed["time"]).to_period("M").to_timestamp().isin(common)]
-            entry["sites_ours"] = _site_errors(sub, _sample_sites(sub, common, lat, lon, ours))
-            entry["sites_theirs"] = _site_errors(sub, _sample_sites(sub, common, lat, lon, theirs))
+            entry["sites_ours"] = _site_errors(sub, sample_sites(sub, common, lat, lon, ours))
+            entry["sites_theirs"] = _site_errors(sub, sample_sites(sub, common, lat, lon, theirs))
         maps[f"diff_{name}"] = (np.where(land, (ours - theirs).mean(axis=0), np.nan), UNITS)
         comparisons[name] = entry
         if progress:

@@ -20,13 +20,6 @@ DEFAULT_FLUXNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "flu
 STAGES = 10  # synth, the pipeline's six (features ... report), truth, real towers, report
 
 
-def r2(obs, est) -> float:
-    """Coefficient of determination of ``est`` against ``obs`` (finite pairs only)."""
-    obs, est = np.asarray(obs, np.float64), np.asarray(est, np.float64)
-    ok = np.isfinite(obs) & np.isfinite(est)
-    return float(1 - np.sum((obs[ok] - est[ok]) ** 2) / np.sum((obs[ok] - obs[ok].mean()) ** 2))
-
-
 def truth_comparison(world: Path, synthetic: Path) -> dict:
     """The synthetic world's truth against the engine's estimates: global budget and trend, the
     TER map, held-out sites (causal and plain models), and the drivers and parents found."""
@@ -34,7 +27,9 @@ def truth_comparison(world: Path, synthetic: Path) -> dict:
 
     from ciml_ter import analysis as an
     from ciml_ter import kernels
-    from ciml_ter.causal import parent_scores
+    from ciml_ter.analyze import sample_sites
+    from ciml_ter.causal import parent_scores, read_weights
+    from ciml_ter.evaluate import metrics
 
     with xr.open_dataset(world / "truth.nc", engine="h5netcdf") as truth:
         ter = np.asarray(truth.ter.values, dtype=np.float64)
@@ -52,25 +47,24 @@ def truth_comparison(world: Path, synthetic: Path) -> dict:
     ranked = summary.get("drivers", {}).get("top_features", [])
 
     rows = pd.read_csv(synthetic / "model" / "predictions.csv", parse_dates=["time"])
-    i = np.abs(lat[None, :] - rows["lat"].to_numpy()[:, None]).argmin(axis=1)
-    j = np.abs(lon[None, :] - rows["lon"].to_numpy()[:, None]).argmin(axis=1)
-    rows["ter_truth"] = ter[months.get_indexer(rows["time"]), i, j]
-    weights = json.loads((synthetic / "model" / "weights.json").read_text())["pooled"]
+    truth_at_sites = sample_sites(rows, months, lat, lon, ter)
+    causal = {"observed": metrics(rows.ter_obs, rows.ter_test), "truth": metrics(truth_at_sites, rows.ter_test)}
+    plain = {"observed": metrics(rows.ter_obs, rows.xgboost_plain_test),
+             "truth": metrics(truth_at_sites, rows.xgboost_plain_test)}
+    weights = read_weights(synthetic / "model" / "weights.json")["pooled"]
     decoy_weight = max(weights["weights"][d] for d in decoys)
+    map_fit = metrics(ter, estimate)
     return {
         "years": years.tolist(), "true_pg_c_yr": true_budget.tolist(), "estimated_pg_c_yr": est_budget.tolist(),
         "budget_error_percent": float(100 * (est_budget.mean() - true_budget.mean()) / true_budget.mean()),
         "true_trend_percent_per_yr": true_trend["percent_per_step"],
         "estimated_trend_percent_per_yr": summary.get("trend", {}).get("percent_per_step", float("nan")),
-        "map_r2_vs_truth": r2(ter, estimate),
-        "map_mae_vs_truth": float(np.nanmean(np.abs(estimate - ter))),
-        "sites_test_r2": {"causal_vs_observed": r2(rows.ter_obs, rows.ter_test),
-                          "causal_vs_truth": r2(rows.ter_truth, rows.ter_test),
-                          "plain_vs_observed": r2(rows.ter_obs, rows.xgboost_plain_test),
-                          "plain_vs_truth": r2(rows.ter_truth, rows.xgboost_plain_test),
+        "map_r2_vs_truth": map_fit["r2"],
+        "map_mae_vs_truth": map_fit["mae"],
+        "sites_test_r2": {"causal_vs_observed": causal["observed"]["r2"], "causal_vs_truth": causal["truth"]["r2"],
+                          "plain_vs_observed": plain["observed"]["r2"], "plain_vs_truth": plain["truth"]["r2"],
                           "n": int(len(rows))},
-        "sites_test_mae": {"causal": float(np.mean(np.abs(rows.ter_obs - rows.ter_test))),
-                           "plain": float(np.mean(np.abs(rows.ter_obs - rows.xgboost_plain_test)))},
+        "sites_test_mae": {"causal": causal["observed"]["mae"], "plain": plain["observed"]["mae"]},
         "true_parents": parents, "decoys": decoys, "top_drivers": ranked,
         "parents_in_top": [p for p in ranked[:len(parents)] if p in parents],
         "discovered_parents": weights["parents"], **parent_scores(weights["parents"], parents),
@@ -106,7 +100,6 @@ def run_demo(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = N
     from ciml_ter.report import report_command
 
     start = time.perf_counter()
-
     done = 0
 
     def stage(line: str) -> None:
@@ -122,8 +115,8 @@ def run_demo(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = N
     else:
         s = write_synthetic_world(world, progress=progress, **WORLD)
         stage(f"synth: {s['grid'][0]} x {s['grid'][1]} cells at {WORLD['res']} deg, {s['land_pixels']} land, "
-                 f"{s['days']} days, {s['sites']} towers; truth parents {', '.join(s['parents'])}, decoys "
-                 f"{', '.join(s['decoys'])}")
+              f"{s['days']} days, {s['sites']} towers; truth parents {', '.join(s['parents'])}, decoys "
+              f"{', '.join(s['decoys'])}")
     w = out_dir / "synthetic"
     config = config_from_dict({**SETTINGS, "paths": {
         "cube": str(world / "cube.zarr"), "fluxnet": [str(world / "fluxnet")],
@@ -134,9 +127,9 @@ def run_demo(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = N
     truth = truth_comparison(world, w)
     (out_dir / "truth_vs_estimate.json").write_text(json.dumps(truth, indent=1))
     stage(f"truth vs estimate: budget error {truth['budget_error_percent']:+.1f} %, trend "
-             f"{truth['estimated_trend_percent_per_yr']:+.2f} %/yr (true {truth['true_trend_percent_per_yr']:+.2f}), "
-             f"map R2 {truth['map_r2_vs_truth']:.3f}; PCMCI+ parents {', '.join(truth['discovered_parents'])} "
-             f"(true {', '.join(truth['true_parents'])})")
+          f"{truth['estimated_trend_percent_per_yr']:+.2f} %/yr (true {truth['true_trend_percent_per_yr']:+.2f}), "
+          f"map R2 {truth['map_r2_vs_truth']:.3f}; PCMCI+ parents {', '.join(truth['discovered_parents'])} "
+          f"(true {', '.join(truth['true_parents'])})")
     real = _real_towers(out_dir / "fluxnet_real", fluxnet or DEFAULT_FLUXNET, config, progress)
     stage(f"real towers: {real['line']}")
     tables = {"truth vs estimate (synthetic world)": _truth_table(truth)}

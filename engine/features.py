@@ -212,8 +212,8 @@ def build_features(cube: Path, out: Path, res: float | None = None, config: Feat
     bands = list(range(0, ds.lat.size, plan_.band_rows))
     for i, start in enumerate(bands):
         band = _band(ds, slice(start, min(start + plan_.band_rows, ds.lat.size)), plan_, config, xp)
-        band.attrs.update(attrs)  # every band: an append replaces the store's attributes with its own
         if i == 0:
+            band.attrs.update(attrs)
             write_zarr(band, tmp, mode="w")
         else:
             write_zarr(band, tmp, append_dim="lat")

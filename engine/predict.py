@@ -159,12 +159,13 @@ def _check_months(months: pd.DatetimeIndex, features: Path) -> pd.DatetimeIndex:
         raise InputError(f"{features}: time must hold month starts (YYYY-MM-01), found "
                          f"{months[months != starts][0]:%Y-%m-%d}")
     expected = pd.date_range(starts.min(), starts.max(), freq="MS")
-    missing = expected.difference(months)
-    repeated = months[months.duplicated()]
-    if len(missing) or len(repeated) or not months.is_monotonic_increasing:
-        problems = ([f"missing months {', '.join(f'{m:%Y-%m}' for m in missing)}"] if len(missing) else []) + \
-                   ([f"repeated months {', '.join(f'{m:%Y-%m}' for m in repeated)}"] if len(repeated) else []) + \
-                   (["months out of order"] if not months.is_monotonic_increasing else [])
+    problems = []
+    for label, wrong in (("missing", expected.difference(months)), ("repeated", months[months.duplicated()])):
+        if len(wrong):
+            problems.append(f"{label} months {', '.join(f'{m:%Y-%m}' for m in wrong)}")
+    if not months.is_monotonic_increasing:
+        problems.append("months out of order")
+    if problems:
         raise InputError(f"{features}: time must run month by month from {expected[0]:%Y-%m} to "
                          f"{expected[-1]:%Y-%m}; {'; '.join(problems)}")
     return months

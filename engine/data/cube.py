@@ -37,11 +37,10 @@ def write_zarr(ds: xr.Dataset, path: str | Path, **kwargs) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
+    ds = ds.copy()  # shallow: attributes and encodings are set on the copy only
     if "append_dim" in kwargs or "region" in kwargs:
-        ds = ds.copy()
         ds.attrs = {**zarr.open_group(str(path), mode="r").attrs.asdict(), **ds.attrs}
     else:
-        ds = ds.copy()
         for var in ds.variables.values():
             if var.dtype.kind in "fiu" and "compressors" not in var.encoding:
                 var.encoding["compressors"] = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
