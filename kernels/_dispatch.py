@@ -39,6 +39,17 @@ def check_float(name: str, a) -> None:
                          f"found dtype {a.dtype}")
 
 
+def check_compute_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype; ValueError unless it is float32 or float64."""
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        found = None
+    if dtype is None or found not in (np.float32, np.float64):
+        raise ValueError(f"compute_dtype: expected numpy.float32 or numpy.float64, found {dtype!r}")
+    return found
+
+
 def check_same_shape(**arrays) -> None:
     """Raise ValueError unless all named arrays share one shape."""
     shapes = {name: tuple(a.shape) for name, a in arrays.items()}

@@ -3,6 +3,10 @@
 ``build(jit)`` compiles one set of helpers with the given decorator, so each algorithm is
 written once and runs on both targets. Helpers work on 1-D array views and never allocate;
 ``transpose_tile`` (CPU only) copies a block of pixels so each series is contiguous.
+
+``fill`` and ``savgol`` compute in the dtype of their arrays (float32 or float64): numba
+promotes float32 mixed with a float literal or an integer to float64, so they use neither
+(integers are converted with the array's ``dtype.type``).
 """
 from __future__ import annotations
 
@@ -66,6 +70,7 @@ def _sort(a, n):
 
 
 def _fill(x, out):
+    real = out.dtype.type
     n = x.shape[0]
     prev = -1
     count = 0
@@ -78,7 +83,7 @@ def _fill(x, out):
             else:
                 pv = x[prev]
                 for j in range(prev + 1, i):
-                    out[j] = pv + (v - pv) * (j - prev) / (i - prev)
+                    out[j] = pv + (v - pv) * real(j - prev) / real(i - prev)
             out[i] = v
             prev = i
             count += 1
@@ -93,9 +98,9 @@ def _savgol(x, coef, out):
     w = coef.shape[0]
     h = w // 2
     for i in range(h):
-        lead = 0.0
-        tail = 0.0
-        for k in range(w):
+        lead = coef[i, 0] * x[0]
+        tail = coef[w - 1 - i, 0] * x[n - w]
+        for k in range(1, w):
             lead += coef[i, k] * x[k]
             tail += coef[w - 1 - i, k] * x[n - w + k]
         out[i] = lead

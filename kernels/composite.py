@@ -66,10 +66,11 @@ def _composite_gpu(x, order, starts, med, count, buf):
         _pixel_gpu(x[:, p], order, starts, med[:, p], count[:, p], buf[:, p])
 
 
-def launch_composite_gpu(x, order, starts, xp=np):
-    """Run the CUDA kernel on ``x`` (time, pixels), float64, with time indices ``order``
-    grouped by label and group offsets ``starts`` (CuPy, or NumPy under the CUDA simulator).
-    Returns the (groups, pixels) median and count."""
+def launch_composite_gpu(x, order, starts):
+    """Run the CUDA kernel on ``x`` (time, pixels), float64, on the device that holds it (CuPy,
+    or NumPy under the CUDA simulator), with time indices ``order`` grouped by label and group
+    offsets ``starts`` (NumPy). Returns the (groups, pixels) median and count on that device."""
+    xp = array_module(x)
     n_groups = starts.size - 1
     med = xp.empty((n_groups, x.shape[1]), dtype=np.float64)
     count = xp.empty((n_groups, x.shape[1]), dtype=np.int64)
@@ -112,6 +113,6 @@ def monthly_median(x, months) -> MonthlyMedian:
         _composite_cpu(xx, order, starts, int(np.diff(starts).max()), med, count)
     else:
         med, count = launch_composite_gpu(xp.ascontiguousarray(x.reshape(n_time, -1), dtype=np.float64),
-                                          order, starts, xp)
+                                          order, starts)
     shape = (distinct.size,) + x.shape[1:]
     return MonthlyMedian(med.reshape(shape), count.reshape(shape), distinct)

@@ -73,9 +73,11 @@ def _resample_gpu(x, f, method, min_valid, out, buf):
         out[b, oy, ox] = _block_gpu(x, b, oy, ox, f, method, min_valid, buf[:, c])
 
 
-def launch_resample_gpu(x, factor: int, method: int, min_valid: float, xp=np):
-    """Run the CUDA kernel on ``x`` (bands, y, x), float64 (CuPy, or NumPy under the CUDA
-    simulator); ``method`` is the index in ``METHODS``. Returns (bands, y/f, x/f)."""
+def launch_resample_gpu(x, factor: int, method: int, min_valid: float):
+    """Run the CUDA kernel on ``x`` (bands, y, x), float64, on the device that holds it (CuPy,
+    or NumPy under the CUDA simulator); ``method`` is the index in ``METHODS``. Returns
+    (bands, y/f, x/f) on that device."""
+    xp = array_module(x)
     n_b, n_y, n_x = x.shape
     out = xp.empty((n_b, n_y // factor, n_x // factor), dtype=np.float64)
     buf = xp.empty((factor * factor, out.size), dtype=np.float64)
@@ -113,5 +115,5 @@ def block_resample(x, factor: int, method: str = "mean", min_valid: float = 0.5)
         out = np.empty((cube.shape[0], cube.shape[1] // factor, cube.shape[2] // factor))
         _resample_cpu(cube, factor, code, float(min_valid), out)
     else:
-        out = launch_resample_gpu(cube, factor, code, float(min_valid), xp)
+        out = launch_resample_gpu(cube, factor, code, float(min_valid))
     return out.reshape(lead + out.shape[1:])

@@ -65,8 +65,10 @@ def _index_gpu(a, b, scale_by_a, out, n_bad):
                 out[i] = v * ai if scale_by_a else v
 
 
-def launch_index_gpu(a, b, scale_by_a: bool, xp=np):
-    """Run the CUDA kernel on flat arrays ``a``, ``b`` (CuPy, or NumPy under the CUDA simulator)."""
+def launch_index_gpu(a, b, scale_by_a: bool):
+    """Run the CUDA kernel on flat arrays ``a``, ``b`` on the device that holds them (CuPy, or
+    NumPy under the CUDA simulator); returns the index there and the invalid count."""
+    xp = array_module(a, b)
     out = xp.empty_like(a)
     n_bad = xp.zeros(1, dtype=np.int64)
     blocks, threads = cuda_grid(a.size)
@@ -86,7 +88,7 @@ def _normalised_difference(name_a, a, name_b, b, scale_by_a):
         out = np.empty_like(fa)
         n_bad = int(_index_cpu(fa, fb, scale_by_a, out))
     else:
-        out, n_bad = launch_index_gpu(fa, fb, scale_by_a, xp)
+        out, n_bad = launch_index_gpu(fa, fb, scale_by_a)
     return IndexResult(out.reshape(a.shape), n_bad)
 
 

@@ -7,10 +7,15 @@ Theil-Sen uses the real time positions (index along axis 0) of the valid values:
 median over pairs of (y_j - y_i) / (t_j - t_i), in units of y per time step, intercept =
 median(y_valid) - slope * median(t_valid) (value at time index 0), as
 ``scipy.stats.theilslopes(y_valid, t_valid)``. Fewer than two valid values give NaN.
+
+Arithmetic is float64 on both devices (a few annual values per pixel are little work, even
+at float64's 1/64 rate on consumer GPUs). The GPU needs scratch for every pixel it runs at
+once, so it runs the pixels in chunks whose scratch fits in ``scratch_bytes``.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +25,10 @@ from ._dispatch import array_module, check_float, cuda_grid
 from ._numeric import CHUNK, CPU, GPU, transpose_tile
 
 _FIELDS = 7
+# GPU scratch per chunk of pixels (bytes). 20 years need 1840 bytes per pixel: a 0.05 deg
+# globe (7200 x 3600 pixels, 48 GB of scratch at once; 13 GB for its 7 M land pixels) runs
+# in 89 chunks of 291,777 pixels.
+DEFAULT_SCRATCH_BYTES = 512 * 2**20
 
 
 class TrendResult(NamedTuple):
@@ -96,6 +105,24 @@ def _n_pairs(n_time):
     return max(n_time, n_time * (n_time - 1) // 2)
 
 
+def pixels_per_chunk(n_time: int, scratch_bytes: int) -> int:
+    """Most pixels whose GPU scratch fits in ``scratch_bytes`` (bytes): per pixel, float64
+    room for the pair slopes (max(n, n(n-1)/2) values) and the valid values and times (n each).
+    """
+    per_pixel = 8 * (_n_pairs(n_time) + 2 * n_time)
+    if (not isinstance(scratch_bytes, numbers.Integral) or isinstance(scratch_bytes, bool)
+            or scratch_bytes < per_pixel):
+        raise ValueError(f"scratch_bytes: expected an integer of at least {per_pixel} (the "
+                         f"scratch of one pixel of {n_time} time steps), found {scratch_bytes!r}")
+    return int(scratch_bytes) // per_pixel
+
+
+def pixel_chunks(n_pix: int, per_chunk: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) pixel ranges of at most ``per_chunk`` pixels covering
+    0..n_pix once."""
+    return [(start, min(n_pix, start + per_chunk)) for start in range(0, n_pix, per_chunk)]
+
+
 @njit(parallel=True, cache=True)
 def _trend_cpu(y, n_buf, out):
     n_time, n_pix = y.shape
@@ -109,39 +136,48 @@ def _trend_cpu(y, n_buf, out):
 
 
 @cuda.jit
-def _trend_gpu(y, out, yv, tv, buf):
-    p = cuda.grid(1)
-    if p < y.shape[1]:
-        _pixel_gpu(y[:, p], out[:, p], yv[:, p], tv[:, p], buf[:, p])
+def _trend_gpu(y, first, out, yv, tv, buf):
+    q = cuda.grid(1)
+    p = first + q
+    if q < buf.shape[1] and p < y.shape[1]:
+        _pixel_gpu(y[:, p], out[:, p], yv[:, q], tv[:, q], buf[:, q])
 
 
-def launch_trend_gpu(y, xp=np):
-    """Run the CUDA kernel on ``y`` of shape (time, pixels), float64 (CuPy, or NumPy under the
-    CUDA simulator); returns (7, pixels) rows in ``TrendResult`` order."""
+def launch_trend_gpu(y, scratch_bytes: int = DEFAULT_SCRATCH_BYTES):
+    """Run the CUDA kernel on ``y`` of shape (time, pixels), float64, on the device that holds
+    it (CuPy, or NumPy under the CUDA simulator); returns (7, pixels) rows in ``TrendResult``
+    order on that device. Pixels go in chunks whose scratch fits in ``scratch_bytes``."""
+    xp = array_module(y)
     n_time, n_pix = y.shape
+    per_chunk = pixels_per_chunk(n_time, scratch_bytes)
+    width = min(n_pix, per_chunk)
     out = xp.empty((_FIELDS, n_pix), dtype=np.float64)
-    yv = xp.empty_like(y)
-    tv = xp.empty_like(y)
-    buf = xp.empty((_n_pairs(n_time), n_pix), dtype=np.float64)
-    blocks, threads = cuda_grid(n_pix)
-    _trend_gpu[blocks, threads](y, out, yv, tv, buf)
+    yv = xp.empty((n_time, width), dtype=np.float64)
+    tv = xp.empty((n_time, width), dtype=np.float64)
+    buf = xp.empty((_n_pairs(n_time), width), dtype=np.float64)
+    for start, stop in pixel_chunks(n_pix, per_chunk):
+        blocks, threads = cuda_grid(stop - start)
+        _trend_gpu[blocks, threads](y, start, out, yv, tv, buf)
     return out
 
 
-def mann_kendall_theil_sen(y) -> TrendResult:
+def mann_kendall_theil_sen(y, scratch_bytes: int = DEFAULT_SCRATCH_BYTES) -> TrendResult:
     """Mann-Kendall statistics and Theil-Sen line per pixel of ``y`` (time, ...), NaN = gap.
 
     Time is the index along axis 0 (e.g. years); each field of the result has shape (...).
+    ``scratch_bytes`` bounds the GPU scratch (bytes; default 512 MiB): the GPU runs the pixels
+    in chunks that fit; the CPU needs one pixel's scratch per thread, but checks it as well.
     """
     xp = array_module(y)
     check_float("y", y)
     n_time = y.shape[0] if y.ndim else 0
     if n_time < 2:
         raise ValueError(f"y: expected at least 2 time steps on axis 0, found {n_time}")
+    pixels_per_chunk(n_time, scratch_bytes)  # checked on both devices
     yy = xp.ascontiguousarray(y.reshape(n_time, -1), dtype=np.float64)
     if xp is np:
         out = np.empty((_FIELDS, yy.shape[1]))
         _trend_cpu(yy, _n_pairs(n_time), out)
     else:
-        out = launch_trend_gpu(yy, xp)
+        out = launch_trend_gpu(yy, scratch_bytes)
     return TrendResult(*(out[i].reshape(y.shape[1:]) for i in range(_FIELDS)))

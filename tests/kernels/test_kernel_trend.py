@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.stats import theilslopes
 
 from ciml_ter import kernels
+from ciml_ter.kernels.trend import DEFAULT_SCRATCH_BYTES, pixel_chunks, pixels_per_chunk
 
 
 def gappy_ties(n_time, n_pix, seed, nan_share=0.15):
@@ -76,6 +77,38 @@ def test_too_few_values_give_nan_and_shape_is_kept():
 def test_bad_input(y, message):
     with pytest.raises(ValueError, match=message):
         kernels.mann_kendall_theil_sen(y)
+
+
+def test_gpu_chunks_of_a_global_grid_fit_the_scratch_budget():
+    """20 years at 0.05 deg: each pixel needs 190 pair slopes and 20 values and 20 times
+    (float64, 1840 bytes); the chunks fill the 512 MiB default and cover every pixel once."""
+    n_pix = 7200 * 3600
+    budget = DEFAULT_SCRATCH_BYTES
+    assert budget == 512 * 2**20
+    per_chunk = pixels_per_chunk(20, budget)
+    assert per_chunk * 1840 <= budget < (per_chunk + 1) * 1840
+    chunks = pixel_chunks(n_pix, per_chunk)
+    assert chunks[0][0] == 0 and chunks[-1][1] == n_pix
+    assert all(stop == start for (_, stop), (start, _) in zip(chunks, chunks[1:]))
+    assert all(0 < stop - start <= per_chunk for start, stop in chunks)
+    assert len(chunks) == -(-n_pix // per_chunk)
+
+
+def test_gpu_chunk_plan_edges():
+    assert pixels_per_chunk(2, 48) == 1  # 2 time steps: the median scratch holds 2 values
+    assert pixels_per_chunk(20, 1840 * 3 + 1839) == 3
+    assert pixel_chunks(7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert pixel_chunks(0, 3) == []
+
+
+@pytest.mark.parametrize("scratch_bytes, found", [(1839, "1839"), (0, "0"), (2.0e9, "2000000000.0"),
+                                                  (True, "True")])
+def test_scratch_budget_must_hold_one_pixel(scratch_bytes, found):
+    message = f"scratch_bytes: expected an integer of at least 1840 .* found {found}"
+    with pytest.raises(ValueError, match=message):
+        pixels_per_chunk(20, scratch_bytes)
+    with pytest.raises(ValueError, match=message):
+        kernels.mann_kendall_theil_sen(gappy_ties(20, 3, 7), scratch_bytes=scratch_bytes)
 
 
 @settings(max_examples=60, deadline=None)
