@@ -3,7 +3,9 @@
 For each band of grid rows (all longitudes), on the CPU or the GPU: NIRv and LSWI from the
 reflectances (unless given), monthly median composites, the yearly SCVTG of the daily NIRv
 upper envelope (land pixels only), static layers, then block resampling to the target grid.
-Bands are appended to the output Zarr store in order, so memory stays bounded.
+Bands are appended to the output Zarr store in order, so memory stays bounded: a band's height
+comes from ``features.band_rows``, or else from a memory budget (half the free GPU memory on
+"cuda", 1 GiB on "cpu") divided by the estimated peak bytes of one row (``band_bytes_per_row``).
 """
 from __future__ import annotations
 
@@ -27,7 +29,16 @@ MONTHLY = ("lst_day", "lst_night", "lswi", "lai", "nirv", "ci", "pv", "npv", "bs
 STATIC = ("soc0", "soc10", "soc30")
 UNITS = {"lst_day": "K", "lst_night": "K", "lswi": "1", "lai": "m2 m-2", "nirv": "1", "ci": "1",
          "pv": "1", "npv": "1", "bs": "1", "soc0": "g kg-1", "soc10": "g kg-1", "soc30": "g kg-1"}
-BAND_BUDGET_BYTES = 1 << 30
+CPU_BUDGET_BYTES = 1 << 30  # one band on "cpu": the numba kernels already use every core on it
+DEVICE_MEMORY_SHARE = 0.5  # of the free GPU memory, for one band; the rest is headroom
+# Peak bytes per (day, pixel) of a band, reached in the SG envelope: the float32 daily NIRv and
+# its land-pixel copy, the envelope's float64 input copy, then on "cuda" the kernel's five float64
+# arrays (out, n0, wt, cur, fit), on "cpu" its float64 output and float32 result (the CPU
+# kernel's scratch is per thread, not per pixel).
+DAILY_BYTES = {"cpu": 4 + 4 + 8 + 8 + 4, "cuda": 4 + 4 + 8 + 5 * 8}
+# Scratch per (month, pixel) beside the float32 outputs: masking (2 float32) and block
+# resampling (float64 input, output and buffer), more than the composites' float64 median + count.
+MONTHLY_SCRATCH_BYTES = 4 + 4 + 8 + 8 + 8
 
 
 def scvtg_names(levels) -> list[str]:
@@ -52,6 +63,35 @@ class FeaturePlan:
     years: list[int]  # years with a complete daily NIRv record (SCVTG)
     band_rows: int
     features: list[str]
+    band_budget_bytes: int | None  # memory the band height was sized to (None: set in config)
+    budget_source: str  # "config", "cpu budget" or "free device memory"
+
+
+def band_budget(device: str, xp) -> tuple[int, str]:
+    """Bytes one band may use on ``device`` and where that figure comes from.
+
+    "cuda": DEVICE_MEMORY_SHARE of the free GPU memory (``memGetInfo``) plus the bytes CuPy's
+    pool holds free; "cpu": CPU_BUDGET_BYTES.
+    """
+    if device == "cpu":
+        return CPU_BUDGET_BYTES, "cpu budget"
+    free, _total = xp.cuda.runtime.memGetInfo()
+    free += xp.get_default_memory_pool().free_bytes()
+    return int(free * DEVICE_MEMORY_SHARE), "free device memory"
+
+
+def band_bytes_per_row(n_lon: int, n_days: int, n_months: int, n_features: int, device: str) -> int:
+    """Estimated peak bytes of ``_band`` per grid row on ``device`` ("cpu" or "cuda"): the daily
+    stacks (DAILY_BYTES per day and pixel) and the float32 monthly outputs with their scratch."""
+    return n_lon * (DAILY_BYTES[device] * n_days + (4 * n_features + MONTHLY_SCRATCH_BYTES) * n_months)
+
+
+def band_rows_for(n_lat: int, n_lon: int, n_days: int, n_months: int, n_features: int,
+                  budget_bytes: int, factor: int = 1, device: str = "cpu") -> int:
+    """Rows per band whose estimated working set fits ``budget_bytes``: a multiple of the
+    resampling ``factor``, at least ``factor`` and at most ``n_lat`` (a multiple of it)."""
+    per_row = band_bytes_per_row(n_lon, n_days, n_months, n_features, device)
+    return int(min(n_lat, max(factor, budget_bytes // per_row // factor * factor)))
 
 
 def _month_labels(times) -> np.ndarray:
@@ -63,8 +103,10 @@ def _resolution(ds: xr.Dataset) -> float:
     return float(abs(ds.lat.values[1] - ds.lat.values[0])) if ds.lat.size > 1 else 1.0
 
 
-def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig) -> FeaturePlan:
-    """Check the target resolution and choose months, SCVTG years and band height."""
+def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig, device: str,
+         xp) -> FeaturePlan:
+    """Check the target resolution and choose months, SCVTG years and band height (from
+    ``config.band_rows``, else from the memory budget of ``device`` with array module ``xp``)."""
     native = _resolution(ds)
     factor = 1 if res is None else res / native
     if res is not None and (abs(factor - round(factor)) > 1e-6 or round(factor) < 1):
@@ -84,13 +126,15 @@ def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig) -
     if not years:
         raise InputError(f"{name}: no complete year of daily {daily_var} (365/366 days) for SCVTG; "
                          f"found {len(days)} days from {days.min():%Y-%m-%d} to {days.max():%Y-%m-%d}")
-    band = config.band_rows
-    if band == 0:
-        per_row = ds.lon.size * len(days) * 8 * 4  # a few float64 daily stacks per row
-        band = max(1, BAND_BUDGET_BYTES // per_row)
-    band = max(factor, band // factor * factor)
     features = [*MONTHLY, *STATIC, *scvtg_names(config.levels)]
-    return FeaturePlan(factor, months, years, band, features)
+    if config.band_rows:
+        band = min(ds.lat.size, max(factor, config.band_rows // factor * factor))
+        budget, source = None, "config"
+    else:
+        budget, source = band_budget(device, xp)
+        band = band_rows_for(ds.lat.size, ds.lon.size, len(days), len(months), len(features), budget,
+                             factor, device)
+    return FeaturePlan(factor, months, years, band, features, budget, source)
 
 
 def _read(ds: xr.Dataset, var: str, rows: slice, xp) -> object:
@@ -109,40 +153,62 @@ def _monthly(stack, times, months: pd.DatetimeIndex, xp):
     return out
 
 
+def years_by_length(days: pd.DatetimeIndex, years: list[int]) -> dict[int, list[int]]:
+    """The SCVTG ``years`` grouped by their number of days in ``days`` (365 or 366), in order."""
+    groups: dict[int, list[int]] = {}
+    for year in years:
+        groups.setdefault(int(np.sum(days.year == year)), []).append(year)
+    return groups
+
+
 def _scvtg_band(nirv_daily, days: pd.DatetimeIndex, land, plan_: FeaturePlan,
                 config: FeaturesConfig, xp) -> dict:
-    """SCVTG layers (months, y, x) from the daily NIRv of a band; land pixels only."""
+    """SCVTG layers (months, y, x) from the daily NIRv of a band; land pixels only.
+
+    The years of one length sit side by side, (days, years x land pixels), so the envelope
+    and SCVTG kernels run once per year length, not once per year.
+    """
     names = scvtg_names(config.levels)
     shape = (len(plan_.months),) + nirv_daily.shape[1:]
     out = {n: xp.full(shape, np.nan, dtype=xp.float32) for n in names}
     columns = xp.flatnonzero(land.ravel())
     if columns.size == 0:
         return out
+    flat = nirv_daily.reshape(len(days), -1)
     month_year = np.asarray(plan_.months.year)
-    for year in plan_.years:
-        in_year = np.flatnonzero(days.year == year)
-        series = nirv_daily[in_year].reshape(len(in_year), -1)[:, columns]
+    for group in years_by_length(days, plan_.years).values():
+        series = xp.concatenate([flat[np.flatnonzero(days.year == year)][:, columns] for year in group],
+                                axis=1)
         envelope = kernels.sg_upper_envelope(series, window=config.sg_window, order=config.sg_order,
                                              max_iter=config.sg_max_iter)
         values = kernels.scvtg(envelope, levels=config.levels, share=config.extreme_share)
         for n in names:
-            layer = xp.full(land.size, np.nan, dtype=xp.float32)
-            layer[columns] = values[n]
-            for m in np.flatnonzero(month_year == year):
-                out[n][m] = layer.reshape(land.shape)
+            per_year = values[n].reshape(len(group), columns.size)
+            for k, year in enumerate(group):
+                layer = xp.full(land.size, np.nan, dtype=xp.float32)
+                layer[columns] = per_year[k]
+                for m in np.flatnonzero(month_year == year):
+                    out[n][m] = layer.reshape(land.shape)
     return out
 
 
 def _band(ds: xr.Dataset, rows: slice, plan_: FeaturePlan, config: FeaturesConfig, xp) -> xr.Dataset:
-    """The output Dataset of one band of input rows."""
+    """The output Dataset of one band of input rows; each input variable is read (copied to
+    the device) once, each output moved to the host once."""
     land = _read(ds, "land", rows, xp) > 0.5
     daily_dim = ds["nirv" if "nirv" in ds else "nir"].dims[0]
     days = pd.DatetimeIndex(ds[daily_dim].values)
+    fields = {}
     if "nirv" in ds:
         nirv = _read(ds, "nirv", rows, xp)
     else:
-        nirv = kernels.nirv(_read(ds, "nir", rows, xp), _read(ds, "red", rows, xp)).value
-    fields = {"nirv": _monthly(nirv, days, plan_.months, xp)}
+        nir = _read(ds, "nir", rows, xp)
+        nirv = kernels.nirv(nir, _read(ds, "red", rows, xp)).value
+        if "lswi" not in ds:  # from the same copy of nir
+            fields["lswi"] = _monthly(kernels.lswi(nir, _read(ds, "swir1", rows, xp)).value, days,
+                                      plan_.months, xp)
+        del nir
+    fields["nirv"] = _monthly(nirv, days, plan_.months, xp)
     fields.update(_scvtg_band(nirv, days, land, plan_, config, xp))
     del nirv
     for var in MONTHLY:
@@ -198,7 +264,7 @@ def build_features(cube: Path, out: Path, res: float | None = None, config: Feat
     require_contract(ds, str(cube))
     device = resolve_device(device)
     xp = get_namespace(device)
-    plan_ = plan(ds, str(cube), res, config)
+    plan_ = plan(ds, str(cube), res, config, device, xp)
     if Path(out).exists():
         raise InputError(f"{out}: already exists; choose a new --out (features are not overwritten)")
     tmp = Path(out).with_name(Path(out).name + ".partial")
@@ -222,4 +288,6 @@ def build_features(cube: Path, out: Path, res: float | None = None, config: Feat
     tmp.rename(out)  # only a finished cube carries the requested name
     return {"out": str(out), "features": plan_.features, "months": len(plan_.months),
             "grid": [int(ds.lat.size // plan_.factor), int(ds.lon.size // plan_.factor)],
-            "factor": plan_.factor, "bands": len(bands), "scvtg_years": plan_.years, "device": device}
+            "factor": plan_.factor, "bands": len(bands), "band_rows": plan_.band_rows,
+            "band_budget_bytes": plan_.band_budget_bytes, "budget_source": plan_.budget_source,
+            "scvtg_years": plan_.years, "device": device}

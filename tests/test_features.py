@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
+from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-from ciml_ter import kernels
+from ciml_ter import features, kernels
 from ciml_ter.config import FeaturesConfig
 from ciml_ter.data.cube import open_cube, write_zarr
 from ciml_ter.errors import InputError
-from ciml_ter.features import build_features, scvtg_names
+from ciml_ter.features import (band_budget, band_bytes_per_row, band_rows_for, build_features,
+                               scvtg_names, years_by_length)
 
 from _support import make_cube
 
@@ -50,6 +54,8 @@ def test_summary_and_layout(built):
     ds, _, _, full, coarse, banded = built
     assert full["months"] == 12 and full["scvtg_years"] == [2004] and full["factor"] == 1
     assert coarse["grid"] == [2, 3] and banded["bands"] == 4
+    assert (full["band_rows"], full["band_budget_bytes"], full["budget_source"]) == (4, 1 << 30, "cpu budget")
+    assert (banded["band_rows"], banded["band_budget_bytes"], banded["budget_source"]) == (1, None, "config")
     assert set(ds.data_vars) == {*full["features"], "land"}
     assert json.loads(ds.attrs["features"]) == full["features"]  # the training order
     assert ds.lst_day.attrs["units"] == "K" and ds.L50.attrs["units"] == "day"
@@ -108,6 +114,133 @@ def test_bands_do_not_change_results(built):
         np.testing.assert_array_equal(a[name].values, b[name].values)
     same = {k: v for k, v in a.attrs.items() if k != "features_config"}  # which differs in band_rows
     assert {k: b.attrs.get(k) for k in same} == same and json.loads(b.attrs["features"])  # kept on append
+
+
+def test_band_rows_fit_the_budget_as_multiples_of_the_factor():
+    # 6 longitudes, 366 days, 12 months, 26 features: on "cuda" 56 B per day-pixel (NIRv, its
+    # land copy, the envelope's float64 input and five float64 arrays), 4 * 26 + 32 per month-pixel
+    per_row = 6 * (56 * 366 + (4 * 26 + 32) * 12)
+    assert band_bytes_per_row(6, 366, 12, 26, "cuda") == per_row == 132768
+    assert band_bytes_per_row(6, 366, 12, 26, "cpu") == 6 * (28 * 366 + (4 * 26 + 32) * 12)
+    rows = dict(n_lat=40, n_lon=6, n_days=366, n_months=12, n_features=26, device="cuda")
+    assert band_rows_for(**rows, budget_bytes=10 * per_row + 5) == 10
+    assert band_rows_for(**rows, budget_bytes=10 * per_row - 1) == 9
+    assert band_rows_for(**rows, budget_bytes=10 * per_row, factor=4) == 8  # a multiple of the factor
+    assert band_rows_for(**rows, budget_bytes=0, factor=4) == 4  # at least one block row
+    assert band_rows_for(**rows, budget_bytes=1 << 40, factor=4) == 40  # at most the grid
+    assert band_rows_for(**{**rows, "device": "cpu"}, budget_bytes=10 * per_row) == 18  # no GPU scratch
+
+
+def test_cpu_band_estimate_bounds_the_measured_peak(tmp_path):
+    # two 365-day years share one envelope launch: the peak the estimate describes
+    write_zarr(make_cube(n_lat=4, n_lon=30, days=730, start="2002-01-01"), tmp_path / "in.zarr")
+    ds = open_cube(tmp_path / "in.zarr")
+    plan_ = features.plan(ds, "in.zarr", None, CONFIG, "cpu", np)
+    features._band(ds, slice(0, 4), plan_, CONFIG, np)  # compiled before measuring
+    tracemalloc.start()
+    try:
+        features._band(ds, slice(0, 4), plan_, CONFIG, np)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = 4 * band_bytes_per_row(30, 730, 24, len(plan_.features), "cpu")
+    assert 0.8 * estimate < peak <= estimate, (peak, estimate)
+
+
+def test_band_budget_is_half_the_free_device_memory_or_the_cpu_budget():
+    gib = 1 << 30
+    fake_cupy = SimpleNamespace(
+        cuda=SimpleNamespace(runtime=SimpleNamespace(memGetInfo=lambda: (6 * gib, 80 * gib))),
+        get_default_memory_pool=lambda: SimpleNamespace(free_bytes=lambda: 2 * gib))
+    assert band_budget("cuda", fake_cupy) == (4 * gib, "free device memory")  # (6 + 2 pooled) / 2
+    assert band_budget("cpu", fake_cupy) == (gib, "cpu budget")
+
+
+def test_each_input_is_read_once_per_band_and_each_output_moved_once(cube_path, tmp_path, monkeypatch):
+    reads, moves = Counter(), []
+    read, to_host = features._read, features.to_host
+
+    def counting_read(ds, var, rows, xp):
+        reads[var] += 1
+        return read(ds, var, rows, xp)
+
+    def counting_to_host(a):
+        moves.append(a.shape)
+        return to_host(a)
+
+    monkeypatch.setattr(features, "_read", counting_read)
+    monkeypatch.setattr(features, "to_host", counting_to_host)
+    summary = build_features(cube_path, tmp_path / "f.zarr",
+                             config=FeaturesConfig(**{**CONFIG.__dict__, "band_rows": 2}))
+    assert summary["bands"] == 2
+    inputs = {"land", "nir", "red", "swir1", "lst_day", "lst_night", "lai", "ci", "pv", "npv", "bs",
+              "soc0", "soc10", "soc30"}
+    assert reads == {var: 2 for var in inputs}  # nir once for both NIRv and LSWI
+    band = [(2, 6)] + [(12, 2, 6)] * len(summary["features"])  # the land mask, then each feature
+    assert moves == band + band
+
+
+def _multi_year_cube(path):
+    """2003 (365 days), 2004 (366), 2005 (365) and 40 days of 2006, with a seasonal NIR."""
+    ds = make_cube(n_lat=4, n_lon=3, days=1096 + 40, start="2003-01-01", seed=5)
+    doy = pd.DatetimeIndex(ds.time.values).day_of_year.to_numpy()
+    seasonal = 0.25 + 0.2 * np.sin(2 * np.pi * (doy - 100) / 365)
+    ds["nir"] = (("time", "lat", "lon"), (seasonal[:, None, None] + 0.02 * ds.red.values).astype(np.float32),
+                 {"units": "1"})
+    ds["nir"][::5, 1, 1] = np.nan
+    ds["land"][2, 0] = 0
+    write_zarr(ds, path)
+    return path
+
+
+def test_scvtg_years_of_one_length_share_a_launch(tmp_path, monkeypatch):
+    path = _multi_year_cube(tmp_path / "in.zarr")
+    days = pd.DatetimeIndex(open_cube(path).time.values)
+    assert years_by_length(days, [2003, 2004, 2005]) == {365: [2003, 2005], 366: [2004]}
+    envelope = kernels.sg_upper_envelope
+    calls = []
+
+    def counting_envelope(y, **kw):
+        calls.append(y.shape)
+        return envelope(y, **kw)
+
+    monkeypatch.setattr(features.kernels, "sg_upper_envelope", counting_envelope)
+    summary = build_features(path, tmp_path / "banded.zarr",
+                             config=FeaturesConfig(**{**CONFIG.__dict__, "band_rows": 2}))
+    # per band of 2 rows x 3 longitudes: one launch for 2003 + 2005 side by side, one for 2004
+    assert summary["scvtg_years"] == [2003, 2004, 2005] and summary["bands"] == 2
+    assert calls == [(365, 2 * 6), (366, 6), (365, 2 * 5), (366, 5)]  # band 2 has an ocean pixel
+    whole = build_features(path, tmp_path / "whole.zarr", config=CONFIG)
+    assert whole["band_rows"] == 4 and len(calls) == 6
+    banded, ds = open_cube(tmp_path / "banded.zarr"), open_cube(tmp_path / "whole.zarr")
+    src = open_cube(path)
+    nirv = kernels.nirv(src.nir.values, src.red.values).value
+    months = pd.DatetimeIndex(ds.time.values)
+    for year in (2003, 2004, 2005):  # the per-year computation, one kernel call per year
+        env = envelope(nirv[days.year == year], window=31, order=2, max_iter=3)
+        expected = kernels.scvtg(env)
+        for name in scvtg_names((0.75, 0.5, 0.25)):
+            want = np.where(src.land.values == 1, expected[name].astype(np.float32), np.nan)
+            for layer in (ds[name].values[months.year == year], banded[name].values[months.year == year]):
+                np.testing.assert_array_equal(layer, np.broadcast_to(want, layer.shape))
+    assert np.isnan(ds.Vtop.values[months.year == 2006]).all()  # an incomplete year has no SCVTG
+    for name in ds.data_vars:
+        np.testing.assert_array_equal(ds[name].values, banded[name].values)
+
+
+@pytest.mark.gpu
+def test_gpu_features_equal_the_cpu_features(tmp_path):
+    """--device cuda: the band sized from free device memory and the CPU's cube to float32
+    tolerance, SCVTG of the stacked years included."""
+    path = _multi_year_cube(tmp_path / "in.zarr")
+    cpu = build_features(path, tmp_path / "cpu.zarr", config=CONFIG)
+    gpu = build_features(path, tmp_path / "gpu.zarr", config=CONFIG, device="cuda")
+    assert gpu["device"] == "cuda" and gpu["budget_source"] == "free device memory"
+    assert gpu["band_budget_bytes"] > 0 and gpu["band_rows"] == cpu["band_rows"] == 4
+    a, b = open_cube(tmp_path / "cpu.zarr"), open_cube(tmp_path / "gpu.zarr")
+    for name in a.data_vars:
+        np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-5, atol=1e-6, equal_nan=True,
+                                   err_msg=name)
 
 
 def test_bad_requests(cube_path, tmp_path):
