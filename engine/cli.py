@@ -62,6 +62,15 @@ def _load(config_path: Optional[Path]):
 
 
 CONFIG_OPTION = typer.Option(None, "--config", help="Pipeline config (TOML); defaults if omitted.")
+DEVICE_HELP = "cpu, cuda or auto (default: the config's device, 'auto')."
+
+
+def _device(config, given: Optional[str]) -> str:
+    """``--device`` if given, else the config's, checked once before any work: "cuda" without a
+    usable GPU is a DeviceError. Returns the resolved "cpu" or "cuda"."""
+    from ciml_ter.device import resolve_device
+
+    return resolve_device(config.device if given is None else given)
 
 
 def _with_options(config, **overrides):
@@ -212,11 +221,13 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
           bbox: str = typer.Option("-180,-90,180,90", "--bbox", help="Window W,S,E,N in degrees."),
           n_sites: int = typer.Option(60, "--sites", help="Number of synthetic flux towers."),
           seed: int = typer.Option(0, "--seed", help="Random seed (same seed and device, same world)."),
-          device: str = typer.Option("cpu", "--device", help="cpu or cuda (rows drawn on the GPU; other "
-                                     "random numbers than on the CPU).")):
+          device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " On cuda the rows "
+                                               "are drawn on the GPU: other random numbers than on the CPU."),
+          config_path: Optional[Path] = CONFIG_OPTION):
     """A synthetic world with known TER truth: input cube, truth and FLUXNET-format towers."""
     from ciml_ter.data.synth import write_synthetic_world
 
+    device = _device(_load(config_path), device)
     month_range = tuple(months.split(":")) if months else None
     if month_range is not None and len(month_range) != 2:
         raise CimlTerError(f"--months {months!r}: expected FIRST:LAST, e.g. 2001-01:2001-03")
@@ -235,12 +246,13 @@ def features(cube: Path = typer.Option(..., "--cube", help="Input cube (Zarr sto
              features_out: Path = typer.Option(..., "--out", help="Monthly predictor cube to write (Zarr)."),
              res: Optional[float] = typer.Option(None, "--res", help="Output resolution in degrees: an "
                                                  "integer multiple of the input's (default: the input's)."),
-             device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+             device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
              config_path: Optional[Path] = CONFIG_OPTION):
     """Build the monthly predictor cube: composites, NIRv/LSWI, SCVTG, static layers, resampling."""
     from ciml_ter.features import build_features
 
     config = _load(config_path)
+    device = _device(config, device)
     with _progress("features") as update:
         summary = build_features(cube, features_out, res=res, config=config.features, device=device,
                                  progress=update)
@@ -271,7 +283,8 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
           no_causal: bool = typer.Option(False, "--no-causal", help="Plain XGBoost, no causal weights."),
           folds: Optional[int] = typer.Option(None, "--folds", help="Folds grouped by site (default 10)."),
           seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per fold (default 20)."),
-          device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
+          device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " With auto, "
+                                               "tables below train.gpu_min_rows train on the CPU."),
           config_path: Optional[Path] = CONFIG_OPTION):
     """Train the ensemble (folds x seeds, grouped by site) and evaluate it against baselines."""
     from ciml_ter.model import train_command
@@ -280,6 +293,7 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
         raise CimlTerError("--weights and --no-causal exclude each other: give one")
     config = _with_options(_load(config_path), train__folds=folds, train__seeds=seeds,
                            device=device, train__causal=False if no_causal else None)
+    _device(config, None)  # the setting stays as given: "auto" chooses by table size when training
     with _progress("train") as update:
         path = train_command(sites_table, model_dir, config, weights_path=weights, progress=update)
     _print_metrics(Path(path) / "metrics.json")
@@ -297,8 +311,10 @@ def evaluate(model_dir: Path = typer.Option(..., "--model", help="Model director
     """Metrics of a trained model (test and overall, by site, PFT, latitude band) and baselines."""
     from ciml_ter.evaluate import evaluate_command
 
+    config = _load(config_path)
+    _device(config, None)  # the plain-XGBoost baseline trains on the config's device
     with _progress("evaluate") as update:
-        path = evaluate_command(model_dir, eval_out, _load(config_path), sites_path=sites_table,
+        path = evaluate_command(model_dir, eval_out, config, sites_path=sites_table,
                                 temperature=temperature, progress=update)
     _print_metrics(Path(path) / "metrics.json")
     out.print(f"wrote {path}")
@@ -315,8 +331,8 @@ def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Mode
                                                 "SHAP value of every feature (default: [predict] shap)."),
             year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths "
                                                "(job arrays over years)."),
-            device: str = typer.Option("cpu", "--device", help="cpu or cuda (each MPI rank uses GPU "
-                                       "local rank mod GPU count)."),
+            device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " Each MPI rank "
+                                                 "uses GPU local rank mod GPU count."),
             restart: bool = typer.Option(False, "--restart", help="Discard a run directory that holds "
                                          "another config/model/grid and start over."),
             config_path: Optional[Path] = CONFIG_OPTION):
@@ -326,6 +342,7 @@ def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Mode
     from ciml_ter.predict import predict_command
 
     config = _load(config_path)
+    device = _device(config, device)
     paths = [path_of(config, name, given, year) for name, given in
              (("model", model_dir), ("features", features_cube), ("run", run_dir))]
     shap = config.predict.shap if shap is None else shap
@@ -410,6 +427,7 @@ def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) wit
     from ciml_ter.pipeline import run_pipeline
 
     config = load_config(config_path)
+    _device(config, None)
     with _progress("run") as update:
         result = run_pipeline(config, lambda line: out.print(line, markup=False), progress=update, year=year)
     out.print(f"report: {result['paths']['report'].resolve()}")

@@ -31,7 +31,8 @@ class GridConfig:
 class FeaturesConfig:
     """Feature cube: Savitzky-Golay envelope (window in days, polynomial order, iterations),
     SCVTG levels (fractions of the Vbottom..Vtop range) and top/bottom share, and the height
-    of the row bands processed at once (0: chosen from a 1 GiB memory budget)."""
+    of the row bands processed at once (0: sized from half the free GPU memory on "cuda", from
+    a 1 GiB budget on "cpu")."""
 
     sg_window: int = 61
     sg_order: int = 3
@@ -76,6 +77,8 @@ class TrainConfig:
     validation_share: float = 0.1
     workers: int = 0  # 0 = one per CPU core
     causal: bool = True
+    gpu_min_rows: int = 200_000  # device "auto" trains on the GPU from this many site-months
+    gpu_workers: int = 4  # members trained at once on one GPU (threads)
 
 
 @dataclass
@@ -83,7 +86,7 @@ class PredictConfig:
     """Tiled inference: tile edge (pixels), rows per XGBoost batch, whether to write SHAP."""
 
     tile_size: int = 500
-    batch_rows: int = 262144
+    batch_rows: int = 0  # 0: 262,144 on the CPU, sized from free memory on the GPU
     shap: bool = False
 
 
@@ -181,8 +184,10 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "train.seeds": (lambda v: v >= 1, "an integer >= 1"),
     "train.validation_share": (lambda v: 0 < v < 0.5, "a fraction in (0, 0.5)"),
     "train.workers": (lambda v: v >= 0, "an integer >= 0 (0 = one per core)"),
+    "train.gpu_min_rows": (lambda v: v >= 0, "an integer >= 0"),
+    "train.gpu_workers": (lambda v: v >= 1, "an integer >= 1"),
     "predict.tile_size": (lambda v: v >= 1, "an integer >= 1"),
-    "predict.batch_rows": (lambda v: v >= 1, "an integer >= 1"),
+    "predict.batch_rows": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "analysis.p_threshold": (lambda v: 0 < v < 1, "a p-value in (0, 1)"),
     "analysis.high_latitude": (lambda v: 0 <= v < 90, "a latitude in [0, 90)"),
 }

@@ -23,7 +23,7 @@ LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LO
 
 __all__ = ["DEVICES", "array_module", "is_cupy_array", "optional_module", "cupy_or_none",
            "gpu_count", "resolve_device", "get_namespace", "to_device", "to_host",
-           "local_rank", "gpu_for_rank", "use_rank_gpu"]
+           "local_rank", "gpu_for_rank", "use_rank_gpu", "xgboost_has_cuda", "xgboost_device"]
 
 
 @functools.cache
@@ -129,3 +129,30 @@ def use_rank_gpu(environ=None) -> int:
     index = gpu_for_rank(local_rank(environ), gpu_count())
     get_namespace("cuda").cuda.Device(index).use()
     return index
+
+
+def xgboost_has_cuda() -> bool:
+    """Whether the installed XGBoost was built with CUDA (``xgboost.build_info()``)."""
+    import xgboost
+
+    return bool(xgboost.build_info().get("USE_CUDA", False))
+
+
+def xgboost_device(device: str, environ=None, n_gpus: int | None = None) -> str:
+    """XGBoost's ``device`` for a resolved device: "cpu", or "cuda:<i>" with this rank's GPU
+    (local rank mod ``n_gpus``, from ``environ``; plain "cuda" would put every rank on GPU 0).
+
+    DeviceError when the installed XGBoost has no CUDA support: it would otherwise run on the
+    CPU with only a warning.
+    """
+    if device == "cpu":
+        return "cpu"
+    if device != "cuda":
+        raise DeviceError(f"device: expected 'cpu' or 'cuda', found {device!r}")
+    if not xgboost_has_cuda():
+        import xgboost
+
+        raise DeviceError(f"device 'cuda' was requested but the installed xgboost {xgboost.__version__} "
+                          f"was built without CUDA; install a CUDA build (the PyPI manylinux wheel) or "
+                          f"use --device cpu")
+    return f"cuda:{gpu_for_rank(local_rank(environ), gpu_count() if n_gpus is None else n_gpus)}"

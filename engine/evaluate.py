@@ -12,7 +12,7 @@ Metrics (units of TER, g C m-2 month-1, except the ratios):
 Baselines, on the model's own fold assignment: plain XGBoost (same config and seeds, no causal
 weights), Lloyd-Taylor and Q10 fitted per PFT on temperature with scipy (a PFT with fewer than
 ``MIN_FIT_SAMPLES`` training rows in a fold uses the fit on all PFTs of that fold), and a random
-forest (scikit-learn on CPU; cuML when the device is cuda). A baseline that cannot predict a row
+forest (scikit-learn on every device). A baseline that cannot predict a row
 (missing temperature) leaves it out; its entry then reports the model on the same rows too.
 
 Sites of the evaluated table that are not in the model's fold assignment were never used for
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ciml_ter.config import PipelineConfig
-from ciml_ter.errors import DeviceError, InputError
+from ciml_ter.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -208,31 +208,16 @@ def temperature_baseline(kind: str, frame: pd.DataFrame, t_kelvin: np.ndarray,
 
 
 def random_forest_baseline(x: np.ndarray, y: np.ndarray, fold_of_row: np.ndarray, n_folds: int,
-                           device: str, seed: int, n_trees: int = 200) -> np.ndarray:
-    """Out-of-fold random-forest estimates (scikit-learn on CPU; cuML on cuda, else DeviceError)."""
-    if device == "cuda":
-        try:
-            from cuml.ensemble import RandomForestRegressor as CuRF
-        except Exception as exc:  # noqa: BLE001 - a broken CUDA install raises more than ImportError
-            raise DeviceError(f"random-forest baseline on cuda needs cuML, which is not importable "
-                              f"({type(exc).__name__}: {exc}); install ciml-ter[cuda12] or use --device cpu") from None
+                           seed: int, n_trees: int = 200) -> np.ndarray:
+    """Out-of-fold random-forest estimates (scikit-learn on every device: the site table is small;
+    missing predictors stay NaN, which scikit-learn's trees route by learned direction)."""
+    from sklearn.ensemble import RandomForestRegressor
 
-        def fit_predict(train, test):
-            fill = np.nanmedian(x[train], axis=0)
-            fill = np.where(np.isfinite(fill), fill, 0.0)
-            xt = np.where(np.isfinite(x[train]), x[train], fill).astype(np.float32)
-            xs = np.where(np.isfinite(x[test]), x[test], fill).astype(np.float32)
-            rf = CuRF(n_estimators=n_trees, min_samples_leaf=3, max_features=0.5, random_state=seed)
-            rf.fit(xt, y[train].astype(np.float32))
-            return np.asarray(rf.predict(xs), dtype=np.float64)
-    else:
-        from sklearn.ensemble import RandomForestRegressor
-
-        def fit_predict(train, test):
-            rf = RandomForestRegressor(n_estimators=n_trees, min_samples_leaf=3, max_features=0.5,
-                                       n_jobs=os.cpu_count() or 1, random_state=seed)
-            rf.fit(x[train], y[train])
-            return rf.predict(x[test])
+    def fit_predict(train, test):
+        rf = RandomForestRegressor(n_estimators=n_trees, min_samples_leaf=3, max_features=0.5,
+                                   n_jobs=os.cpu_count() or 1, random_state=seed)
+        rf.fit(x[train], y[train])
+        return rf.predict(x[test])
 
     return _cv(fold_of_row, n_folds, fit_predict)
 
@@ -254,7 +239,7 @@ def shap_importance(ensemble, x: np.ndarray) -> np.ndarray:
     """Mean |SHAP| of the ensemble (pred_contribs, best iterations) per feature, normalised."""
     from ciml_ter.infer import predict_rows
 
-    values = predict_rows(ensemble.members, x, shap=True).shap
+    values = predict_rows(ensemble.merged_on("cpu"), x, shap=True).shap
     imp = np.abs(values).mean(axis=0).astype(np.float64)
     return imp / imp.sum() if imp.sum() > 0 else imp
 
@@ -358,7 +343,6 @@ def evaluate_command(model_dir: str | Path, out_dir: str | Path, config: Pipelin
     (reused on a rerun with the same folds and config). ``temperature`` picks the column of the
     Lloyd-Taylor/Q10 baselines (default: TA_F, else lst_night, else lst_day). Returns ``out_dir``.
     """
-    from ciml_ter.device import resolve_device
     from ciml_ter.model import load_ensemble, read_site_table
 
     out = Path(out_dir)
@@ -368,7 +352,6 @@ def evaluate_command(model_dir: str | Path, out_dir: str | Path, config: Pipelin
     table = read_site_table(sites_path)
     x = ensemble.matrix(table)
     frame = table.frame
-    device = resolve_device(config.device)
     steps, step = 6, 0
 
     def tick(message):
@@ -422,8 +405,8 @@ def evaluate_command(model_dir: str | Path, out_dir: str | Path, config: Pipelin
         add(kind, test, over, temperature=t_col, parameters_by_pft=params)
     tick("Lloyd-Taylor and Q10 baselines")
 
-    add("random_forest", random_forest_baseline(x, obs, fold_of_row, n_folds, device, config.seed, rf_trees),
-        library="cuml" if device == "cuda" else "scikit-learn", n_trees=rf_trees)
+    add("random_forest", random_forest_baseline(x, obs, fold_of_row, n_folds, config.seed, rf_trees),
+        library="scikit-learn", n_trees=rf_trees)
     tick("random-forest baseline")
 
     # model structure: XGBoost weight importance and SHAP vs PCMCI+ effects

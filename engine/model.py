@@ -25,6 +25,7 @@ Input handling (documented decisions):
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ import pandas as pd
 from ciml_ter.config import PipelineConfig, config_from_dict
 from ciml_ter.errors import InputError
 from ciml_ter.documents import read_document
-from ciml_ter.infer import Member, predict_rows
+from ciml_ter.infer import MergedEnsemble, Member, merge_members, predict_rows
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +196,26 @@ def _train_member(task: tuple[int, int, np.ndarray]) -> tuple[int, int, bytes, i
     return fold, seed, bytes(booster.save_raw("ubj")), best, int(booster.num_boosted_rounds())
 
 
+def training_device(requested: str, n_rows: int, config: PipelineConfig) -> str:
+    """"cpu" or "cuda" for training on ``n_rows`` site-months: an explicit "cpu"/"cuda" is kept;
+    "auto" takes the GPU only for tables of at least ``train.gpu_min_rows`` rows (below that,
+    members trained one after another on the GPU are slower than CPU workers side by side)."""
+    from ciml_ter.device import resolve_device
+
+    device = resolve_device(requested)
+    if requested in (None, "auto") and device == "cuda" and n_rows < config.train.gpu_min_rows:
+        log.info("training on the CPU: %d site-months < train.gpu_min_rows = %d (GPU faster above)",
+                 n_rows, config.train.gpu_min_rows)
+        return "cpu"
+    log.info("training on %s (%d site-months)", device, n_rows)
+    return device
+
+
 def _plan_workers(config: PipelineConfig, device: str, n_tasks: int) -> tuple[int, int]:
+    """(parallel members, threads per member): processes on the CPU, threads sharing the GPU."""
     cores = os.cpu_count() or 1
     if device == "cuda":
-        return 1, cores
+        return max(1, min(config.train.gpu_workers, n_tasks)), max(1, cores // config.train.gpu_workers)
     workers = config.train.workers or cores
     workers = max(1, min(workers, cores, n_tasks))
     return workers, max(1, cores // workers)
@@ -236,9 +253,10 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     ``weights`` (feature -> weight) become the DMatrix ``feature_weights``; None trains the
     plain model. ``folds`` (site -> fold) reuses a fold assignment (baselines on the same folds).
     """
-    from ciml_ter.device import resolve_device
+    from ciml_ter.device import xgboost_device
 
-    device = resolve_device(config.device if device is None else device)
+    device = training_device(config.device if device is None else device, len(table.frame), config)
+    booster_device = xgboost_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_folds, n_seeds = config.train.folds, config.train.seeds
@@ -252,7 +270,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     w = weights_vector(weights, table.features, "weights")
     tasks = [(k, s, np.flatnonzero(fold_of_row != k)) for k in range(n_folds) for s in range(n_seeds)]
     workers, nthread = _plan_workers(config, device, len(tasks))
-    initargs = (table.x, table.y, table.sites, w, config.to_dict(), device, nthread)
+    initargs = (table.x, table.y, table.sites, w, config.to_dict(), booster_device, nthread)
     members: list[dict] = []
     started = time.perf_counter()
 
@@ -265,11 +283,12 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         if progress:
             progress(len(members), len(tasks), f"trained {name} (best iteration {best})")
 
-    if workers == 1:
+    if workers == 1 or device == "cuda":
         _init_worker(*initargs)
-        try:
-            for task in tasks:
-                record(_train_member(task))
+        try:  # on the GPU, members share the card from threads (XGBoost releases the GIL)
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                for result in pool.map(_train_member, tasks):
+                    record(result)
         finally:
             _DATA.clear()
     else:
@@ -291,6 +310,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         "causal_info": causal_info, "folds": dict(sorted(folds.items())), "n_folds": n_folds,
         "n_seeds": n_seeds, "members": members, "config": config.to_dict(),
         "config_hash": config.stable_hash(), "versions": _versions(), "device": device,
+        "xgboost_device": booster_device, "xgboost_cuda_build": _xgboost_cuda_build(),
         "sites_path": table.path, "n_sites": len(folds), "n_samples": len(table.frame),
         "dropped_features": table.dropped_features,
         "train_seconds": round(time.perf_counter() - started, 3), "workers": workers, "nthread": nthread,
@@ -300,8 +320,15 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     return load_ensemble(out_dir)
 
 
+def _xgboost_cuda_build() -> bool:
+    from ciml_ter.device import xgboost_has_cuda
+
+    return xgboost_has_cuda()
+
+
 def _manifest_hash(manifest: dict) -> str:
-    body = {k: v for k, v in manifest.items() if k not in ("model_id", "train_seconds", "workers", "nthread")}
+    body = {k: v for k, v in manifest.items()
+            if k not in ("model_id", "train_seconds", "workers", "nthread", "xgboost_device", "xgboost_cuda_build")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -350,20 +377,30 @@ class Ensemble:
         self.check_features(table.features, table.path)
         return table.frame[self.features].to_numpy(dtype=np.float32)
 
-    def predict(self, x: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    @functools.cached_property
+    def merged(self) -> MergedEnsemble:
+        """The members merged into per-fold and all-member boosters (``infer.merge_members``)."""
+        return merge_members(self.members)
+
+    def merged_on(self, device: str) -> MergedEnsemble:
+        """``merged``, its boosters moved to ``device`` ("cpu" or "cuda": this rank's GPU)."""
+        from ciml_ter.device import xgboost_device
+
+        merged = self.merged
+        return merged if merged.device == device else merged.to(xgboost_device(device))
+
+    def predict(self, x, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean over all members and std across fold means for rows ``x``."""
-        p = predict_rows(self.members, x, device=device)
+        p = predict_rows(self.merged_on(device), x, device=device)
         return p.ter.astype(np.float64), p.ter_std.astype(np.float64)
 
     def fold_predictions(self, x: np.ndarray) -> np.ndarray:
         """(n_folds, n) mean over seeds of each fold's members."""
-        n_folds = self.manifest["n_folds"]
-        out = np.zeros((n_folds, x.shape[0]))
-        count = np.zeros(n_folds)
-        for m in self.members:
-            out[m.fold] += m.booster.inplace_predict(x, iteration_range=m.iteration_range)
-            count[m.fold] += 1
-        return out / count[:, None]
+        merged = self.merged_on("cpu")
+        out = np.full((self.manifest["n_folds"], x.shape[0]), np.nan)
+        for fold, booster in zip(merged.folds, merged.fold_boosters):
+            out[fold] = booster.inplace_predict(x)
+        return out
 
     def predict_oof(self, x: np.ndarray, sites) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold estimate per row: its site's held-out fold; rows of sites the model never

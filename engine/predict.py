@@ -23,7 +23,7 @@ from ciml_ter import __version__
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.cube import open_cube
 from ciml_ter.errors import InputError
-from ciml_ter.infer import predict_rows, set_members_device
+from ciml_ter.infer import predict_rows
 from ciml_ter.parallel import map_tiles
 from ciml_ter.tiles import RunDir, Tile, land_tiles, make_tiles
 
@@ -47,13 +47,14 @@ class TileJob:
 
 @functools.cache
 def _ensemble(model_dir: str, device: str):
+    """The model, merged once per worker, its boosters on this rank's GPU (or the CPU)."""
     from ciml_ter.device import use_rank_gpu
     from ciml_ter.model import load_ensemble
 
     if device == "cuda":
         use_rank_gpu()
     ensemble = load_ensemble(model_dir)
-    set_members_device(ensemble.members, device)
+    ensemble.merged_on(device)
     return ensemble
 
 
@@ -73,8 +74,10 @@ def predict_tile(job: TileJob) -> dict:
                      axis=-1)  # (months, n_land, features)
     n_months, n_land, n_features = stack.shape
     rows = stack.reshape(-1, n_features)
-    result = predict_rows(ensemble.members, rows, shap=job.shap, batch_rows=job.batch_rows,
+    result = predict_rows(ensemble.merged_on(job.device), rows, shap=job.shap, batch_rows=job.batch_rows,
                           device=job.device)
+    if job.shap:
+        log.info("tile %s: largest |SHAP sum + base - TER| %.3g g C m-2 month-1", t.name, result.shap_gap)
     empty = np.isnan(rows).all(axis=1)  # no predictor at all: no estimate
 
     def grid(values):
@@ -89,7 +92,7 @@ def predict_tile(job: TileJob) -> dict:
     attrs = {"model_id": ensemble.model_id, "shap_base": np.nan if result.base is None else result.base}
     RunDir(job.run_dir).write_tile(t, arrays, attrs)
     return {"tile": t.name, "rows": int(rows.shape[0]), "seconds": time.perf_counter() - start,
-            "pid": os.getpid()}
+            "pid": os.getpid(), "shap_gap": result.shap_gap}
 
 
 def _grid(cube) -> dict:
@@ -175,7 +178,7 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
                     shap: bool = False, device: str = "cpu", restart: bool = False,
                     progress: Callable | None = None) -> dict | None:
     """Run (or resume) a prediction; return a summary on rank 0, None on worker ranks."""
-    from ciml_ter.device import resolve_device
+    from ciml_ter.device import resolve_device, xgboost_device
     from ciml_ter.model import load_ensemble
     from ciml_ter.parallel import is_root
 
@@ -183,6 +186,7 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
         map_tiles(predict_tile, [])  # serve tiles until rank 0 is done
         return None
     device = resolve_device(device)
+    xgboost_device(device)  # refuses an XGBoost without CUDA before any work
     ensemble = load_ensemble(model_dir)
     cube = open_cube(features)
     if "features" not in cube.attrs:
@@ -218,4 +222,5 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
     return {"out": str(path), "tiles": len(with_land), "ocean_tiles": len(ocean),
             "finished_before": len(with_land) - len(pending), "computed": len(pending),
             "rows": rows, "seconds": seconds, "members": len(ensemble.members), "device": device,
-            "workers": len({r["pid"] for r in done})}
+            "workers": len({r["pid"] for r in done}),
+            "shap_gap": max((r["shap_gap"] for r in done if r["shap_gap"] is not None), default=None)}

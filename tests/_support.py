@@ -15,11 +15,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 CLI = [str(Path(sys.executable).with_name("ciml-ter"))]
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed ``ciml-ter`` script; capture text output."""
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``ciml-ter`` script; capture text output (``timeout`` in seconds)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=full_env,
-                          timeout=600)
+                          timeout=timeout)
 
 
 def make_cube(n_lat=4, n_lon=5, days=20, start="2003-01-01", seed=1):

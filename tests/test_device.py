@@ -75,3 +75,25 @@ def test_cupy_arrays_choose_cupy_and_cuda():
     assert device.to_host(a).tolist() == [0.0, 1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="different devices"):
         device.array_module(a, np.zeros(4))
+
+
+@pytest.mark.parametrize("env, n_gpus, expected", [
+    ({}, 1, "cuda:0"),
+    ({"OMPI_COMM_WORLD_LOCAL_RANK": "3"}, 2, "cuda:1"),  # mpirun: 4 ranks on a 2-GPU node
+    ({"SLURM_LOCALID": "0", "OMPI_COMM_WORLD_LOCAL_RANK": "2"}, 4, "cuda:2"),  # mpirun in sbatch
+    ({"SLURM_LOCALID": "5"}, 4, "cuda:1"),  # srun
+])
+def test_xgboost_device_is_the_rank_s_gpu(env, n_gpus, expected):
+    """Each rank's boosters go to its own GPU: plain "cuda" would put every rank on GPU 0."""
+    assert device.xgboost_device("cuda", env, n_gpus) == expected
+    assert device.xgboost_device("cpu", env, n_gpus) == "cpu"
+
+
+def test_xgboost_without_cuda_is_refused_not_run_on_the_cpu(monkeypatch):
+    import xgboost
+
+    monkeypatch.setattr(xgboost, "build_info", lambda: {"USE_CUDA": False})
+    assert device.xgboost_has_cuda() is False
+    with pytest.raises(DeviceError, match=r"xgboost .* was built without CUDA; install a CUDA build"):
+        device.xgboost_device("cuda", {}, 1)
+    assert device.xgboost_device("cpu", {}, 1) == "cpu"

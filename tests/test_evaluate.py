@@ -118,3 +118,38 @@ def test_evaluate_rejects_other_features(evaluated):
     with pytest.raises(InputError, match="missing noise3"):
         evaluate_command(tmp / "model", tmp / "e2", PipelineConfig(device="cpu"), sites_path=tmp / "fewer.parquet",
                          temperature="temperature")
+
+
+def test_auto_device_on_a_gpu_host_keeps_the_scikit_learn_forest(evaluated, monkeypatch):
+    """device "auto" on a GPU host without cuML: evaluation completes (the forest is
+    scikit-learn on every device, NaN kept) and gives the CPU's numbers."""
+    from ciml_ter import device as device_mod
+
+    tmp, _, cpu = evaluated
+    monkeypatch.setattr(device_mod, "cupy_or_none", lambda: object())  # a GPU host, no cuML
+    config = PipelineConfig(device="auto")
+    config.train.workers = 1
+    out = evaluate_command(tmp / "model", tmp / "eval-auto", config, temperature="temperature", rf_trees=20,
+                           shap_rows=300)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["baselines"]["random_forest"]["library"] == "scikit-learn"
+    assert m["baselines"]["random_forest"]["test"] == pytest.approx(cpu["baselines"]["random_forest"]["test"],
+                                                                     rel=1e-12)
+
+
+def test_random_forest_keeps_missing_values():
+    """Rows with NaN predictors get estimates (no imputation), equal to scikit-learn's own."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from ciml_ter.evaluate import random_forest_baseline
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(120, 3))
+    y = 10 * x[:, 0] + rng.normal(size=120)
+    x[::7, 1] = np.nan
+    fold_of_row = np.arange(120) % 3
+    est = random_forest_baseline(x, y, fold_of_row, 3, seed=1, n_trees=10)
+    assert np.isfinite(est).all()
+    rf = RandomForestRegressor(n_estimators=10, min_samples_leaf=3, max_features=0.5, n_jobs=1,
+                               random_state=1).fit(x[fold_of_row != 0], y[fold_of_row != 0])
+    np.testing.assert_allclose(est[fold_of_row == 0], rf.predict(x[fold_of_row == 0]))

@@ -39,6 +39,7 @@ def test_summary_counts_tiles_and_skips_ocean(run):
     _, summary = run
     assert summary["tiles"] == 8 and summary["ocean_tiles"] == 1 and summary["computed"] == 8
     assert summary["rows"] == 12 * (12 * 10 - 16 - 1)  # months x land pixels
+    assert 0 <= summary["shap_gap"] < 1e-2  # largest |SHAP sum + base - TER| over the tiles
 
 
 def test_output_equals_the_ensemble_on_the_same_rows(world, run):
@@ -182,3 +183,18 @@ def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
     for name, mtime in finished.items():  # no finished tile was recomputed
         assert (out / "tiles" / f"{name}.h5").stat().st_mtime_ns == mtime
     assert _sha(out / "ter.nc") == _sha(tmp_path / "ref" / "ter.nc")
+
+
+@pytest.mark.gpu
+def test_gpu_run_equals_the_cpu_run(world, run, tmp_path):
+    """predict --device cuda (merged boosters on the rank's GPU) writes the CPU's maps to float32
+    tolerance: mean, std and every SHAP layer."""
+    cpu_dir, _ = run
+    summary = predict_command(world["model"], world["features"], tmp_path / "g", world["config"], shap=True,
+                              device="cuda")
+    assert summary["device"] == "cuda" and summary["shap_gap"] < 1e-2
+    cpu = xr.open_dataset(cpu_dir / "ter.nc", engine="h5netcdf")
+    gpu = xr.open_dataset(tmp_path / "g" / "ter.nc", engine="h5netcdf")
+    for name in cpu.data_vars:
+        np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=1e-4, atol=2e-3, equal_nan=True,
+                                   err_msg=name)
