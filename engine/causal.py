@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 from ciml_ter.config import PipelineConfig
-from ciml_ter.errors import InputError
 
 log = logging.getLogger(__name__)
 

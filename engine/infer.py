@@ -15,14 +15,11 @@ between host and device but the result. The merge is exact up to float32 summati
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ciml_ter.device import get_namespace, to_host
-
-log = logging.getLogger(__name__)
 
 # |sum of SHAP + base - prediction| must stay within ABS + REL x (sum of |terms|): both sides
 # are float32 sums over the features and over every tree, in different orders.

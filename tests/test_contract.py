@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from ciml_ter.data.contract import canonical_units, check_cube, require_contract
 from ciml_ter.data.cube import open_cube, write_zarr

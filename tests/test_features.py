@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 from ciml_ter import features, kernels
 from ciml_ter.config import FeaturesConfig

@@ -5,7 +5,6 @@ import json
 import os
 import hashlib
 
-import h5py
 import numpy as np
 import pytest
 import xarray as xr
@@ -15,7 +14,6 @@ from ciml_ter.errors import InputError
 from ciml_ter.model import load_ensemble
 from ciml_ter.predict import predict_command
 
-from _support import run_cli
 from world import build_world
 
 
