@@ -232,6 +232,148 @@ def test_single_file_accepted(tmp_path):
     assert len(obs) == 205 and report.kept_per_site == {"DK-Sor": 205}
 
 
+# ------------------------------------------------------------- bad cells (no silent coercion)
+# FLUXNET2015 SUBSET monthly layout (column order as in the real files), written as text so
+# the cells are exactly what a user's file holds. NEE_VUT_REF is not read by the reader, so
+# its "oops" must not be counted.
+DIRTY_HEADER = ("TIMESTAMP,TA_F,TA_F_QC,SW_IN_F,SW_IN_F_QC,SWC_F_MDS_1,NEE_VUT_REF,"
+                "NEE_VUT_REF_QC,RECO_NT_VUT_REF,GPP_NT_VUT_REF\n")
+DIRTY_ROWS = (
+    "200401,-2.5,0,20.0,0,30.0,oops,1.0,1.5,0.1\n"          # kept
+    "200402,warm,0,40.0,0,-9999,0.2,0.9,2.0,0.2\n"         # kept; TA_F text, SWC -9999
+    "200403,3.0,0,,0,28.0,0.3,1.0,n/a,0.3\n"               # target "n/a"; SW_IN_F empty
+    "200404,8.0,0,120.0,0,-9999,0.4,-9999,-9999,-9999\n"   # target, QC, SWC -9999
+    "200405,12.0,0,180.0,0,-99999,0.5,0.8,,0.5\n"          # target empty; SWC below -9999
+    "200406,\"16,5\",0,200.0,0,24.0,0.6,0.5,3.0,0.6\n"       # low QC; TA_F text "16,5"
+    "200407,18.0,0,-9999,0,22.0,0.7,1.0,4.0,0.7\n"         # kept; SW_IN_F -9999
+)
+DIRTY_NAME = "FLX_XX-Drt_FLUXNET2015_SUBSET_MM_2004-2004_1-4.csv"
+METEO3 = ("TA_F", "SW_IN_F", "SWC_F_MDS_1")
+
+
+def _dirty_file(folder: Path, name: str = DIRTY_NAME, rows: str = DIRTY_ROWS) -> Path:
+    path = folder / name
+    path.write_text(DIRTY_HEADER + rows)
+    return path
+
+
+def test_fluxnet_bad_cells_counted_per_kind_column_and_file(tmp_path, caplog):
+    _dirty_file(tmp_path)
+    _sites(tmp_path, "XX-Drt")
+    with caplog.at_level(logging.INFO, logger="ciml_ter.flux"):
+        obs, report = flux.read_fluxnet_dir(tmp_path, variables=METEO3)
+    f = DIRTY_NAME
+    assert report.cells == {
+        flux.CELL_TEXT: {"RECO_NT_VUT_REF": {f: 1}, "TA_F": {f: 2}},
+        flux.CELL_EMPTY: {"RECO_NT_VUT_REF": {f: 1}, "SW_IN_F": {f: 1}},
+        flux.CELL_BELOW: {"SWC_F_MDS_1": {f: 1}},
+        flux.CELL_MISSING: {"RECO_NT_VUT_REF": {f: 1}, "NEE_VUT_REF_QC": {f: 1},
+                            "SW_IN_F": {f: 1}, "SWC_F_MDS_1": {f: 2}},
+    }
+    assert report.cell_examples == {"RECO_NT_VUT_REF": {f: ["n/a"]},
+                                    "TA_F": {f: ["warm", "16,5"]}}
+    assert report.dirty_cells == {"RECO_NT_VUT_REF": 1, "TA_F": 2}
+    # rows without a target, one rule per kind: "n/a" is not counted as -9999
+    assert report.rows_read == 7
+    assert report.removed[f"{flux.TARGET} missing (-9999)"] == 1
+    assert report.removed[f"{flux.TARGET} not a number"] == 1
+    assert report.removed[f"{flux.TARGET} empty"] == 1
+    assert report.removed[f"{flux.TARGET} below -9999"] == 0
+    assert report.removed[f"{flux.QC} < 0.75 or missing"] == 1
+    assert report.rows_read - sum(report.removed.values()) == report.rows_kept == 3
+    # the table: January, February (leap year, 29 days) and July
+    assert obs["time"].tolist() == [pd.Timestamp("2004-01-01"), pd.Timestamp("2004-02-01"),
+                                    pd.Timestamp("2004-07-01")]
+    assert obs["ter"].tolist() == pytest.approx([1.5 * 31, 2.0 * 29, 4.0 * 31])
+    np.testing.assert_array_equal(obs["TA_F"].to_numpy(), [-2.5, np.nan, 18.0])
+    np.testing.assert_array_equal(obs["SW_IN_F"].to_numpy(), [20.0, 40.0, np.nan])
+    np.testing.assert_array_equal(obs["SWC_F_MDS_1"].to_numpy(), [30.0, np.nan, 22.0])
+    assert (obs["site"] == "XX-Drt").all() and (obs["source"] == f).all()
+    # the lines the CLI prints: one per column and kind, naming the file and the bad text
+    lines = report.lines()
+    assert f"removed 1 rows: {flux.TARGET} not a number" in lines
+    assert f"removed 1 rows: {flux.TARGET} empty" in lines
+    assert f"removed 1 rows: {flux.TARGET} missing (-9999)" in lines
+    assert (f"RECO_NT_VUT_REF: 1 cell holds text that is not a number ('n/a'), treated as "
+            f"missing, in {f}") in lines
+    assert (f"TA_F: 2 cells hold text that is not a number ('warm', '16,5'), treated as "
+            f"missing, in {f}") in lines
+    assert f"RECO_NT_VUT_REF: 1 cell is empty, treated as missing, in {f}" in lines
+    assert f"SW_IN_F: 1 cell is empty, treated as missing, in {f}" in lines
+    assert f"SWC_F_MDS_1: 1 cell holds a number below -9999, treated as missing, in {f}" in lines
+    assert f"RECO_NT_VUT_REF: 1 cell is -9999 (missing code) in {f}" in lines
+    assert f"SWC_F_MDS_1: 2 cells are -9999 (missing code) in {f}" in lines
+    assert not any("NEE_VUT_REF:" in line or "oops" in line for line in lines)
+    assert len(lines) == 1 + 4 + 9  # totals, 4 removal rules, 9 column/kind lines
+    assert f"{f}: 2 dirty cells in column TA_F treated as missing" in caplog.text
+    assert "'warm'" in caplog.text
+    # the same through read_fluxnet_csv, and in as_dict
+    _, alone = flux.read_fluxnet_csv(tmp_path / f, variables=METEO3)
+    assert alone.cells == report.cells
+    assert report.as_dict()["cells"][flux.CELL_TEXT]["TA_F"] == {f: 2}
+    assert report.as_dict()["cell_examples"]["TA_F"] == {f: ["warm", "16,5"]}
+
+
+def test_fluxnet_bad_cells_aggregated_over_files(tmp_path):
+    _sites(tmp_path, "XX-Drt", "XX-Two")
+    _dirty_file(tmp_path)
+    two = "FLX_XX-Two_FLUXNET2015_SUBSET_MM_2004-2004_1-4.csv"
+    _dirty_file(tmp_path, two, "200401,hot,0,1.0,0,1.0,0,1.0,n/a,0\n"
+                               "200402,warm,0,1.0,0,1.0,0,1.0,1.0,0\n")
+    obs, report = flux.read_fluxnet_dir(tmp_path, variables=METEO3)
+    assert report.cells[flux.CELL_TEXT] == {"RECO_NT_VUT_REF": {DIRTY_NAME: 1, two: 1},
+                                            "TA_F": {DIRTY_NAME: 2, two: 2}}
+    assert report.dirty_cells == {"RECO_NT_VUT_REF": 2, "TA_F": 4}
+    assert report.removed[f"{flux.TARGET} not a number"] == 2
+    assert report.removed[f"{flux.TARGET} missing (-9999)"] == 1
+    lines = report.lines()
+    assert (f"TA_F: 4 cells hold text that is not a number ('warm', '16,5', 'hot'), treated as "
+            f"missing, in 2 files: {DIRTY_NAME} (2), {two} (2)") in lines
+    assert (f"RECO_NT_VUT_REF: 2 cells hold text that is not a number ('n/a'), treated as "
+            f"missing, in 2 files: {DIRTY_NAME} (1), {two} (1)") in lines
+    assert obs.groupby("site").size().to_dict() == {"XX-Drt": 3, "XX-Two": 1}
+
+
+def test_real_sites_report_only_the_missing_code(real):
+    _, report = real
+    # the shipped files hold no empty or text cells in the columns read: only -9999 lines
+    assert set(report.cells) == {flux.CELL_MISSING}
+    missing = report.cells[flux.CELL_MISSING]
+    assert sorted(missing) == ["NEE_VUT_REF_QC", "RECO_NT_VUT_REF", "SWC_F_MDS_1"]
+    reco = {name.split("_")[1]: n for name, n in missing["RECO_NT_VUT_REF"].items()}
+    assert reco == {"CA-Obs": 24, "US-Los": 48, "US-NR1": 12}
+    assert sum(missing["SWC_F_MDS_1"].values()) == 642 and len(missing["SWC_F_MDS_1"]) == 16
+    assert report.dirty_cells == {} and report.cell_examples == {}
+    cell_lines = [line for line in report.lines() if "cell" in line]
+    assert len(cell_lines) == 3
+    assert cell_lines[0].startswith(
+        "RECO_NT_VUT_REF: 84 cells are -9999 (missing code) in 3 files: "
+        "FLX_CA-Obs_FLUXNET2015_SUBSET_MM_1997-2010_1-4.csv (24)")
+    assert cell_lines[2].startswith("SWC_F_MDS_1: 642 cells are -9999 (missing code) in 16 files")
+    assert cell_lines[2].endswith("... (16 in all)")
+
+
+def test_site_table_text_coordinates_reported(tmp_path):
+    _dirty_file(tmp_path)
+    table = tmp_path / "sites.csv"
+    table.write_text("SITE_ID,LOCATION_LAT,LOCATION_LONG,IGBP\n"
+                     "XX-Drt,42.5,287.8,DBF\n"
+                     "XX-Unu,north,-9999,ENF\n"
+                     "XX-Emp,,10.0,\n")
+    obs, report = flux.read_fluxnet_dir(tmp_path)
+    assert len(obs) == 3
+    assert report.cells[flux.CELL_TEXT]["LOCATION_LAT"] == {str(table): 1}
+    assert report.cells[flux.CELL_EMPTY]["LOCATION_LAT"] == {str(table): 1}
+    assert report.cells[flux.CELL_MISSING]["LOCATION_LONG"] == {str(table): 1}
+    assert report.cell_examples["LOCATION_LAT"] == {str(table): ["north"]}
+    assert (f"LOCATION_LAT: 1 cell holds text that is not a number ('north'), treated as "
+            f"missing, in {table}") in report.lines()
+    # a site whose coordinates are text: the error shows the text, not nan
+    table.write_text("SITE_ID,LOCATION_LAT,LOCATION_LONG,IGBP\nXX-Drt,n/a,287.8,DBF\n")
+    with pytest.raises(InputError, match=r"XX-Drt has LOCATION_LAT='n/a'"):
+        flux.read_fluxnet_dir(tmp_path)
+
+
 # ----------------------------------------------------------------------------- ABCflux
 ABC_HEADER = "site_name,latitude,longitude,year,month,reco,tair\n"
 ABC_DESCRIPTION = ('"Name of the site","Latitude, decimal degrees","Longitude, decimal degrees",'
@@ -271,6 +413,30 @@ def test_abcflux_description_row_under_header_and_dirty_cells(tmp_path, caplog):
     assert obs["lat"].tolist() == [68.5, 68.5, 61.8]
     assert "3 dirty cells in column reco treated as missing" in caplog.text
     assert "4 rows removed (reco missing or dirty)" in caplog.text
+
+
+def test_abcflux_cells_counted_per_kind(tmp_path):
+    path = tmp_path / "abcflux.csv"
+    path.write_text(ABC_HEADER + ABC_DESCRIPTION + ABC_ROWS
+                    + "Site B,61.8,-9999,2010,9,7.5,3\n")  # -9999 longitude
+    obs, report = flux.read_abcflux(path, variables=("tair",))
+    name = "abcflux.csv"
+    assert report.cells == {
+        flux.CELL_TEXT: {"year": {name: 1}, "reco": {name: 3}, "tair": {name: 1}},
+        flux.CELL_EMPTY: {"reco": {name: 1}},
+        flux.CELL_MISSING: {"longitude": {name: 1}},
+    }
+    assert report.dirty_cells == {"year": 1, "reco": 3, "tair": 1}
+    assert report.cell_examples == {"year": {name: ["-"]}, "reco": {name: ["-", "inf", "NA"]},
+                                    "tair": {name: ["NA"]}}
+    assert report.removed["latitude/longitude missing or invalid"] == 1
+    assert report.removed["reco missing or dirty"] == 4
+    lines = report.lines()
+    assert (f"reco: 3 cells hold text that is not a number ('-', 'inf', 'NA'), treated as "
+            f"missing, in {name}") in lines
+    assert f"reco: 1 cell is empty, treated as missing, in {name}" in lines
+    assert f"longitude: 1 cell is -9999 (missing code) in {name}" in lines
+    assert len(obs) == 3
 
 
 def test_abcflux_description_above_header_and_pft_column(tmp_path):

@@ -8,19 +8,40 @@ Every reader returns observations in one long format, one row per site-month:
 and a :class:`FluxReport` that counts, per rule, how many rows were removed (also logged
 through the ``ciml_ter.flux`` logger), so the CLI can print what happened to the data.
 
+No silent coercion
+    Every numeric column a reader uses (the target, the QC flag, the requested meteorology,
+    ABCflux coordinates/year/month, site-table coordinates) is read as text first and each
+    cell that does not become a number is counted, per kind, column and file
+    (``FluxReport.cells[kind][column][file]``; up to five distinct bad texts per column and
+    file in ``FluxReport.cell_examples``). The kinds, all treated as missing:
+
+    * ``-9999 (missing code)``: the documented missing value (any value within 0.5 of it);
+    * ``below -9999``: a number under the code (e.g. ``-99999``), taken as missing like it;
+    * ``empty``: an empty (or blank) cell;
+    * ``not a number``: any other text (``warm``, ``n/a``, ``NaN``, ``inf``, ``1,5``), shown
+      with examples; these are also the ``dirty_cells`` per column.
+
+    ``FluxReport.lines()`` prints one line per column and kind that occurred, with the count,
+    the examples and the files named (the first three, with their counts, then how many in
+    all), so an input without such cells prints nothing extra; the per-file detail is in
+    ``as_dict()["cells"]``. Rows dropped for the target get one rule per kind.
+
 FLUXNET rules
     * files: ``<PREFIX>_<SITE>_FLUXNET[2015]_(SUBSET|FULLSET)_MM_*.csv`` (FLUXNET2015
       ``FLX_``, AmeriFlux ``AMF_``, ICOS ``ICOSETC_`` ...); other resolutions are ignored;
     * ``TIMESTAMP`` is YYYYMM; ``-9999`` is missing;
     * target ``ter = RECO_NT_VUT_REF (g C m-2 d-1) x days in the month`` (leap Februaries 29);
-    * a row is kept only where the target is present and ``NEE_VUT_REF_QC >= 0.75``;
+    * a row is kept only where the target is a number and ``NEE_VUT_REF_QC >= 0.75``; rows
+      without a target are counted under ``RECO_NT_VUT_REF missing (-9999)``, ``... below
+      -9999``, ``... empty`` or ``... not a number`` after what the cell held;
     * site coordinates and IGBP class come from the site table (``sites.csv`` beside the
       files: ``SITE_ID, LOCATION_LAT, LOCATION_LONG, IGBP``).
 
 ABCflux rules
     * columns ``site_name, latitude, longitude, year, month, reco`` (g C m-2 month-1);
     * a description row of text above or under the header is detected and skipped;
-    * dirty cells (``-``, ``inf``, ``NA``, empty, any non-number) are missing and counted;
+    * dirty cells (``-``, ``inf``, ``NA``, empty, any non-number) are missing and counted
+      (empty cells and ``-9999`` under their own kinds, see above);
     * ``pft`` comes from a ``pft``/``igbp`` column when present, otherwise ``"UNK"``.
 """
 from __future__ import annotations
@@ -49,6 +70,20 @@ ABCFLUX_COLUMNS = ("site_name", "latitude", "longitude", "year", "month", "reco"
 ABCFLUX_PFT_COLUMNS = ("pft", "PFT", "igbp", "IGBP")
 OBS_COLUMNS = ("site", "lat", "lon", "pft", "time", "ter", "source")
 
+# kinds of numeric cell treated as missing, in the order the report lists them
+CELL_TEXT = "not a number"
+CELL_EMPTY = "empty"
+CELL_BELOW = "below -9999"
+CELL_MISSING = "-9999 (missing code)"
+CELL_KINDS = (CELL_TEXT, CELL_EMPTY, CELL_BELOW, CELL_MISSING)
+CELL_EXAMPLES = 5  # distinct bad texts kept per column and file
+_CELL_WORDS = {  # (singular, plural) phrase for FluxReport.lines()
+    CELL_TEXT: ("holds text that is not a number", "hold text that is not a number"),
+    CELL_EMPTY: ("is empty", "are empty"),
+    CELL_BELOW: ("holds a number below -9999", "hold numbers below -9999"),
+    CELL_MISSING: ("is -9999 (missing code)", "are -9999 (missing code)"),
+}
+
 # <PREFIX>_<SITE>_FLUXNET[2015]_<SUBSET|FULLSET>_MM_<anything>.csv ; ICOS L2 archives
 # drop the SUBSET/FULLSET token (ICOSETC_BE-Bra_FLUXNET_MM_L2.csv), so it is optional.
 _FLUXNET_MM = re.compile(
@@ -59,7 +94,12 @@ _FLUXNET_ANY = re.compile(r"_FLUXNET(?:2015)?_", re.IGNORECASE)
 
 @dataclass
 class FluxReport:
-    """What the readers did: files read, rows read, rows removed per rule, rows kept per site."""
+    """What the readers did: files read, rows read, rows removed per rule, rows kept per site.
+
+    ``cells[kind][column][file]`` counts the numeric cells treated as missing (kinds
+    :data:`CELL_KINDS`), ``cell_examples[column][file]`` holds a few distinct texts of the
+    ``not a number`` cells, and ``dirty_cells[column]`` totals those per column.
+    """
 
     files: list[str] = field(default_factory=list)
     rows_read: int = 0
@@ -67,6 +107,8 @@ class FluxReport:
     dirty_cells: dict[str, int] = field(default_factory=dict)
     kept_per_site: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cells: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    cell_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def rows_kept(self) -> int:
@@ -79,11 +121,32 @@ class FluxReport:
         if n:
             log.info("%s: %d rows removed (%s)", where or "flux", n, rule)
 
-    def dirty(self, column: str, n: int, where: str = "") -> None:
+    def dirty(self, column: str, n: int, where: str = "", kind: str = CELL_TEXT,
+              examples=()) -> None:
+        """Count (and log) ``n`` cells of ``column`` in ``where`` treated as missing.
+
+        ``kind`` is one of :data:`CELL_KINDS`; ``examples`` are bad texts (kind
+        ``not a number``), of which the first few distinct ones are kept.
+        """
         n = int(n)
-        if n:
+        if not n:
+            return
+        if kind not in CELL_KINDS:
+            raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+        per_file = self.cells.setdefault(kind, {}).setdefault(column, {})
+        per_file[where] = per_file.get(where, 0) + n
+        if kind == CELL_TEXT:
             self.dirty_cells[column] = self.dirty_cells.get(column, 0) + n
-            log.info("%s: %d dirty cells in column %s treated as missing", where, n, column)
+            kept = self.cell_examples.setdefault(column, {}).setdefault(where, [])
+            for text in examples:
+                if len(kept) >= CELL_EXAMPLES:
+                    break
+                if str(text) not in kept:
+                    kept.append(str(text))
+            log.info("%s: %d dirty cells in column %s treated as missing (not a number: %s)",
+                     where, n, column, ", ".join(repr(t) for t in kept))
+        else:
+            log.info("%s: %d cells in column %s treated as missing (%s)", where, n, column, kind)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -96,18 +159,56 @@ class FluxReport:
             self.removed[k] = self.removed.get(k, 0) + v
         for k, v in other.dirty_cells.items():
             self.dirty_cells[k] = self.dirty_cells.get(k, 0) + v
+        for kind, columns in other.cells.items():
+            for column, per_file in columns.items():
+                mine = self.cells.setdefault(kind, {}).setdefault(column, {})
+                for where, n in per_file.items():
+                    mine[where] = mine.get(where, 0) + n
+        for column, per_file in other.cell_examples.items():
+            for where, texts in per_file.items():
+                kept = self.cell_examples.setdefault(column, {}).setdefault(where, [])
+                kept += [t for t in texts if t not in kept][:max(0, CELL_EXAMPLES - len(kept))]
         for k, v in other.kept_per_site.items():
             self.kept_per_site[k] = self.kept_per_site.get(k, 0) + v
         self.notes += other.notes
         return self
 
     def lines(self) -> list[str]:
-        """Human-readable summary, one line each, for the CLI."""
+        """Human-readable summary, one line each, for the CLI.
+
+        After the totals and the removal rules: one line per column and kind of cell treated
+        as missing, e.g.
+
+            TA_F: 1 cell holds text that is not a number ('warm'), treated as missing,
+            in FLX_XX-Abc_FLUXNET2015_SUBSET_MM_2000-2000_1-4.csv
+
+        (one line), naming the first three files with their counts and how many in all;
+        ``-9999`` cells read "TS_F_MDS_1: 196 cells are -9999 (missing code) in 17 files: ...".
+        Kinds in the order of :data:`CELL_KINDS`, the target and QC columns first; no line for
+        a kind that did not occur, so clean input adds no lines.
+        """
         out = [(f"{len(self.files)} files, {self.rows_read} rows read, "
                 f"{self.rows_kept} site-months kept at {len(self.kept_per_site)} sites")]
         out += [f"removed {n} rows: {rule}" for rule, n in self.removed.items() if n]
-        out += [f"dirty cells treated as missing in {c}: {n}"
-                for c, n in self.dirty_cells.items()]
+        for kind in CELL_KINDS:
+            columns = self.cells.get(kind, {})
+            for column in sorted(columns, key=lambda c: (c != TARGET, c != QC)):
+                per_file = columns[column]
+                n = sum(per_file.values())
+                if not n:
+                    continue
+                words = _CELL_WORDS[kind][n != 1]
+                seen: list[str] = []
+                if kind == CELL_TEXT:
+                    for texts in self.cell_examples.get(column, {}).values():
+                        seen += [t for t in texts if t not in seen]
+                shown = (f" ({_first([repr(t) for t in seen], CELL_EXAMPLES)})" if seen else "")
+                files = [(w or "?", k) for w, k in per_file.items() if k]
+                where = (files[0][0] if len(files) == 1 else f"{len(files)} files: " + _first(
+                    [f"{w} ({k})" for w, k in files], 3))
+                what = "" if kind == CELL_MISSING else ", treated as missing,"
+                out.append(f"{column}: {n} cell{'s' if n != 1 else ''} {words}{shown}{what} "
+                           f"in {where}")
         out += list(self.notes)
         return out
 
@@ -115,7 +216,11 @@ class FluxReport:
         return {"files": list(self.files), "rows_read": self.rows_read,
                 "rows_kept": self.rows_kept, "removed": dict(self.removed),
                 "dirty_cells": dict(self.dirty_cells), "kept_per_site": dict(self.kept_per_site),
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                "cells": {k: {c: dict(f) for c, f in cols.items()}
+                          for k, cols in self.cells.items()},
+                "cell_examples": {c: {w: list(t) for w, t in f.items()}
+                                  for c, f in self.cell_examples.items()}}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -132,6 +237,38 @@ def _first(values, n: int = 8) -> str:
     values = [str(v) for v in values]
     more = f", ... ({len(values)} in all)" if len(values) > n else ""
     return ", ".join(values[:n]) + more
+
+
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _is_number(cell: str) -> bool:
+    return bool(_NUMBER.match(cell or ""))
+
+
+def _numbers(cells: pd.Series, column: str, where: str,
+             report: FluxReport) -> tuple[pd.Series, pd.Series]:
+    """Parse one numeric column read as text; count each kind of cell treated as missing.
+
+    Returns the values (float, NaN where missing) and, per row, the kind of missing cell
+    (one of :data:`CELL_KINDS`) or None where the cell is a usable number.
+    """
+    text = cells.fillna("").astype(str).str.strip()
+    empty = text.eq("")
+    looks = text.str.match(_NUMBER).astype(bool)
+    values = pd.to_numeric(text.where(looks), errors="coerce").astype(float)
+    masks = {
+        CELL_TEXT: ~empty & ~np.isfinite(values),
+        CELL_EMPTY: empty,
+        CELL_BELOW: values < MISSING - 0.5,
+        CELL_MISSING: (values - MISSING).abs() <= 0.5,
+    }
+    kind = pd.Series(None, index=text.index, dtype=object)
+    for k, mask in masks.items():
+        kind[mask] = k
+        examples = pd.unique(text[mask])[:CELL_EXAMPLES] if k == CELL_TEXT else ()
+        report.dirty(column, mask.sum(), where, kind=k, examples=examples)
+    return values.where(kind.isna()), kind
 
 
 def days_in_month(time: pd.Series) -> np.ndarray:
@@ -151,22 +288,32 @@ def fluxnet_site_id(path: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- site table
-def read_site_table(path: Path) -> pd.DataFrame:
-    """Read a FLUXNET site table; index SITE_ID, columns lat, lon, pft."""
+def read_site_table(path: Path, report: FluxReport | None = None) -> pd.DataFrame:
+    """Read a FLUXNET site table; index SITE_ID, columns lat, lon, pft.
+
+    Coordinate cells that are not numbers (``-9999``, empty, text) become NaN and are counted
+    in ``report`` (a fresh one, logged only, when None) under the table's path; columns
+    ``lat_cell`` and ``lon_cell`` keep the cells' text for error messages.
+    """
     path = _check_file(path, "site table")
+    report = report if report is not None else FluxReport()
     try:
         table = pd.read_csv(path, dtype={"SITE_ID": str, "IGBP": str})
+        cells = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the site table as CSV ({exc})".replace("\n", " "))
     missing = [c for c in SITE_TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{path}: site table lacks column(s) {', '.join(missing)}; expected "
                          f"{', '.join(SITE_TABLE_COLUMNS)}; found {_first(table.columns)}")
+    lat_cell = cells["LOCATION_LAT"].fillna("").str.strip()
+    lon_cell = cells["LOCATION_LONG"].fillna("").str.strip()
     out = pd.DataFrame({
         "site": table["SITE_ID"].astype(str).str.strip(),
-        "lat": pd.to_numeric(table["LOCATION_LAT"], errors="coerce").replace(MISSING, np.nan),
-        "lon": pd.to_numeric(table["LOCATION_LONG"], errors="coerce").replace(MISSING, np.nan),
+        "lat": _numbers(lat_cell, "LOCATION_LAT", str(path), report)[0],
+        "lon": _numbers(lon_cell, "LOCATION_LONG", str(path), report)[0],
         "pft": table["IGBP"].fillna(UNKNOWN_PFT).astype(str).str.strip().replace("", UNKNOWN_PFT),
+        "lat_cell": lat_cell, "lon_cell": lon_cell,
     })
     dup = out["site"][out["site"].duplicated()]
     if len(dup):
@@ -182,9 +329,9 @@ def _site_coords(sites: pd.DataFrame, site: str, table_path: Path, data_path: Pa
     row = sites.loc[site]
     lat, lon = float(row["lat"]), float(row["lon"])
     if not (np.isfinite(lat) and -90 <= lat <= 90 and np.isfinite(lon) and -180 <= lon <= 360):
-        raise InputError(f"{table_path}: site {site} has LOCATION_LAT={row['lat']}, "
-                         f"LOCATION_LONG={row['lon']}; expected a latitude in [-90, 90] and a "
-                         "longitude in [-180, 360]")
+        raise InputError(f"{table_path}: site {site} has LOCATION_LAT={row['lat_cell']!r}, "
+                         f"LOCATION_LONG={row['lon_cell']!r}; expected a latitude in [-90, 90] "
+                         "and a longitude in [-180, 360]")
     lon = ((lon + 180.0) % 360.0) - 180.0
     return lat, lon, str(row["pft"])
 
@@ -196,12 +343,17 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     """Read one FLUXNET2015/ONEFlux monthly CSV into observation rows.
 
     ``variables`` are extra (meteorology) columns to carry along; absent ones become NaN.
+    All cells are read as text: in each numeric column used (target, QC, ``variables``) the
+    ``-9999``, below ``-9999``, empty and not-a-number cells are counted per kind in the
+    report under the file name (see the module docstring), and rows without a target are
+    removed under one rule per kind (``RECO_NT_VUT_REF missing (-9999)``, ``... below -9999``,
+    ``... empty``, ``... not a number``).
     """
     path = _check_file(path, "FLUXNET CSV")
     site = site or fluxnet_site_id(path) or path.stem
     report = FluxReport(files=[str(path)])
     try:
-        raw = pd.read_csv(path, low_memory=False)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read as a FLUXNET CSV ({exc})".replace("\n", " "))
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -213,7 +365,7 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
                              f"{_first(raw.columns)}")
     report.rows_read = len(raw)
 
-    stamp = pd.to_numeric(raw["TIMESTAMP"], errors="coerce")
+    stamp = pd.to_numeric(raw["TIMESTAMP"].fillna("").str.strip(), errors="coerce")
     bad = stamp.isna() | (stamp != stamp.round())
     if bad.any():
         example = raw["TIMESTAMP"][bad].iloc[0]
@@ -228,22 +380,30 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     time = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})).astype(
         "datetime64[ns]")
 
-    def numeric(col: str) -> pd.Series:
-        if col not in raw.columns:
-            return pd.Series(np.nan, index=raw.index, dtype=float)
-        values = pd.to_numeric(raw[col], errors="coerce").astype(float)
-        return values.mask(values <= MISSING + 0.5).where(np.isfinite(values))
+    where = f"{path.name}"
+    parsed: dict[str, tuple[pd.Series, pd.Series]] = {}
 
-    reco, qc = numeric(TARGET), numeric(QC)
+    def numeric(col: str) -> tuple[pd.Series, pd.Series]:
+        if col not in raw.columns:
+            return (pd.Series(np.nan, index=raw.index, dtype=float),
+                    pd.Series(None, index=raw.index, dtype=object))
+        if col not in parsed:  # each column counted once, even if asked for twice
+            parsed[col] = _numbers(raw[col], col, where, report)
+        return parsed[col]
+
+    (reco, reco_kind), (qc, _) = numeric(TARGET), numeric(QC)
     obs = pd.DataFrame({"site": site, "lat": float(lat), "lon": float(lon), "pft": pft,
                         "time": time, "ter": reco * days_in_month(time),
                         "source": path.name})
     for var in variables:
-        obs[var] = numeric(var)
+        obs[var] = numeric(var)[0]
 
-    where = f"{path.name}"
     no_target = obs["ter"].isna()
-    report.remove(f"{TARGET} missing (-9999)", no_target.sum(), where)
+    for kind, rule in ((CELL_MISSING, f"{TARGET} missing (-9999)"),
+                       (CELL_BELOW, f"{TARGET} below -9999"),
+                       (CELL_EMPTY, f"{TARGET} empty"),
+                       (CELL_TEXT, f"{TARGET} not a number")):
+        report.remove(rule, (no_target & reco_kind.eq(kind)).sum(), where)
     low_qc = ~no_target & ~(qc >= QC_MIN)
     report.remove(f"{QC} < {QC_MIN} or missing", low_qc.sum(), where)
     obs = obs[~no_target & ~low_qc]
@@ -300,8 +460,8 @@ def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
     if not table_path.exists():
         raise InputError(f"{table_path}: site table not found; expected a {SITE_TABLE} with "
                          f"{', '.join(SITE_TABLE_COLUMNS)} beside the FLUXNET files")
-    sites = read_site_table(table_path)
     report = FluxReport()
+    sites = read_site_table(table_path, report)
     parts = []
     for path in files:
         site = fluxnet_site_id(path)
@@ -325,13 +485,6 @@ def _dedupe(obs: pd.DataFrame, report: FluxReport) -> tuple[pd.DataFrame, FluxRe
 
 
 # --------------------------------------------------------------------------- ABCflux
-_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
-
-
-def _is_number(cell: str) -> bool:
-    return bool(_NUMBER.match(cell or ""))
-
-
 def read_abcflux(path: Path, *, pft_column: str | None = None,
                  variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
     """Read an ABCflux CSV (monthly reco in g C m-2 month-1) into observation rows."""
@@ -376,11 +529,7 @@ def read_abcflux(path: Path, *, pft_column: str | None = None,
     raw = raw[~desc].reset_index(drop=True)
 
     def numeric(col: str) -> pd.Series:
-        text = raw[col].astype(str).str.strip()
-        values = pd.to_numeric(text.where(text.map(_is_number)), errors="coerce").astype(float)
-        dirty = text.ne("") & values.isna()
-        report.dirty(col, dirty.sum(), path.name)
-        return values.where(values > MISSING + 0.5)
+        return _numbers(raw[col], col, path.name, report)[0]
 
     lat, lon = numeric("latitude"), numeric("longitude")
     year, month, reco = numeric("year"), numeric("month"), numeric("reco")
