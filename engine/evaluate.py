@@ -42,6 +42,9 @@ T_REF = 288.15  # K
 MIN_FIT_SAMPLES = 10
 TEMPERATURE_COLUMNS = ("TA_F", "lst_night", "lst_day")  # first present wins; TA_F is degC
 METRIC_KEYS = ("mae", "rmae", "r2", "slope_obs_on_est", "slope_est_on_obs", "n")
+# What the CLI and the report call each baseline of metrics.json (the model: "causal XGBoost").
+BASELINE_NAMES = {"xgboost_plain": "plain XGBoost", "lloyd_taylor": "Lloyd–Taylor", "q10": "Q10",
+                  "random_forest": "random forest"}
 
 Progress = Callable[[int, int, str], None] | None
 
@@ -345,11 +348,11 @@ def evaluate_command(model_dir: str | Path, out_dir: str | Path, config: Pipelin
     """
     from ciml_ter.model import load_ensemble, read_site_table
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ensemble = load_ensemble(model_dir)
     sites_path = sites_path or ensemble.manifest.get("sites_path")
     table = read_site_table(sites_path)
+    out = Path(out_dir)  # made only once the inputs are known to be there
+    out.mkdir(parents=True, exist_ok=True)
     x = ensemble.matrix(table)
     frame = table.frame
     steps, step = 6, 0

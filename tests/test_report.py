@@ -18,16 +18,17 @@ import pytest
 from ciml_ter import __version__
 from ciml_ter.errors import InputError
 from ciml_ter.report import write_report
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPECTED_FIGURES = {"map-ter-mean", "map-ter-std", "map-trend", "map-driver", "map-share-env",
-                    "series-budget", "model-scatter-obs-est"}
+                    "series-budget", "model-scatter-obs-est", "model-pft-mae"}
 METRICS = {
     "model": {"test": {"mae": 12.3456, "rmae": 0.2345, "r2": 0.8123, "slope_obs_on_est": 0.97,
-                       "slope_est_on_obs": 0.88, "n": 12345},
+                       "slope_est_on_obs": 0.88, "n": 12345}, "causal": True,
               "by_pft": {"ENF": {"test": {"mae": 10.5, "rmae": 0.21, "r2": 0.77, "n": 300}}}},
     "baselines": {"random_forest": {"test": {"mae": 15.25, "rmae": 0.31, "r2": 0.7012,
                                              "slope_obs_on_est": 1.1, "slope_est_on_obs": 0.7, "n": 12345}},
@@ -143,13 +144,16 @@ def test_report_is_self_contained_with_valid_figures(report):
 def test_report_tables_have_the_numbers(report):
     tables = _Parsed(report.read_text(encoding="utf-8")).tables
     metrics = {row[0]: row for row in tables["table-metrics"][1:]}
-    assert tables["table-metrics"][0] == ["model", "mae", "rmae", "r2", "slope_obs_on_est",
-                                          "slope_est_on_obs", "n", "note"]
-    assert metrics["model"][1:7] == ["12.35", "0.2345", "0.8123", "0.97", "0.88", "12345"]
-    assert metrics["random_forest"][1:4] == ["15.25", "0.31", "0.7012"]
-    assert metrics["q10"][1] == "–" and "no temperature column" in metrics["q10"][-1]
-    assert tables["table-metrics-by-pft"][1][:4] == ["ENF", "10.5", "0.21", "0.77"]
-    assert tables["table-global-budget"][1:] == [["2001", "95"], ["2002", "95.3"], ["2003", "95.6"]]
+    assert tables["table-metrics"][0] == ["model", "MAE (g C m-2 month-1)", "relative MAE (MAE / mean obs.)", "R²",
+                                          "slope obs. on est.", "slope est. on obs.", "n (site-months)", "note"]
+    # one number of decimals per column: 3 significant digits of its largest value
+    assert metrics["causal XGBoost"][1:7] == ["12.3", "0.234", "0.812", "0.97", "0.880", "12345"]
+    assert metrics["random forest"][1:4] == ["15.2", "0.310", "0.701"]
+    assert metrics["Q10"][1] == "–" and "no temperature column" in metrics["Q10"][-1]
+    # no slopes per PFT in metrics.json: those columns are left out, not shown empty
+    assert tables["table-metrics-by-pft"] == [["PFT", "MAE (g C m-2 month-1)", "relative MAE (MAE / mean obs.)", "R²",
+                                               "n (site-months)"], ["ENF", "10.5", "0.210", "0.770", "300"]]
+    assert tables["table-global-budget"][1:] == [["2001", "95.0"], ["2002", "95.3"], ["2003", "95.6"]]
     assert tables["table-trend-by-class"][1] == ["EBF", "0.0123", "0.00456"]
 
 
@@ -221,7 +225,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 
 def test_categorical_map_colours_only_the_listed_codes_it_holds():
-    """Ocean (-1 in a dominant-driver map) stays blank; the legend lists the codes present."""
+    """Ocean (-1 in a dominant-driver map) stays blank; the legend lists the names of the codes
+    present, one colour each (no continuous colour bar)."""
     from ciml_ter.report import _map_figure
 
     values = np.array([[0.0, 2.0, -1.0], [2.0, 0.0, -1.0]])
@@ -230,4 +235,304 @@ def test_categorical_map_colours_only_the_listed_codes_it_holds():
     shown = fig.axes[0].collections[0].get_array()
     assert np.ma.getmaskarray(shown).reshape(2, 3).tolist() == [[False, False, True]] * 2
     assert shown.compressed().tolist() == [0, 1, 1, 0]  # positions among the codes shown
-    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["lst_night", "soc30"]
+    assert len(fig.axes) == 1  # no colour bar
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["lst_night", "soc30"]
+    colours = [tuple(h.get_facecolor()) for h in legend.legend_handles]
+    assert len(set(colours)) == 2 and colours == [tuple(fig.axes[0].collections[0].cmap(k)) for k in range(2)]
+
+
+@pytest.mark.parametrize("n", [6, 40, 300])
+def test_trend_dots_are_visible_at_every_map_size(n):
+    """Every significant cell of an n x n map (every k-th on dense grids) gets a dot that changes
+    several pixels, on a light and on a dark cell colour alike (black with a white rim)."""
+    from ciml_ter.report import _map_figure, _png
+
+    def grey(spec):
+        return np.asarray(Image.open(io.BytesIO(_png(_map_figure(spec, None)))).convert("L"), dtype=float) / 255
+
+    grid = {"lat": np.linspace(60, 30, n), "lon": np.linspace(-10, 20, n), "units": "g C m-2 yr-2",
+            "diverging": True, "vmax": 1.0}
+    for fill in (0.0, 1.0):  # white and dark red in RdBu_r
+        plain = {**grid, "values": np.full((n, n), fill)}
+        dotted = {**plain, "stipple": np.ones((n, n), dtype=bool)}
+        (dots,) = [c for c in _map_figure(dotted, None).axes[0].collections if isinstance(c, PathCollection)]
+        assert len(dots.get_offsets()) >= min(n, 30) ** 2
+        changed = (np.abs(grey(dotted) - grey(plain)) > 0.3).sum()
+        assert changed >= 6 * len(dots.get_offsets()), (fill, changed / len(dots.get_offsets()))
+
+
+def test_scatter_is_binned_and_nothing_is_clipped():
+    """Thousands of site-months are drawn as hexbin counts; every point lies inside the axes
+    with a margin, in every panel; each panel is named as the CLI names the model."""
+    from ciml_ter.report import _scatter_figure
+
+    rng = np.random.default_rng(0)
+    obs = rng.gamma(2, 40, 5000)
+    frame = pd.DataFrame({"ter_obs": obs, "ter_test": obs * rng.normal(1, 0.1, obs.size),
+                          "q10_test": obs * 1.3 + 5})
+    fig = _scatter_figure(frame, {"causal XGBoost": "ter_test", "Q10": "q10_test"}, "g C m-2 month-1")
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title().splitlines()[0] for ax in panels] == ["causal XGBoost", "Q10"]
+    top = max(obs.max(), (obs * 1.3 + 5).max(), frame.ter_test.max())
+    for ax in panels:
+        assert any(type(c).__name__ == "PolyCollection" and c.get_array().size > 50 for c in ax.collections)
+        lo, hi = ax.get_xlim()
+        assert ax.get_ylim() == (lo, hi) and lo < 0 and hi > top + 0.01 * top
+
+
+# --------------------------------------------------------------------------- report_command
+FEATURES = ["lst_day", "lst_night", "lai", "soc30"]
+BASELINES = {"xgboost_plain": 0.95, "lloyd_taylor": 0.8, "q10": 0.75, "random_forest": 0.9}
+TRUTH_ATTRS = {"formula": "R_REF*exp(E0*(1/(T_REF-T0)-1/(lst_night-T0)))*(1+soc30/15)",
+               "parents": json.dumps(["lst_night", "soc30"]), "decoys": json.dumps(["lst_day"]), "seed": 7}
+
+
+def _model_dir(path: Path, n: int, seed: int) -> Path:
+    """metrics.json (with every baseline), predictions.csv and structure.csv as evaluate writes them."""
+    rng = np.random.default_rng(seed)
+    obs = rng.gamma(2, 30, n)
+    pred = pd.DataFrame({"site": [f"S-{k % 20:02d}" for k in range(n)], "ter_obs": obs,
+                         "ter_test": obs * rng.normal(1, 0.1, n)})
+    entry = {"mae": 5.0, "rmae": 0.1, "r2": 0.97, "slope_obs_on_est": 1.01, "slope_est_on_obs": 0.96, "n": n}
+    baselines = {}
+    for key, r2 in BASELINES.items():
+        pred[f"{key}_test"] = obs * rng.normal(1, 0.2, n)
+        baselines[key] = {"test": {**entry, "r2": r2, "mae": 10 * (1 - r2) + 3}, "by_pft": {"ENF": {"test": entry}}}
+    path.mkdir(parents=True)
+    pred.to_csv(path / "predictions.csv", index=False)
+    pd.DataFrame({"feature": FEATURES, "pcmci_effect": [0.05, 0.6, 0.15, 0.2], "xgb_weight_causal": [0.1, 0.4, 0.2, 0.3],
+                  "xgb_weight_plain": 0.25, "shap_causal": [0.02, 0.7, 0.1, 0.18], "shap_plain": 0.25}
+                 ).to_csv(path / "structure.csv", index=False)
+    metrics = {"model": {"test": entry, "causal": True, "by_pft": {"ENF": {"test": entry}}}, "baselines": baselines,
+               "units": "g C m-2 month-1", "n_folds": 5, "n_sites": 20}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> dict:
+    """A 3-year run on a 6 x 8 grid with its analysis, model, real-tower evaluation and the
+    synthetic world's truth.nc (next to a cube.zarr titled as ciml-ter synth titles it)."""
+    import xarray as xr
+
+    root = tmp_path_factory.mktemp("synthetic")
+    lat, lon = np.arange(59.5, 53, -1.0), np.arange(-9.5, -1, 1.0)
+    months = pd.date_range("2001-01-01", periods=36, freq="MS")
+    yy, xx = np.meshgrid(lat, lon, indexing="ij")
+    land = (xx + yy) > 48
+    land[0, 0] = False
+    truth = np.where(land, 40 + 20 * np.sin(2 * np.pi * months.month.to_numpy() / 12)[:, None, None] + xx, np.nan)
+    estimate = truth + np.random.default_rng(2).normal(0, 1.5, truth.shape)
+    grid = {"lat": ("lat", lat), "lon": ("lon", lon)}
+    world = root / "world"
+    world.mkdir()
+    xr.Dataset({"ter": (("time", "lat", "lon"), truth.astype(np.float32))}, coords={"time": months, **grid},
+               attrs=TRUTH_ATTRS).to_netcdf(world / "truth.nc", engine="h5netcdf")
+    (world / "cube.zarr").mkdir()
+    (world / "cube.zarr" / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
+                                                               "attributes": {"title": "ciml-ter synthetic world"}}))
+    features = root / "features.zarr"
+    features.mkdir()
+    (features / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
+                                                    "attributes": {"source": str(world / "cube.zarr")}}))
+    run = root / "run"
+    run.mkdir()
+    xr.Dataset({"ter": (("time", "lat", "lon"), estimate.astype(np.float32))},
+               coords={"time": months, **grid}).to_netcdf(run / "ter.nc", engine="h5netcdf")
+    (run / "manifest.json").write_text(json.dumps({
+        "model_id": "m1", "config_hash": "c1", "months": months.strftime("%Y-%m").tolist(),
+        "features_path": str(features)}))
+    analysis = root / "analysis"
+    analysis.mkdir()
+    share = np.where(land, 0.7, np.nan)
+    dominant = np.where(land, np.where(xx > -6, 1, 3), -1)
+    xr.Dataset({"ter_mean": (("lat", "lon"), estimate.mean(axis=0)), "ter_std_mean": (("lat", "lon"), 0.05 * truth[0]),
+                "trend_slope": (("lat", "lon"), np.where(land, yy - 56, np.nan)),
+                "trend_significant": (("lat", "lon"), (land & (yy > 57)).astype(np.uint8)),
+                "dominant_feature": (("lat", "lon"), dominant),
+                "group_share_environment": (("lat", "lon"), share), "group_share_biotic": (("lat", "lon"), 1 - share),
+                "land": (("lat", "lon"), land.astype(np.uint8))}, coords=grid,
+               attrs={"features": json.dumps(FEATURES), "groups": json.dumps(["environment", "biotic"])}
+               ).to_netcdf(analysis / "maps.nc", engine="h5netcdf")
+    (analysis / "summary.json").write_text(json.dumps({
+        "budget": {"land_area_m2": 2.1e11}, "trend": {"p_threshold": 0.05, "significant_share_of_land": 0.3},
+        "drivers": {"groups": {"environment": {"mean": 0.7}, "biotic": {"mean": 0.3}}}}))
+    pd.DataFrame({"year": [2001, 2002, 2003], "budget_pg_c_yr": [0.011, 0.012, 0.0125],
+                  "uncertainty_pg_c_yr": 0.001}).to_csv(analysis / "budget.csv", index=False)
+    pd.DataFrame({"region": ["lat north of 60N", "lat 23.5N-60N", "lat tropics 23.5S-23.5N"], "pixels": [0, 30, 0],
+                  "budget_pg_c_yr": [0.0, 0.0121, 0.0], "trend_g_c_m2_yr2": [np.nan, 0.52, np.nan],
+                  "trend_se": [np.nan, 0.0412, np.nan]}).to_csv(analysis / "regions.csv", index=False)
+    pd.DataFrame({"feature": FEATURES, "mean_share": [0.01, 0.6, 0.1, 0.29], "std_share": [0.001, 0.05, 0.02, 0.03]}
+                 ).to_csv(analysis / "drivers.csv", index=False)
+    model = _model_dir(root / "model", 1500, 0)
+    towers = _model_dir(root / "towers", 300, 1)
+    return {"root": root, "run": run, "analysis": analysis, "model": model, "towers": towers,
+            "truth": world / "truth.nc"}
+
+
+TOWERS = "Real FLUXNET towers (site-only predictors)"
+
+
+def _report_of(synthetic, out: Path, **kw) -> dict:
+    """The report of the synthetic run, and what report_command gave write_report."""
+    from ciml_ter import report as module
+
+    seen = {}
+    original = module.write_report
+
+    def spy(out_html, **given):
+        seen.update(given)
+        return original(out_html, **given)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(module, "write_report", spy)
+    try:
+        path = module.report_command(synthetic["run"], out, analysis_dir=synthetic["analysis"], **kw)
+    finally:
+        mp.undo()
+    return {"html": path.read_text(encoding="utf-8"), "kw": seen}
+
+
+@pytest.fixture(scope="module")
+def found(synthetic, tmp_path_factory) -> dict:
+    """As `ciml-ter report` (and the pipeline) writes it: the truth found from the run's
+    features cube, the model's evaluation."""
+    return _report_of(synthetic, tmp_path_factory.mktemp("found") / "r.html", model_dir=synthetic["model"])
+
+
+@pytest.fixture(scope="module")
+def given(synthetic, tmp_path_factory) -> dict:
+    """As the demo writes it (less the model section): truth.nc given, real towers evaluated."""
+    return _report_of(synthetic, tmp_path_factory.mktemp("given") / "r.html", truth=synthetic["truth"],
+                      evaluations={TOWERS: {"model_dir": synthetic["towers"]}})
+
+
+class _Text(HTMLParser):
+    """Text of the elements with an id, and of every figcaption (by figure id)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.by_id, self.captions, self._open, self._figure, self._caption = {}, {}, [], None, False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "figure":
+            self._figure = attrs.get("id")
+        if tag == "figcaption":
+            self._caption, self.captions[self._figure] = True, ""
+        if "id" in attrs:
+            self._open.append([tag, attrs["id"], 0])
+            self.by_id[attrs["id"]] = ""
+        for entry in self._open:
+            entry[2] += entry[0] == tag
+
+    def handle_endtag(self, tag):
+        if tag == "figcaption":
+            self._caption = False
+        for entry in list(self._open):
+            if entry[0] == tag:
+                entry[2] -= 1
+                if entry[2] == 0:
+                    self._open.remove(entry)
+
+    def handle_data(self, data):
+        for _, key, _ in self._open:
+            self.by_id[key] += data
+        if self._caption:
+            self.captions[self._figure] += data
+
+
+@pytest.mark.parametrize("which", ["found", "given"])
+def test_synthetic_report_says_so_and_maps_the_truth(request, which):
+    report = request.getfixturevalue(which)
+    html_text = report["html"]
+    text = _Text(html_text)
+    notice = " ".join(text.by_id["notice"].split())
+    assert "Synthetic world" in notice and "nothing here describes the real Earth" in notice
+    assert TRUTH_ATTRS["formula"] in notice and "parents (causes) are lst_night, soc30" in notice
+    assert "lst_day are decoys" in notice and "R²" in notice
+    assert "synthetic world" in re.search(r"<title>(.*)</title>", html_text).group(1)
+    figures = _Parsed(html_text).figures
+    order = [f for f in figures if f.startswith("map-")]
+    assert order[:3] == ["map-ter-mean", "map-truth-mean", "map-truth-diff"]  # truth beside the estimate
+    assert "colour bar: g C m-2 month-1" in figures["map-truth-diff"]["alt"]
+    maps = report["kw"]["maps"]
+    assert (maps["truth_mean"]["vmin"], maps["truth_mean"]["vmax"]) == (maps["ter_mean"]["vmin"], maps["ter_mean"]["vmax"])
+    assert maps["truth_diff"]["diverging"] and "cmap" not in maps["truth_diff"]  # RdBu_r, symmetric about 0
+    assert "truth" in report["kw"]["series"]["budget"]
+
+
+def test_a_run_of_real_inputs_is_not_called_synthetic(tmp_path):
+    from ciml_ter.report import find_truth
+
+    assert find_truth({}) == (False, None)
+    (tmp_path / "f.zarr").mkdir()
+    (tmp_path / "f.zarr" / "zarr.json").write_text(json.dumps({"attributes": {"source": str(tmp_path / "c.zarr")}}))
+    (tmp_path / "c.zarr").mkdir()
+    (tmp_path / "c.zarr" / "zarr.json").write_text(json.dumps({"attributes": {"title": "MODIS cube"}}))
+    (tmp_path / "truth.nc").write_text("")
+    assert find_truth({"features_path": str(tmp_path / "f.zarr")}) == (False, None)
+
+
+def test_synthetic_report_captions_say_what_titles_do_not(found):
+    page = found["html"]
+    figures, captions = _Parsed(page).figures, _Text(page).captions
+    for fid, img in figures.items():
+        title = img["alt"].split(";")[0]
+        assert captions[fid].strip() and captions[fid].strip() != title, fid
+    assert "2001-01 to 2003-12 (36 months)" in captions["map-ter-mean"]
+    assert "p < 0.05" in captions["map-trend"] and "30.0 % of the land area" in captions["map-trend"]
+    budget = captions["series-budget"]
+    assert "±σ" in budget and "fully correlated" in budget and "upper bound" in budget
+
+
+def test_synthetic_report_driver_legend_and_share_colour_bars(found):
+    from ciml_ter.report import _map_figure
+
+    figures = _Parsed(found["html"]).figures
+    assert figures["map-dominant-driver"]["alt"].endswith("legend: lst_night, soc30")
+    for group in ("environment", "biotic"):
+        assert figures[f"map-share-{group}"]["alt"].endswith("colour bar: fraction of |SHAP|")
+    spec = found["kw"]["maps"]["share_biotic"]
+    assert _map_figure(spec, None).axes[1].get_ylabel() == "fraction of |SHAP|"
+
+
+def test_synthetic_report_tables(found):
+    tables = _Parsed(found["html"]).tables
+    regions = tables["table-regions"]
+    assert regions[0] == ["region", "land cells", "mean annual TER (Pg C yr-1)", "mean cell trend (g C m-2 yr-2)",
+                          "trend s.e. (g C m-2 yr-2)"]
+    assert regions[1:] == [["lat 23.5N-60N", "30", "0.0121", "0.520", "0.0412"]]  # no row of 0 cells
+    metrics = tables["table-metrics"]
+    assert metrics[0][:2] == ["model", "MAE (g C m-2 month-1)"] and "note" not in metrics[0]  # no empty column
+    assert [row[0] for row in metrics[1:]] == ["causal XGBoost", "plain XGBoost", "Lloyd–Taylor", "Q10",
+                                               "random forest"]
+    shares = tables["table-driver-shares"]
+    assert shares[0] == ["feature", "mean fraction of |SHAP| (area-weighted over land)", "s.d. across land cells"]
+    assert [row[0] for row in shares[1:]] == ["lst_night", "soc30", "lai", "lst_day"]
+    for table in tables.values():
+        assert all(len(row) == len(table[0]) and all(cell for cell in row) for row in table), table
+
+
+def test_synthetic_report_real_towers_figure(given):
+    key = "real-fluxnet-towers-site-only-predictors"
+    page = given["html"]
+    figures, text = _Parsed(page).figures, _Text(page)
+    assert f"{key}-scatter-obs-est" in figures and "observed vs held-out" in text.captions[f"{key}-scatter-obs-est"].lower()
+    sentence = text.by_id[f"{key}-text"]
+    assert sentence.startswith("On 300 held-out site-months from 20 towers, the causal XGBoost explains 97 %")
+    assert "the best baseline" not in sentence and "no baseline does better" in sentence
+    towers = _Parsed(page).tables[f"table-{key}-metrics"]
+    assert [row[0] for row in towers[1:]] == ["causal XGBoost", "plain XGBoost", "Lloyd–Taylor", "Q10",
+                                              "random forest"]
+
+
+def test_a_skipped_evaluation_says_why(tmp_path):
+    key = "real-fluxnet-towers-site-only-predictors"
+    page = write_report(tmp_path / "r.html", evaluations={
+        TOWERS: {"skipped": "no FLUXNET folder at /nowhere; give `ciml-ter demo --fluxnet DIR`"}}).read_text()
+    assert not _Parsed(page).figures
+    assert _Text(page).by_id[f"{key}-text"] == "Not run: no FLUXNET folder at /nowhere; give ciml-ter demo --fluxnet DIR."
+    assert "<code>ciml-ter demo --fluxnet DIR</code>" in page
