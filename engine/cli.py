@@ -21,38 +21,36 @@ from rich.table import Table
 from ciml_ter import __version__
 from ciml_ter.errors import CimlTerError
 
-app = typer.Typer(name="ciml-ter", no_args_is_help=True, add_completion=False,
+# rich_markup_mode=None: help texts are plain text ("[paths]" is a config section, not markup)
+app = typer.Typer(name="ciml-ter", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
                   help="Monthly terrestrial ecosystem respiration with causal XGBoost and SHAP.")
-config_app = typer.Typer(no_args_is_help=True, help="Write, check and hash pipeline configs (TOML).")
+config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Write, check and hash pipeline configs (TOML).")
 app.add_typer(config_app, name="config")
 
 out = Console(highlight=False, soft_wrap=True)  # no wrapping of long paths in messages
 err = Console(stderr=True, highlight=False)
 
 
-PLAIN_PROGRESS_EVERY_S = 30.0
-
-
 @contextmanager
 def _progress(title: str):
     """Progress of long work, as ``update(done, total, message)``: a rich bar on a terminal;
-    elsewhere (batch logs) one plain stderr line at most every 30 s."""
+    elsewhere (batch logs) a plain line with the elapsed time at most every
+    ``progress.plain_every_s()`` seconds (30 by default)."""
+    from ciml_ter.progress import Throttle, duration, plain_every_s
+
     if err.is_terminal:
-        with Progress(TextColumn(f"{title} [{{task.completed}}/{{task.total}}]"), BarColumn(),
+        with Progress(TextColumn(f"{title} [{{task.completed}}/{{task.fields[of]}}]"), BarColumn(),
                       TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as bar:
-            task = bar.add_task("", total=None)
-            yield lambda done, total, message="": bar.update(task, completed=done, total=total,
+            task = bar.add_task("starting", total=None, of="?")
+            yield lambda done, total, message="": bar.update(task, completed=done, total=total, of=total,
                                                              description=message)
         return
-    last = [time.monotonic()]
-
-    def update(done: int, total: int, message: str = "") -> None:
-        if time.monotonic() - last[0] >= PLAIN_PROGRESS_EVERY_S:
-            last[0] = time.monotonic()
-            err.print(f"{title}: {done}/{total} {message}", markup=False)
-
-    yield update
+    start = time.monotonic()
+    lines = Throttle(lambda line: err.print(line, markup=False, soft_wrap=True), plain_every_s())
+    yield lambda done, total, message="": lines(
+        f"{title} [{duration(time.monotonic() - start)}] {done}/{total} {message}")
 
 
 def _load(config_path: Optional[Path]):
@@ -87,25 +85,32 @@ def _with_options(config, **overrides):
 
 def _print_metrics(metrics_path: Path) -> None:
     """A table of test metrics of the model and each baseline (from metrics.json)."""
+    from ciml_ter.evaluate import BASELINE_NAMES
+
     metrics = json.loads(metrics_path.read_text())
     table = Table(title=f"test metrics on held-out sites ({metrics['units']})")
     for column in ("model", "MAE", "rMAE", "R2", "slope obs~est", "n"):
         table.add_column(column)
     rows = [("causal XGBoost" if metrics["model"].get("causal") else "XGBoost", metrics["model"]["test"])]
-    rows += [(name, entry["test"]) for name, entry in metrics.get("baselines", {}).items()]
+    rows += [(BASELINE_NAMES.get(name, name), entry["test"]) for name, entry in metrics.get("baselines", {}).items()
+             if "test" in entry]
     for name, m in rows:
         table.add_row(name, f"{m['mae']:.2f}", f"{m['rmae']:.3f}", f"{m['r2']:.3f}",
                       f"{m['slope_obs_on_est']:.3f}", str(m["n"]))
     out.print(table)
 
 
-@app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-          version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
-    """ciml-ter: global TER mapping, tile by tile, on CPU, GPU, MPI and Slurm."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         out.print(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")):
+    """ciml-ter: global TER mapping, tile by tile, on CPU, GPU, MPI and Slurm."""
 
 
 def _info_table(info: dict) -> Table:
@@ -343,8 +348,8 @@ def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Mode
 
     config = _load(config_path)
     device = _device(config, device)
-    paths = [path_of(config, name, given, year) for name, given in
-             (("model", model_dir), ("features", features_cube), ("run", run_dir))]
+    paths = [path_of(config, name, given, year, option) for name, given, option in
+             (("model", model_dir, "--model"), ("features", features_cube, "--features"), ("run", run_dir, "--out"))]
     shap = config.predict.shap if shap is None else shap
     with _progress("predict") as update:
         summary = predict_command(*paths, config, shap=shap, device=device, restart=restart,
@@ -440,6 +445,10 @@ def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory
     """The whole engine on a small synthetic world with known truth (synth, features, sites,
     causal, train, predict with SHAP, analyze) plus real towers, ending with an HTML report."""
     from ciml_ter.demo import run_demo
+
+    if fluxnet is not None and not fluxnet.is_dir():  # checked before minutes of work
+        raise CimlTerError(f"--fluxnet {fluxnet}: expected a folder of FLUXNET2015 / ONEFlux monthly CSVs, "
+                           f"found {'a file' if fluxnet.exists() else 'nothing'}")
 
     with _progress("demo") as update:
         run_demo(out_dir, lambda line: out.print(line, markup=False), fluxnet=fluxnet, progress=update)

@@ -85,8 +85,8 @@ class TrainConfig:
 class PredictConfig:
     """Tiled inference: tile edge (pixels), rows per XGBoost batch, whether to write SHAP."""
 
-    tile_size: int = 500
-    batch_rows: int = 0  # 0: 262,144 on the CPU, sized from free memory on the GPU
+    tile_size: int = 0  # 0: from the land mask and the workers (at least 4 land tiles each, <= 500)
+    batch_rows: int = 0  # 0: 262,144 on the CPU (16,384 with SHAP), sized from free memory on the GPU
     shap: bool = False
 
 
@@ -186,7 +186,7 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "train.workers": (lambda v: v >= 0, "an integer >= 0 (0 = one per core)"),
     "train.gpu_min_rows": (lambda v: v >= 0, "an integer >= 0"),
     "train.gpu_workers": (lambda v: v >= 1, "an integer >= 1"),
-    "predict.tile_size": (lambda v: v >= 1, "an integer >= 1"),
+    "predict.tile_size": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "predict.batch_rows": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "analysis.p_threshold": (lambda v: 0 < v < 1, "a p-value in (0, 1)"),
     "analysis.high_latitude": (lambda v: 0 <= v < 90, "a latitude in [0, 90)"),
@@ -230,39 +230,47 @@ def _convert(value, tp, key: str, source: str):
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")  # a bug in this module
 
 
-def _build(cls, data: dict, prefix: str, source: str):
+def _build(cls, data: dict, prefix: str, source: str, problems: list[str]):
+    """``cls`` from ``data`` with defaults for missing keys; each problem found (unknown key,
+    wrong type, value out of range) is appended to ``problems`` and the key left at its
+    default, so that all of them can be reported at once."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
+    for key in sorted(set(data) - set(names)):
         where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
-        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}'; keys allowed in {where}: "
-                          f"{', '.join(names)}")
+        problems.append(f"unknown key '{prefix}{key}'; keys allowed in {where}: {', '.join(names)}")
     kwargs = {}
     for name in names:
         if name not in data:
             continue
         key, tp, value = f"{prefix}{name}", hints[name], data[name]
         if dataclasses.is_dataclass(tp):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: key '{key}': expected a table [{key}], "
-                                  f"found {type(value).__name__}")
-            kwargs[name] = _build(tp, value, f"{key}.", source)
+            if isinstance(value, dict):
+                kwargs[name] = _build(tp, value, f"{key}.", source, problems)
+            else:
+                problems.append(f"key '{key}': expected a table [{key}], found {type(value).__name__}")
             continue
-        value = _convert(value, tp, key, source)
+        try:
+            value = _convert(value, tp, key, source)
+        except ConfigError as exc:
+            problems.append(str(exc).removeprefix(f"{source}: "))
+            continue
         rule = _RULES.get(key)
         if rule and not rule[0](value):
-            raise ConfigError(f"{source}: key '{key}': expected {rule[1]}, found {value!r}")
+            problems.append(f"key '{key}': expected {rule[1]}, found {value!r}")
+            continue
         kwargs[name] = value
     return cls(**kwargs)
 
 
-def config_path(config: PipelineConfig, name: str, given=None, year: int | None = None) -> Path:
-    """The path for ``name`` (a [paths] key): ``given`` (a command-line value) if set, else the
-    config's, with ``{year}`` filled in; ConfigError when neither is set."""
+def config_path(config: PipelineConfig, name: str, given=None, year: int | None = None,
+                option: str | None = None) -> Path:
+    """The path for ``name`` (a [paths] key): ``given`` (the command-line ``option``'s value) if
+    set, else the config's, with ``{year}`` filled in; ConfigError when neither is set."""
     value = given if given is not None else getattr(config.paths, name)
     if value in (None, ""):
-        raise ConfigError(f"no {name} path: give --{name} or set [paths] {name} in the config")
+        where = f"give {option} or set" if option else "set"
+        raise ConfigError(f"no {name} path: {where} [paths] {name} in the config")
     text = str(value)
     if "{year}" in text:
         if year is None:
@@ -272,8 +280,15 @@ def config_path(config: PipelineConfig, name: str, given=None, year: int | None 
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> PipelineConfig:
-    """Build and validate a PipelineConfig from nested dicts (missing keys take defaults)."""
-    return _build(PipelineConfig, data, "", source)
+    """Build and validate a PipelineConfig from nested dicts (missing keys take defaults);
+    ConfigError listing every problem at once."""
+    problems: list[str] = []
+    config = _build(PipelineConfig, data, "", source, problems)
+    if len(problems) == 1:
+        raise ConfigError(f"{source}: {problems[0]}")
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} problems: " + "; ".join(problems))
+    return config
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -25,8 +25,11 @@ from ciml_ter.device import get_namespace, to_host
 # are float32 sums over the features and over every tree, in different orders.
 SHAP_SUM_ABS_TOLERANCE = 1e-3  # g C m-2 month-1
 SHAP_SUM_REL_TOLERANCE = 1e-4
-# Rows per batch: CPU default, and the clamp for batches sized from free device memory.
+# Rows per batch: CPU defaults (SHAP runs at about 1e5-1e6 row.trees/s per core there, so its
+# batches are small enough to report progress every minute or so), and the clamp for GPU
+# batches sized from free device memory.
 CPU_BATCH_ROWS = 262_144
+CPU_SHAP_BATCH_ROWS = 16_384
 GPU_BATCH_ROWS = (262_144, 4_194_304)
 
 
@@ -152,14 +155,15 @@ def merge_members(members: list[Member]) -> MergedEnsemble:
 
 def batch_rows_for(device: str, n_features: int, n_folds: int, shap: bool,
                    free_bytes: int | None = None) -> int:
-    """Rows per batch: ``CPU_BATCH_ROWS`` on the CPU; on the GPU as many as half of the free
-    device memory holds (``free_bytes``, read from CuPy when None), within ``GPU_BATCH_ROWS``.
+    """Rows per batch: ``CPU_BATCH_ROWS`` (``CPU_SHAP_BATCH_ROWS`` with SHAP) on the CPU; on the
+    GPU as many as half of the free device memory holds (``free_bytes``, read from CuPy when
+    None), within ``GPU_BATCH_ROWS``.
 
     Per row on the device: the predictors (4 bytes each), XGBoost's copy of them for SHAP
     (about 12 bytes per value), the fold margins (8 bytes each) and the SHAP output (4 bytes
     per feature + bias), doubled for XGBoost's scratch."""
     if device == "cpu":
-        return CPU_BATCH_ROWS
+        return CPU_SHAP_BATCH_ROWS if shap else CPU_BATCH_ROWS
     if free_bytes is None:
         free_bytes = get_namespace("cuda").cuda.runtime.memGetInfo()[0]
     per_row = 2 * (4 * n_features + 8 * n_folds + (16 * n_features + 4 * (n_features + 1) if shap else 0))
@@ -195,10 +199,10 @@ def shap_sum_gap(contrib: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def predict_rows(model: MergedEnsemble, x, shap: bool = False, batch_rows: int = 0,
-                 device: str = "cpu") -> Prediction:
+                 device: str = "cpu", on_batch=None) -> Prediction:
     """Ensemble estimate for rows ``x`` (n, n_features; float32; NaN = missing), in batches
-    (``batch_rows``; 0 = ``batch_rows_for`` the device). ``model`` must already be on
-    ``device`` (``MergedEnsemble.to``).
+    (``batch_rows``; 0 = ``batch_rows_for`` the device); ``on_batch(rows_done, n)`` after each.
+    ``model`` must already be on ``device`` (``MergedEnsemble.to``).
 
     With ``shap``, also the ensemble-mean SHAP values and base value, checked to sum to the
     estimate (``shap_sum_gap``; the largest gap is returned).
@@ -223,4 +227,6 @@ def predict_rows(model: MergedEnsemble, x, shap: bool = False, batch_rows: int =
             values[start:stop] = contrib[:, :-1]
             base = float(contrib[0, -1])
             gap = max(gap or 0.0, shap_sum_gap(contrib, mean))
+        if on_batch:
+            on_batch(stop, n)
     return Prediction(ter, ter_std, values, base, gap)

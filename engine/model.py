@@ -134,12 +134,28 @@ def site_table_from_frame(frame: pd.DataFrame, source: str = "<table>",
 
 
 # --------------------------------------------------------------------------- folds
+MIN_TRAINING_SITES = 2  # sites each fold's members train on (one of them held for early stopping)
+
+
+def _folds_leave_enough(n_sites: int, n_folds: int) -> bool:
+    """Whether every fold's complement keeps MIN_TRAINING_SITES sites (folds dealt round-robin)."""
+    return n_folds <= n_sites and n_sites - -(-n_sites // n_folds) >= MIN_TRAINING_SITES
+
+
 def assign_folds(sites, n_folds: int, seed: int = 0, source: str = "<table>") -> dict[str, int]:
-    """Seeded shuffle of the unique sites, dealt round-robin into ``n_folds`` folds."""
+    """Seeded shuffle of the unique sites, dealt round-robin into ``n_folds`` folds; InputError
+    naming a --folds value that works when ``n_folds`` does not fit the sites."""
     unique = np.array(sorted(set(map(str, sites))))
-    if len(unique) < n_folds:
-        raise InputError(f"{source}: {n_folds} folds grouped by site need at least {n_folds} sites, "
-                         f"found {len(unique)}; lower --folds")
+    n = len(unique)
+    if n < MIN_TRAINING_SITES + 1:
+        raise InputError(f"{source}: cross-validation grouped by site needs at least {MIN_TRAINING_SITES + 1} "
+                         f"sites ({MIN_TRAINING_SITES} to train on, 1 held out), found {n}")
+    if not _folds_leave_enough(n, n_folds):
+        working = [k for k in range(2, n + 1) if _folds_leave_enough(n, k)]
+        best = min(working, key=lambda k: abs(k - n_folds))
+        raise InputError(f"{source}: {n_folds} folds grouped by site do not fit {n} sites (each fold must "
+                         f"hold at least one site and leave {MIN_TRAINING_SITES} to train on); "
+                         f"use --folds {best}")
     order = np.random.default_rng(seed).permutation(len(unique))
     return {str(unique[i]): int(k % n_folds) for k, i in enumerate(order)}
 
@@ -455,6 +471,7 @@ def train_command(sites_path: str | Path, out_dir: str | Path, config: PipelineC
     from ciml_ter import causal as causal_mod
 
     table = read_site_table(sites_path)
+    folds = assign_folds(table.sites, config.train.folds, config.seed, table.path)  # checked before PCMCI+
     out_dir = Path(out_dir)
     weights = causal_info = None
     if weights_path is not None and config.train.causal:
@@ -465,7 +482,8 @@ def train_command(sites_path: str | Path, out_dir: str | Path, config: PipelineC
         result = causal_mod.discover_weights(table, config, progress=progress)
         causal_mod.write_weights(result, out_dir / "weights.json")
         weights, causal_info = result["pooled"]["weights"], causal_mod.summary(result)
-    train_ensemble(table, config, out_dir, weights=weights, causal_info=causal_info, progress=progress)
+    train_ensemble(table, config, out_dir, weights=weights, causal_info=causal_info, progress=progress,
+                   folds=folds)
     if evaluate:
         from ciml_ter.evaluate import evaluate_command
 

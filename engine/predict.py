@@ -25,7 +25,7 @@ from ciml_ter.data.cube import open_cube
 from ciml_ter.errors import InputError
 from ciml_ter.infer import predict_rows
 from ciml_ter.parallel import map_tiles
-from ciml_ter.tiles import RunDir, Tile, land_tiles, make_tiles
+from ciml_ter.tiles import RunDir, Tile, auto_tile_edge, land_tiles, make_tiles
 
 log = logging.getLogger(__name__)
 OUTPUT = "ter.nc"
@@ -63,6 +63,23 @@ def _cube(path: str):
     return open_cube(path)
 
 
+# Where this process reports rows done inside a tile: ``sink(tile_name, text)``, set by
+# predict_command (the CLI's bar or log lines in-process, timed stderr lines on MPI workers).
+_row_sink: Callable[[str, str], None] | None = None
+
+
+def _stderr_rows(rank: int) -> Callable[[str, str], None]:
+    """Plain timed lines for a worker rank's batch log, at most one every plain_every_s()."""
+    import sys
+
+    from ciml_ter.progress import Throttle, duration, plain_every_s
+
+    start = time.monotonic()
+    lines = Throttle(lambda line: print(line, file=sys.stderr, flush=True), plain_every_s())
+    return lambda tile, text: lines(f"predict rank {rank} [{duration(time.monotonic() - start)}] "
+                                    f"tile {tile}: {text}")
+
+
 def predict_tile(job: TileJob) -> dict:
     """Predict one tile's land pixels for every month and write its file; return timings."""
     start = time.perf_counter()
@@ -74,8 +91,14 @@ def predict_tile(job: TileJob) -> dict:
                      axis=-1)  # (months, n_land, features)
     n_months, n_land, n_features = stack.shape
     rows = stack.reshape(-1, n_features)
+    on_batch = None
+    if _row_sink is not None:
+        from ciml_ter.progress import Rate
+
+        rate = Rate(rows.shape[0])
+        on_batch = lambda done, n: _row_sink(t.name, rate.text(done))  # noqa: E731
     result = predict_rows(ensemble.merged_on(job.device), rows, shap=job.shap, batch_rows=job.batch_rows,
-                          device=job.device)
+                          device=job.device, on_batch=on_batch)
     if job.shap:
         log.info("tile %s: largest |SHAP sum + base - TER| %.3g g C m-2 month-1", t.name, result.shap_gap)
     empty = np.isnan(rows).all(axis=1)  # no predictor at all: no estimate
@@ -182,7 +205,11 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
     from ciml_ter.model import load_ensemble
     from ciml_ter.parallel import is_root
 
+    global _row_sink
     if not is_root():
+        from mpi4py import MPI
+
+        _row_sink = _stderr_rows(MPI.COMM_WORLD.Get_rank())
         map_tiles(predict_tile, [])  # serve tiles until rank 0 is done
         return None
     device = resolve_device(device)
@@ -193,10 +220,16 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
         raise InputError(f"{features}: no 'features' attribute; expected a cube from 'ciml-ter features'")
     ensemble.check_features(json.loads(cube.attrs["features"]), str(features))
     months = _check_months(pd.DatetimeIndex(cube.time.values), features)
-    tiles = make_tiles(cube.lat.size, cube.lon.size, config.predict.tile_size)
-    with_land, ocean = land_tiles(tiles, np.asarray(cube.land.values).astype(bool))
-    variables = _variables(ensemble.features, shap)
+    land = np.asarray(cube.land.values).astype(bool)
     run = RunDir(run_dir)
+    tiles = None if restart else run.recorded_tiles()
+    if tiles is None:
+        from ciml_ter.parallel import launched_world_size
+
+        workers = max(1, launched_world_size() - 1)  # rank 0 only hands tiles out
+        tiles = make_tiles(*land.shape, config.predict.tile_size or auto_tile_edge(land, workers))
+    with_land, ocean = land_tiles(tiles, land)
+    variables = _variables(ensemble.features, shap)
     manifest = run.prepare({"config_hash": config.stable_hash(), "model_id": ensemble.model_id,
                             "grid": _grid(cube), "months": [f"{m:%Y-%m}" for m in months],
                             "variables": variables, "device": device, "features_path": str(features),
@@ -208,8 +241,17 @@ def predict_command(model_dir: Path, features: Path, run_dir: Path, config: Pipe
     jobs = [TileJob(str(model_dir), str(features), str(run_dir), device, shap,
                     config.predict.batch_rows, t) for t in pending]
     started = time.perf_counter()
-    done = map_tiles(predict_tile, jobs,
-                     on_done=(lambda i, r: progress(i + 1, len(jobs), r["tile"])) if progress else None)
+    finished = [0]
+
+    def tile_done(i, result):
+        finished[0] += 1
+        progress(finished[0], len(jobs), f"tile {result['tile']} done")
+
+    _row_sink = (lambda tile, text: progress(finished[0], len(jobs), f"tile {tile}: {text}")) if progress else None
+    try:
+        done = map_tiles(predict_tile, jobs, on_done=tile_done if progress else None)
+    finally:
+        _row_sink = None
     seconds = time.perf_counter() - started
     base = None
     if shap and with_land:

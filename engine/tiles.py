@@ -54,6 +54,17 @@ def make_tiles(n_lat: int, n_lon: int, tile_size: int) -> list[Tile]:
             for c, x0 in enumerate(range(0, n_lon, tile_size))]
 
 
+def auto_tile_edge(land: np.ndarray, workers: int, per_worker: int = 4, largest: int = 500,
+                   smallest: int = 16) -> int:
+    """Tile edge (pixels) for a land mask and a number of workers: ``largest`` halved until there
+    are at least ``per_worker`` land tiles per worker (so that progress shows and the queue
+    balances), never below ``smallest``."""
+    edge = largest
+    while edge > smallest and len(land_tiles(make_tiles(*land.shape, edge), land)[0]) < per_worker * workers:
+        edge //= 2
+    return max(edge, smallest)
+
+
 def land_tiles(tiles: list[Tile], land: np.ndarray) -> tuple[list[Tile], list[Tile]]:
     """Split tiles into those with at least one land pixel and those with none (skipped)."""
     with_land, ocean = [], []
@@ -112,6 +123,14 @@ class RunDir:
                     f.unlink()
         _atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
         return manifest
+
+    def recorded_tiles(self) -> list[Tile] | None:
+        """The tiles of the run already in this directory (None when there is none): a resumed
+        run keeps its tiling whatever the number of workers now."""
+        path = self.path / MANIFEST
+        if not path.is_file():
+            return None
+        return [Tile(*t) for t in json.loads(path.read_text())["tiles"]]
 
     def is_finished(self, tile: Tile) -> bool:
         """True when the tile file exists and matches its recorded checksum."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,8 @@ def test_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_path):
     lines = result.stdout.strip().splitlines()
     for k in range(1, 11):
         assert sum(line.startswith(f"[{k}/10]") for line in lines) == 1, lines
+    stages = [line for line in lines if line.startswith("[")]
+    assert all(re.search(r"\(stage \d+( min \d\d)? s, total \d+( min \d\d)? s\)$", line) for line in stages), stages
     report = tmp_path / "demo" / "report.html"
     assert lines[-1].startswith("demo finished in") and lines[-1].endswith(f"open {report}")
     truth = json.loads((tmp_path / "demo" / "truth_vs_estimate.json").read_text())
@@ -136,3 +139,69 @@ def test_every_command_follows_the_config_device_and_refuses_cuda_first(tmp_path
     line = _one_error_line(run_cli(*args))
     assert line.startswith("error: device 'cuda' was requested but no CUDA GPU is usable"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_version_prints_the_version():
+    from ciml_ter import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == __version__
+
+
+@pytest.mark.parametrize("command, text", [(["run"], "The whole chain from the config's [paths]"),
+                                           (["run"], "with a [paths] section")])
+def test_help_texts_keep_square_brackets(command, text):
+    """Help is plain text: "[paths]" is a config section, not rich markup to be swallowed."""
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert text in " ".join(result.stdout.split())
+
+
+def test_demo_with_a_missing_fluxnet_folder_stops_before_any_work(tmp_path):
+    result = run_cli("demo", "--out", str(tmp_path / "demo"), "--fluxnet", str(tmp_path / "nowhere"), timeout=60)
+    line = _one_error_line(result)
+    assert line == f"error: --fluxnet {tmp_path / 'nowhere'}: expected a folder of FLUXNET2015 / ONEFlux " \
+                   "monthly CSVs, found nothing"
+    assert not (tmp_path / "demo").exists()
+
+
+def test_train_on_too_few_sites_stops_before_the_causal_step(tmp_path):
+    """A 1-site table: refused at once, no PCMCI+ run and no weights.json left behind."""
+    from test_causal import synthetic_sites
+
+    synthetic_sites(n_sites=1, n_months=24).to_parquet(tmp_path / "one.parquet")
+    line = _one_error_line(run_cli("train", "--sites", str(tmp_path / "one.parquet"), "--out",
+                                   str(tmp_path / "m"), "--device", "cpu", timeout=120))
+    assert "needs at least 3 sites (2 to train on, 1 held out), found 1" in line
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["sites", "--fluxnet", "{tmp}/nope", "--out", "{tmp}/out/s.parquet"],
+    ["features", "--cube", "{tmp}/nope.zarr", "--out", "{tmp}/out/f.zarr", "--device", "cpu"],
+    ["causal", "--sites", "{tmp}/nope.parquet", "--out", "{tmp}/out/w.json"],
+    ["train", "--sites", "{tmp}/nope.parquet", "--out", "{tmp}/out", "--device", "cpu"],
+    ["evaluate", "--model", "{tmp}/nope", "--out", "{tmp}/out"],
+    ["predict", "--model", "{tmp}/nope", "--features", "{tmp}/nope.zarr", "--out", "{tmp}/out", "--device", "cpu"],
+    ["analyze", "--run", "{tmp}/nope", "--out", "{tmp}/out"],
+], ids=lambda a: a[0])
+def test_a_missing_input_is_one_line_and_leaves_nothing(tmp_path, args):
+    line = _one_error_line(run_cli(*[a.format(tmp=tmp_path) for a in args], timeout=120))
+    assert str(tmp_path / "nope") in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_table_names_models_as_the_report_does(tmp_path, capsys):
+    from ciml_ter import cli
+
+    m = {"mae": 5.5, "rmae": 0.1, "r2": 0.98, "slope_obs_on_est": 1.0, "n": 10}
+    (tmp_path / "metrics.json").write_text(json.dumps({
+        "units": "g C m-2 month-1", "model": {"causal": True, "test": m},
+        "baselines": {"xgboost_plain": {"test": m}, "lloyd_taylor": {"skipped": "no temperature column"},
+                      "q10": {"test": m}, "random_forest": {"test": m}}}))
+    cli._print_metrics(tmp_path / "metrics.json")
+    text = capsys.readouterr().out
+    for name in ("causal XGBoost", "plain XGBoost", "Q10", "random forest"):
+        assert name in text
+    assert "xgboost_plain" not in text and "Lloyd–Taylor" not in text  # skipped: no row

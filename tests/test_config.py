@@ -98,7 +98,23 @@ def test_paths_from_the_config_or_the_command_line():
     with pytest.raises(ConfigError, match=r"\{year\} placeholder: give --year"):
         config_path(c, "run")
     with pytest.raises(ConfigError, match="no features path: give --features or set \\[paths\\] features"):
-        config_path(c, "features")
+        config_path(c, "features", option="--features")
+    with pytest.raises(ConfigError, match="no features path: set \\[paths\\] features in the config"):
+        config_path(c, "features")  # a command without that option must not suggest it
+
+
+def test_every_problem_of_a_config_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"device": "tpu", "xgboost": {"max_dept": 3, "learning_rate": 2.0},
+                          "train": {"folds": "ten"}, "colour": "blue"}, "c.toml")
+    message = str(err.value)
+    assert message.startswith("c.toml: 5 problems: ")
+    for part in ("unknown key 'colour'", "key 'device': expected one of 'auto', 'cpu', 'cuda', found 'tpu'",
+                 "unknown key 'xgboost.max_dept'", "key 'xgboost.learning_rate': expected a rate in (0, 1], found 2.0",
+                 "key 'train.folds': expected int, found str 'ten'"):
+        assert part in message, part
+    with pytest.raises(ConfigError, match=r"^c.toml: key 'device': expected one of"):
+        config_from_dict({"device": "tpu"}, "c.toml")  # one problem: the plain message
 
 
 def test_hash_ignores_paths():

@@ -153,4 +153,10 @@ def test_batch_rows_for_device_memory(free_gib, shap, expected):
     rows = infer.batch_rows_for("cuda", 21, 10, shap, free_bytes=int(free_gib * 2**30))
     assert rows == expected
     assert rows % infer.GPU_BATCH_ROWS[0] == 0
-    assert infer.batch_rows_for("cpu", 21, 10, shap) == infer.CPU_BATCH_ROWS
+    assert infer.batch_rows_for("cpu", 21, 10, shap) == (infer.CPU_SHAP_BATCH_ROWS if shap else infer.CPU_BATCH_ROWS)
+
+
+def test_on_batch_reports_rows_done(merged, rows):
+    seen = []
+    predict_rows(merged, rows, batch_rows=10, on_batch=lambda done, n: seen.append((done, n)))
+    assert seen == [(10, 37), (20, 37), (30, 37), (37, 37)]

@@ -53,8 +53,19 @@ def test_folds_are_grouped_by_site():
     for k in range(4):
         assert not set(sites[fold_of_row == k]) & set(sites[fold_of_row != k])
     assert folds == assign_folds(sites[::-1], 4, seed=3)  # order of rows does not matter
-    with pytest.raises(InputError, match="at least 4 sites"):
+    with pytest.raises(InputError, match=r"needs at least 3 sites \(2 to train on, 1 held out\), found 2"):
         assign_folds(sites[:14], 4)
+
+
+@pytest.mark.parametrize("n_sites, n_folds, advised", [(3, 2, 3), (5, 10, 5), (4, 9, 4), (13, 20, 13)])
+def test_fold_advice_names_a_value_that_works(n_sites, n_folds, advised):
+    """3 sites in 2 folds would leave 1 training site; the advice is a value that works."""
+    sites = np.repeat([f"S{i}" for i in range(n_sites)], 3)
+    with pytest.raises(InputError, match=f"use --folds {advised}$"):
+        assign_folds(sites, n_folds)
+    folds = assign_folds(sites, advised)
+    fold_of_row = np.array([folds[s] for s in sites])
+    assert all(len(set(sites[fold_of_row != k])) >= 2 for k in range(advised))
 
 
 def test_early_stopping_split_is_whole_sites():
@@ -180,7 +191,7 @@ def test_bad_input(tmp_path, frame, caplog):
         t = site_table_from_frame(frame.assign(empty=np.nan), "t.parquet", FEATURES + ["empty"])
     assert "empty" not in t.features and t.dropped_features == ["empty"] and "empty" in caplog.text
     few = frame[frame["site"].isin(["S000", "S001"])]
-    with pytest.raises(InputError, match="3 folds grouped by site need at least 3 sites, found 2"):
+    with pytest.raises(InputError, match="needs at least 3 sites .* found 2"):
         train_ensemble(site_table_from_frame(few, "few", FEATURES), small_config(), tmp_path)
     with pytest.raises(InputError, match="not found"):
         read_site_table(tmp_path / "none.parquet")

@@ -65,5 +65,5 @@ def test_run_chains_every_stage_and_resumes(tmp_path):
 
 
 def test_missing_paths_are_named(tmp_path):
-    with pytest.raises(ConfigError, match="no features path: give --features or set \\[paths\\] features"):
-        run_pipeline(config_from_dict({}), print)
+    with pytest.raises(ConfigError, match="no features path: set \\[paths\\] features in the config"):
+        run_pipeline(config_from_dict({}), print)  # `run` has no --features option to suggest

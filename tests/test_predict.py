@@ -1,9 +1,10 @@
 """Tiled prediction: output against the ensemble on the same rows, ocean skipped, resume."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from ciml_ter.errors import InputError
 from ciml_ter.model import load_ensemble
 from ciml_ter.predict import predict_command
 
+from _support import run_cli
 from world import build_world
 
 
@@ -132,10 +134,15 @@ def test_cli_predict_under_mpirun_matches_one_rank(world, run, tmp_path):
         result = subprocess.run(["mpirun", "-n", str(n), exe, "predict", "--model", str(world["model"]),
                                  "--features", str(world["features"]), "--out", str(out), "--shap",
                                  "--config", str(cfg)], capture_output=True, text=True, timeout=600,
-                                env={**os.environ, **env})
+                                env={**os.environ, **env, "CIML_PROGRESS_EVERY": "0"})
         assert result.returncode == 0, result.stderr
         assert f"computed by {n - 1} worker(s)" in result.stdout
         assert _sha(out / "ter.nc") == _sha(run_dir / "ter.nc")
+        # progress inside tiles from the worker ranks, as plain timed lines for batch logs
+        inside = [line for line in result.stderr.splitlines() if line.startswith("predict rank ")]
+        assert inside and all(re.search(r"tile r\d{4}_c\d{4}: [\d,]+/[\d,]+ rows, [\d,]+ rows/s, ETA ", line)
+                              for line in inside), result.stderr
+        assert {line.split()[2] for line in inside} <= {str(r) for r in range(1, n)}
 
 
 def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
@@ -196,3 +203,17 @@ def test_gpu_run_equals_the_cpu_run(world, run, tmp_path):
     for name in cpu.data_vars:
         np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=1e-4, atol=2e-3, equal_nan=True,
                                    err_msg=name)
+
+
+def test_cli_progress_inside_tiles_in_a_batch_log(world, tmp_path):
+    """Not a terminal (a batch log): plain lines with the elapsed time, tiles done, and rows,
+    rows/s and ETA inside the tile being computed."""
+    cfg = save_config(world["config"], tmp_path / "c.toml")
+    result = run_cli("predict", "--model", str(world["model"]), "--features", str(world["features"]),
+                     "--out", str(tmp_path / "r"), "--config", str(cfg), "--device", "cpu",
+                     env={"CIML_PROGRESS_EVERY": "0"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(re.fullmatch(r"predict \[\d+ s\] \d+/8 tile r\d{4}_c\d{4}: [\d,]+/[\d,]+ rows, [\d,]+ rows/s, "
+                            r"ETA (\d+ s|unknown)", line) for line in lines), lines
+    assert any(re.fullmatch(r"predict \[\d+ s\] 8/8 tile r\d{4}_c\d{4} done", line) for line in lines), lines

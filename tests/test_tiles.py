@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ciml_ter.errors import InputError
-from ciml_ter.tiles import RunDir, Tile, land_tiles, make_tiles
+from ciml_ter.tiles import RunDir, Tile, auto_tile_edge, land_tiles, make_tiles
 
 
 def test_tiles_cover_the_grid_exactly_once():
@@ -83,3 +83,21 @@ def test_unwritable_run_dir(tmp_path):
     blocker.write_text("x")
     with pytest.raises(InputError, match="run directory is not writable"):
         RunDir(blocker / "run").prepare(_manifest())
+
+
+@pytest.mark.parametrize("workers, edge", [(1, 125), (2, 62), (8, 31), (1000, 16)])
+def test_auto_tile_edge_gives_a_few_land_tiles_per_worker(workers, edge):
+    """A global 1 deg grid (180 x 360) used to be one 500-pixel tile: no progress, no balance."""
+    land = np.zeros((180, 360), dtype=bool)
+    land[20:150, 10:300] = True
+    assert auto_tile_edge(land, workers) == edge
+    n_land = len(land_tiles(make_tiles(180, 360, edge), land)[0])
+    assert n_land >= 4 * workers or edge == 16
+
+
+def test_a_resumed_run_keeps_its_tiles(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.recorded_tiles() is None
+    tiles = make_tiles(10, 10, 4)
+    run.prepare({"config_hash": "a", "model_id": "m", "grid": {}, "months": [], "variables": [], "tiles": tiles})
+    assert run.recorded_tiles() == tiles
