@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -38,7 +37,7 @@ def _progress(title: str):
     """Progress of long work, as ``update(done, total, message)``: a rich bar on a terminal;
     elsewhere (batch logs) a plain line with the elapsed time at most every
     ``progress.plain_every_s()`` seconds (30 by default)."""
-    from ciml_ter.progress import Throttle, duration, plain_every_s
+    from ciml_ter.progress import timed_lines
 
     if err.is_terminal:
         with Progress(TextColumn(f"{title} [{{task.completed}}/{{task.fields[of]}}]"), BarColumn(),
@@ -47,10 +46,8 @@ def _progress(title: str):
             yield lambda done, total, message="": bar.update(task, completed=done, total=total, of=total,
                                                              description=message)
         return
-    start = time.monotonic()
-    lines = Throttle(lambda line: err.print(line, markup=False, soft_wrap=True), plain_every_s())
-    yield lambda done, total, message="": lines(
-        f"{title} [{duration(time.monotonic() - start)}] {done}/{total} {message}")
+    line = timed_lines(title, lambda text: err.print(text, markup=False, soft_wrap=True))
+    yield lambda done, total, message="": line(f"{done}/{total} {message}")
 
 
 def _load(config_path: Optional[Path]):

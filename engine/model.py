@@ -269,7 +269,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     ``weights`` (feature -> weight) become the DMatrix ``feature_weights``; None trains the
     plain model. ``folds`` (site -> fold) reuses a fold assignment (baselines on the same folds).
     """
-    from ciml_ter.device import xgboost_device
+    from ciml_ter.device import xgboost_device, xgboost_has_cuda
 
     device = training_device(config.device if device is None else device, len(table.frame), config)
     booster_device = xgboost_device(device)
@@ -280,8 +280,8 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     fold_of_row = np.array([folds[s] for s in table.sites])
     n_folds = max(folds.values()) + 1
     for k in range(n_folds):
-        if len(np.unique(table.sites[fold_of_row != k])) < 2:
-            raise InputError(f"{table.path}: fold {k} leaves fewer than 2 training sites; "
+        if len(np.unique(table.sites[fold_of_row != k])) < MIN_TRAINING_SITES:
+            raise InputError(f"{table.path}: fold {k} leaves fewer than {MIN_TRAINING_SITES} training sites; "
                              f"need more sites or fewer folds")
     w = weights_vector(weights, table.features, "weights")
     tasks = [(k, s, np.flatnonzero(fold_of_row != k)) for k in range(n_folds) for s in range(n_seeds)]
@@ -326,7 +326,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         "causal_info": causal_info, "folds": dict(sorted(folds.items())), "n_folds": n_folds,
         "n_seeds": n_seeds, "members": members, "config": config.to_dict(),
         "config_hash": config.stable_hash(), "versions": _versions(), "device": device,
-        "xgboost_device": booster_device, "xgboost_cuda_build": _xgboost_cuda_build(),
+        "xgboost_device": booster_device, "xgboost_cuda_build": xgboost_has_cuda(),
         "sites_path": table.path, "n_sites": len(folds), "n_samples": len(table.frame),
         "dropped_features": table.dropped_features,
         "train_seconds": round(time.perf_counter() - started, 3), "workers": workers, "nthread": nthread,
@@ -334,12 +334,6 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     manifest["model_id"] = _manifest_hash(manifest)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return load_ensemble(out_dir)
-
-
-def _xgboost_cuda_build() -> bool:
-    from ciml_ter.device import xgboost_has_cuda
-
-    return xgboost_has_cuda()
 
 
 def _manifest_hash(manifest: dict) -> str:

@@ -72,12 +72,10 @@ def _stderr_rows(rank: int) -> Callable[[str, str], None]:
     """Plain timed lines for a worker rank's batch log, at most one every plain_every_s()."""
     import sys
 
-    from ciml_ter.progress import Throttle, duration, plain_every_s
+    from ciml_ter.progress import timed_lines
 
-    start = time.monotonic()
-    lines = Throttle(lambda line: print(line, file=sys.stderr, flush=True), plain_every_s())
-    return lambda tile, text: lines(f"predict rank {rank} [{duration(time.monotonic() - start)}] "
-                                    f"tile {tile}: {text}")
+    line = timed_lines(f"predict rank {rank}", lambda text: print(text, file=sys.stderr, flush=True))
+    return lambda tile, text: line(f"tile {tile}: {text}")
 
 
 def predict_tile(job: TileJob) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Callable
 
 DEFAULT_PLAIN_EVERY_S = 30.0
 
@@ -54,3 +55,11 @@ class Throttle:
         if force or now - self.last >= self.every:
             self.last = now
             self.sink(message)
+
+
+def timed_lines(title: str, sink) -> Callable[[str], None]:
+    """``line(message)`` for batch logs: "title [elapsed] message" passed to ``sink`` at most
+    once every ``plain_every_s()`` seconds."""
+    start = time.monotonic()
+    lines = Throttle(sink, plain_every_s())
+    return lambda message: lines(f"{title} [{duration(time.monotonic() - start)}] {message}")

@@ -66,7 +66,8 @@ import numpy as np
 import pandas as pd
 from ciml_ter import __version__
 from ciml_ter.errors import InputError
-from ciml_ter.evaluate import BASELINE_NAMES
+from ciml_ter.evaluate import BASELINE_NAMES, metrics as fit_metrics
+from ciml_ter.evaluate import UNITS as TER_UNITS
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -80,7 +81,6 @@ IMPORTANCE_NAMES = {"pcmci_effect": "PCMCI+ causal effect", "xgb_weight_causal":
                     "xgb_weight_plain": "split count, plain XGBoost", "shap_causal": "mean |SHAP|, causal XGBoost",
                     "shap_plain": "mean |SHAP|, plain XGBoost"}
 SHARE_UNITS = "fraction of |SHAP|"
-TER_UNITS = "g C m-2 month-1"
 MAX_STIPPLE_DOTS = 60  # per axis; denser grids are stippled on every k-th cell
 DENSE_POINTS = 1000  # scatter plots with more points than this are drawn as hexbin counts
 SIGNIFICANT = 3  # digits of a table column's largest value
@@ -370,13 +370,6 @@ def _series_figure(spec: dict) -> Figure:
     return fig
 
 
-def _fit(obs: np.ndarray, est: np.ndarray) -> dict:
-    mae = float(np.mean(np.abs(obs - est))) if obs.size else float("nan")
-    ss_tot = float(np.sum((obs - obs.mean()) ** 2)) if obs.size else 0.0
-    r2 = 1.0 - float(np.sum((obs - est) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
-    return {"mae": mae, "r2": r2, "n": int(obs.size)}
-
-
 def _scatter_figure(predictions: pd.DataFrame, columns: dict[str, str], units: str) -> Figure:
     """Observed vs estimated TER, one panel per model (``{name: column}``), same axes in every
     panel with a margin so no point sits on the frame; hexbin counts when the points are many."""
@@ -402,7 +395,7 @@ def _scatter_figure(predictions: pd.DataFrame, columns: dict[str, str], units: s
         else:
             ax.scatter(obs[ok], est[ok], s=10, alpha=0.45, edgecolors="none", color="C0")
         ax.plot(lim, lim, color="k", linestyle="--", linewidth=0.8, label="1:1")
-        m = _fit(obs[ok], est[ok])
+        m = fit_metrics(obs[ok], est[ok])
         ax.set_title(f"{name}\nMAE {m['mae']:.3g}, R² {m['r2']:.2f}, n {m['n']}", fontsize=10)
         ax.set_xlim(lim)
         ax.set_ylim(lim)
@@ -640,27 +633,26 @@ def evaluation_sentence(metrics: dict, predictions: pd.DataFrame | None = None) 
 
 
 # --------------------------------------------------------------------------- the command
-def _zarr_attrs(path: Path) -> dict:
-    """Root attributes of a Zarr store (v3 zarr.json or v2 .zattrs); {} when unreadable."""
+def _cube_attrs(path: Path) -> dict:
+    """Global attributes of a cube (Zarr or NetCDF, ``data.cube.open_cube``); {} when unreadable."""
+    from ciml_ter.data.cube import open_cube
+
     try:
-        if (path / "zarr.json").is_file():
-            return json.loads((path / "zarr.json").read_text()).get("attributes", {}) or {}
-        if (path / ".zattrs").is_file():
-            return json.loads((path / ".zattrs").read_text())
-    except (OSError, ValueError):
-        pass
-    return {}
+        with open_cube(path) as cube:
+            return dict(cube.attrs)
+    except InputError:
+        return {}
 
 
 def find_truth(manifest: dict) -> tuple[bool, Path | None]:
     """Whether a run's input cube is a ``ciml-ter synth`` world (the run's features cube names its
     source cube), and that world's ``truth.nc`` if it is there."""
     features = manifest.get("features_path")
-    source = _zarr_attrs(Path(features)).get("source") if features else None
+    source = _cube_attrs(Path(features)).get("source") if features else None
     if not source:
         return False, None
     cube = Path(source)
-    if "synthetic" not in str(_zarr_attrs(cube).get("title", "")).lower():
+    if "synthetic" not in str(_cube_attrs(cube).get("title", "")).lower():
         return False, None
     truth = cube.parent / "truth.nc"
     return True, truth if truth.is_file() else None
@@ -699,7 +691,7 @@ def _truth_parts(truth_path: Path, run_dir: Path, lat, lon, land, months: list[s
         run_months = pd.DatetimeIndex(run.time.values).strftime("%Y-%m").tolist()
         estimate = np.asarray(run.ter.values[[run_months.index(m) for m in common]], dtype=np.float64)
     both = np.isfinite(truth) & np.isfinite(estimate) & land[None]
-    fit = _fit(truth[both], estimate[both])
+    fit = fit_metrics(truth[both], estimate[both])
     cells = both.all(axis=0)
     with np.errstate(invalid="ignore"):
         true_mean = np.where(cells, np.where(both, truth, 0).sum(axis=0) / len(common), np.nan)
