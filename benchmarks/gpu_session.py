@@ -217,7 +217,7 @@ def _host(a):
 
 def training_section(s: Session) -> dict:
     """10 x 20 ensemble on 20,000 site-months: CPU workers, then the GPU with 4 and 1 threads."""
-    from ciml_ter.model import train_ensemble
+    from ciml_ter.training import train_ensemble
 
     n_sites, folds, seeds = (20, 3, 1) if s.dry else (200, 10, 20)
     table, weights = synthetic_table(n_sites, 100, 26)
@@ -249,7 +249,7 @@ def training_section(s: Session) -> dict:
 
 def parity_section(s: Session) -> dict:
     """Kernels and the ensemble on the CPU and on the device: max abs differences."""
-    from ciml_ter.infer import predict_rows
+    from ciml_ter.inference import predict_rows
 
     xp, rng = s.xp, np.random.default_rng(7)
     out: dict = {"kernels": {}}
@@ -293,7 +293,7 @@ def _xgb(device):
 
 def _merged_vs_members(s: Session, rows) -> dict:
     """Max |merged prediction - mean of the members' predictions| on the device."""
-    from ciml_ter.model import load_ensemble
+    from ciml_ter.ensemble import load_ensemble
 
     members = load_ensemble(s.work / "model").members
     for m in members:

@@ -24,8 +24,9 @@ from benchmarks.common import RESULTS, environment, timed
 from benchmarks.training import synthetic_table
 from ciml_ter.config import PipelineConfig, save_config
 from ciml_ter.data.cube import write_zarr
-from ciml_ter.infer import merge_members, predict_rows
-from ciml_ter.model import load_ensemble, train_ensemble
+from ciml_ter.ensemble import load_ensemble, merge_members
+from ciml_ter.inference import predict_rows
+from ciml_ter.training import train_ensemble
 
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}

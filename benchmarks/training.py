@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from ciml_ter.config import PipelineConfig
 from benchmarks.common import RESULTS, environment
-from ciml_ter.model import site_table_from_frame, train_ensemble
+from ciml_ter.sitetable import site_table_from_frame
+from ciml_ter.training import train_ensemble
 
 def synthetic_table(n_sites: int, n_months: int, n_features: int, seed: int = 0):
     """Site-months whose TER depends on 3 of ``n_features`` predictors (others: noise)."""

@@ -22,11 +22,13 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from ciml_ter.config import PipelineConfig
+from ciml_ter.documents import read_document
+from ciml_ter.files import atomic_write
+from ciml_ter.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def run_pcmciplus(frame, features: list[str], config: PipelineConfig, target: st
 
 
 def discover_weights(table, config: PipelineConfig,
-                     progress: Callable[[int, int, str], None] | None = None) -> dict:
+                     progress: ProgressCallback = None) -> dict:
     """Pooled and per-PFT causal weights for a ``SiteTable`` (see the module docstring)."""
     frame, features = table.frame, table.features
     min_sites = config.train.folds
@@ -167,25 +169,12 @@ def summary(result: dict) -> dict:
 
 
 def write_weights(result: dict, path: str | Path) -> Path:
+    """Write a ``discover_weights`` result as a JSON document (atomically); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, json.dumps(result, indent=1))
 
 
 def read_weights(path: str | Path) -> dict:
     """Read a weights JSON written by ``ciml-ter causal``; InputError when it is not one."""
-    from ciml_ter.documents import read_document
-
     return read_document(path, FORMAT, "causal weights file (from `ciml-ter causal`)")
-
-
-def causal_command(sites_path: str | Path, out_path: str | Path, config: PipelineConfig,
-                   progress: Callable[[int, int, str], None] | None = None) -> Path:
-    """``ciml-ter causal``: PCMCI+ weights for a site-month table, written as JSON to ``out_path``."""
-    from ciml_ter.model import read_site_table
-
-    table = read_site_table(sites_path)
-    return write_weights(discover_weights(table, config, progress=progress), out_path)

@@ -82,9 +82,10 @@ def _with_options(config, **overrides):
 
 def _print_metrics(metrics_path: Path) -> None:
     """A table of test metrics of the model and each baseline (from metrics.json)."""
-    from ciml_ter.evaluate import BASELINE_NAMES
+    from ciml_ter.documents import read_json
+    from ciml_ter.evaluation import BASELINE_NAMES
 
-    metrics = json.loads(metrics_path.read_text())
+    metrics = read_json(metrics_path, "metrics.json of `ciml-ter evaluate`")
     table = Table(title=f"test metrics on held-out sites ({metrics['units']})")
     for column in ("model", "MAE", "rMAE", "R2", "slope obs~est", "n"):
         table.add_column(column)
@@ -140,7 +141,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead 
          mpi: bool = typer.Option(False, "--mpi", help="Initialise MPI; every rank reports, rank 0 "
                                   "gathers and prints.")):
     """Print versions, CPUs, GPUs (CuPy / numba-cuda), MPI library and ranks, Slurm presence."""
-    from ciml_ter.info import rank_report, system_info
+    from ciml_ter.stages.info import rank_report, system_info
 
     if mpi:
         report = rank_report()
@@ -227,19 +228,63 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
                                                "are drawn on the GPU: other random numbers than on the CPU."),
           config_path: Optional[Path] = CONFIG_OPTION):
     """A synthetic world with known TER truth: input cube, truth and FLUXNET-format towers."""
-    from ciml_ter.data.synth import write_synthetic_world
+    from ciml_ter.stages import synth as stage
 
     device = _device(_load(config_path), device)
-    month_range = tuple(months.split(":")) if months else None
-    if month_range is not None and len(month_range) != 2:
-        raise CimlTerError(f"--months {months!r}: expected FIRST:LAST, e.g. 2001-01:2001-03")
     with _progress("synth") as update:
-        summary = write_synthetic_world(world, res=res, years=_parse_years(years), bbox=_parse_bbox(bbox),
-                                        n_sites=n_sites, seed=seed, progress=update, months=month_range,
-                                        device=device)
+        summary = stage.run(world, res=res, years=_parse_years(years), bbox=_parse_bbox(bbox), n_sites=n_sites,
+                            seed=seed, months=months, device=device, progress=update)
     out.print(f"wrote {summary['out']}: {summary['grid'][0]} x {summary['grid'][1]} grid, "
               f"{summary['land_pixels']:,} land pixels, {summary['days']} days, {summary['sites']} towers; "
               f"truth parents: {', '.join(summary['parents'])}; decoys: {', '.join(summary['decoys'])}")
+
+
+@app.command()
+def ingest(paths: Optional[list[Path]] = typer.Argument(None, help="MODIS/VIIRS granules (standard names), CF "
+                                                     "NetCDF/Zarr cubes, or folders of them (default: [paths] granules)."),
+           cube_out: Optional[Path] = typer.Option(None, "--out", help="Input cube to write or extend, Zarr "
+                                                   "(default: [paths] cube)."),
+           res: Optional[float] = typer.Option(None, "--res", help="Cube resolution in degrees (default: "
+                                               "[ingest] res, 0.05)."),
+           bbox: Optional[str] = typer.Option(None, "--bbox", help="Window W,S,E,N in degrees (default: [grid] bbox, "
+                                              "the globe)."),
+           months: Optional[str] = typer.Option(None, "--months", help="Keep inputs dated YYYY-MM:YYYY-MM "
+                                                "(default: [ingest] months, all)."),
+           raster: Optional[list[str]] = typer.Option(None, "--raster", help="VAR=GLOB: a static layer (e.g. "
+                                                      "soc30=soc_15-30cm.tif) or dated exports (nir='ee/nir_*.tif'); "
+                                                      "repeatable (default: [ingest] rasters)."),
+           landcover: Optional[str] = typer.Option(None, "--landcover", help="'default' (MCD12C1 2019 from its "
+                                                   "PyPI package), an MCD12C1 file, or 'none' (default: [ingest] landcover)."),
+           min_valid: Optional[float] = typer.Option(None, "--min-valid-fraction", help="Share of a cell's "
+                                                     "sub-pixels that must be valid (default: [ingest] min_valid_fraction, 0)."),
+           device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+           config_path: Optional[Path] = CONFIG_OPTION):
+    """Real satellite inputs into the input cube: MODIS/VIIRS granules binned to a lat/lon grid with
+    QC applied, SoilGrids / Earth Engine rasters, land cover. A rerun skips dates already written;
+    under mpirun/srun the granules are shared out over the ranks."""
+    from ciml_ter.config import config_path as path_of
+    from ciml_ter.stages import ingest as stage
+
+    config = _with_options(_load(config_path), ingest__res=res, ingest__months=months, ingest__rasters=raster or None,
+                           ingest__landcover="" if landcover == "none" else landcover,
+                           ingest__min_valid_fraction=min_valid,
+                           grid__bbox=list(_parse_bbox(bbox)) if bbox is not None else None)
+    device = _device(config, device)
+    inputs = list(paths) if paths else [Path(p) for p in config.paths.granules]
+    if not inputs:
+        raise CimlTerError("no inputs: give granule files or folders, or set [paths] granules in the config")
+    summary = stage.run(inputs, path_of(config, "cube", cube_out, option="--out"), **stage.options_from(config),
+                        device=device, log=lambda line: out.print(line, markup=False))
+    if summary is None:
+        return  # a worker rank: rank 0 reports
+    written = sum(len(v) for v in summary.written.values())
+    out.print(f"wrote {summary.out}: {written} date(s), {len(summary.static_written)} static layer(s); "
+              f"{sum(len(v) for v in summary.skipped_present.values())} date(s) already there; "
+              f"{len(summary.unknown)} unknown file(s) skipped")
+    if not summary.ok:
+        raise CimlTerError(f"{len(summary.bad)} granule(s) could not be read (the other inputs were ingested; "
+                           f"their dates are not marked complete): "
+                           + "; ".join(f"{Path(p).name}: {why}" for p, why in summary.bad))
 
 
 @app.command()
@@ -251,12 +296,12 @@ def features(cube: Path = typer.Option(..., "--cube", help="Input cube (Zarr sto
              device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
              config_path: Optional[Path] = CONFIG_OPTION):
     """Build the monthly predictor cube: composites, NIRv/LSWI, SCVTG, static layers, resampling."""
-    from ciml_ter.features import build_features
+    from ciml_ter.stages import features as stage
 
     config = _load(config_path)
     device = _device(config, device)
     with _progress("features") as update:
-        summary = build_features(cube, features_out, res=res, config=config.features, device=device,
+        summary = stage.run(cube, features_out, res=res, config=config.features, device=device,
                                  progress=update)
     out.print(f"wrote {summary['out']}: {len(summary['features'])} features x {summary['months']} months "
               f"on a {summary['grid'][0]} x {summary['grid'][1]} grid (factor {summary['factor']}, "
@@ -268,13 +313,12 @@ def causal(sites_table: Path = typer.Option(..., "--sites", help="Site-month tab
            weights_out: Path = typer.Option(..., "--out", help="Causal weights to write (JSON)."),
            config_path: Optional[Path] = CONFIG_OPTION):
     """PCMCI+ causal feature weights (pooled and per PFT) from a site-month table."""
-    from ciml_ter.causal import causal_command
+    from ciml_ter.stages import causal as stage
 
     with _progress("causal") as update:
-        path = causal_command(sites_table, weights_out, _load(config_path), progress=update)
-    pooled = json.loads(path.read_text()).get("pooled", {})
-    parents = pooled.get("parents", [])
-    out.print(f"wrote {path}: parents of ter: {', '.join(parents) if parents else 'none found'}")
+        result = stage.run(sites_table, weights_out, _load(config_path), progress=update)
+    parents = result["pooled"]["parents"]
+    out.print(f"wrote {weights_out}: parents of ter: {', '.join(parents) if parents else 'none found'}")
 
 
 @app.command()
@@ -289,7 +333,8 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
                                                "tables below train.gpu_min_rows train on the CPU."),
           config_path: Optional[Path] = CONFIG_OPTION):
     """Train the ensemble (folds x seeds, grouped by site) and evaluate it against baselines."""
-    from ciml_ter.model import train_command
+    from ciml_ter.stages import evaluate as evaluate_stage
+    from ciml_ter.stages import train as stage
 
     if weights and no_causal:
         raise CimlTerError("--weights and --no-causal exclude each other: give one")
@@ -297,7 +342,8 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
                            device=device, train__causal=False if no_causal else None)
     _device(config, None)  # the setting stays as given: "auto" chooses by table size when training
     with _progress("train") as update:
-        path = train_command(sites_table, model_dir, config, weights_path=weights, progress=update)
+        path = stage.run(sites_table, model_dir, config, weights_path=weights, progress=update)
+        evaluate_stage.run(path, path, config, sites_path=sites_table, progress=update)
     _print_metrics(Path(path) / "metrics.json")
     out.print(f"wrote {path} (metrics.json, tables, figures)")
 
@@ -311,13 +357,13 @@ def evaluate(model_dir: Path = typer.Option(..., "--model", help="Model director
                                                        "for Lloyd-Taylor/Q10 (default TA_F, lst_night, lst_day)."),
              config_path: Optional[Path] = CONFIG_OPTION):
     """Metrics of a trained model (test and overall, by site, PFT, latitude band) and baselines."""
-    from ciml_ter.evaluate import evaluate_command
+    from ciml_ter.stages import evaluate as stage
 
     config = _load(config_path)
     _device(config, None)  # the plain-XGBoost baseline trains on the config's device
     with _progress("evaluate") as update:
-        path = evaluate_command(model_dir, eval_out, config, sites_path=sites_table,
-                                temperature=temperature, progress=update)
+        path = stage.run(model_dir, eval_out, config, sites_path=sites_table, temperature=temperature,
+                         progress=update)
     _print_metrics(Path(path) / "metrics.json")
     out.print(f"wrote {path}")
 
@@ -341,7 +387,7 @@ def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Mode
     """Ensemble TER (mean, std across folds, SHAP) for every land pixel and month, tiled; under
     mpirun/srun rank 0 hands tiles out; a rerun resumes, skipping finished tiles."""
     from ciml_ter.config import config_path as path_of
-    from ciml_ter.predict import predict_command
+    from ciml_ter.stages import predict as stage
 
     config = _load(config_path)
     device = _device(config, device)
@@ -349,8 +395,7 @@ def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Mode
              (("model", model_dir, "--model"), ("features", features_cube, "--features"), ("run", run_dir, "--out"))]
     shap = config.predict.shap if shap is None else shap
     with _progress("predict") as update:
-        summary = predict_command(*paths, config, shap=shap, device=device, restart=restart,
-                                  progress=update)
+        summary = stage.run(*paths, config, shap=shap, device=device, restart=restart, progress=update)
     if summary is None:
         return  # a worker rank: rank 0 reports
     out.print(f"{summary['tiles']} land tiles ({summary['ocean_tiles']} ocean tiles skipped): "
@@ -372,11 +417,11 @@ def analyze(run_dir: Path = typer.Option(..., "--run", help="Run directory from 
             config_path: Optional[Path] = CONFIG_OPTION):
     """Budgets (Pg C/yr), trends (Mann-Kendall + Theil-Sen), SHAP driver shares, regions, and
     comparison with other products."""
-    from ciml_ter.analyze import analyze_command
+    from ciml_ter.stages import analyze as stage
 
     with _progress("analyze") as update:
-        summary = analyze_command(run_dir, analysis_out, _load(config_path), compare=compare,
-                                  region_masks=region_mask, sites=sites_table, progress=update)
+        summary = stage.run(run_dir, analysis_out, _load(config_path), compare=compare,
+                            region_masks=region_mask, sites=sites_table, progress=update)
     b = summary["budget"]
     line = f"mean annual TER {b['mean_pg_c_yr']:.3f} Pg C/yr over {len(b['years'])} year(s)"
     if "trend" in summary:
@@ -392,9 +437,9 @@ def report(run_dir: Path = typer.Option(..., "--run", help="Run directory from '
                                                     "with metrics.json and figures."),
            html_out: Path = typer.Option(..., "--out", help="HTML file to write.")):
     """One self-contained HTML report: maps, budget series, drivers, model metrics."""
-    from ciml_ter.report import report_command
+    from ciml_ter.stages import report as stage
 
-    path = report_command(run_dir, html_out, analysis_dir=analysis_dir, model_dir=model_dir)
+    path = stage.run(run_dir, html_out, analysis_dir=analysis_dir, model_dir=model_dir)
     out.print(f"wrote {path}")
 
 
@@ -411,12 +456,11 @@ def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or f
     With --features the predictors come from the cube at each site's pixel; without it they are
     each tower's own monthly meteorology plus latitude and month (site-only mode).
     """
-    from ciml_ter.sites import build_site_table, write_site_table
+    from ciml_ter.stages import sites as stage
 
-    frame, report = build_site_table(fluxnet, abcflux, features=features_cube, window=window)
+    frame, report = stage.run(table, fluxnet, abcflux, features=features_cube, window=window)
     for line in report.lines():
         out.print(line, markup=False)
-    write_site_table(frame, table, mode=report.mode)
     out.print(f"wrote {table}: {len(frame):,} site-months of {frame['site'].nunique()} sites")
 
 
@@ -426,29 +470,29 @@ def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) wit
     """The whole chain from the config's [paths]: features, sites, causal + train, predict,
     analyze, report; stages whose output exists are skipped (a rerun resumes)."""
     from ciml_ter.config import load_config
-    from ciml_ter.pipeline import run_pipeline
+    from ciml_ter.stages import run as stage
 
     config = load_config(config_path)
     _device(config, None)
     with _progress("run") as update:
-        result = run_pipeline(config, lambda line: out.print(line, markup=False), progress=update, year=year)
+        result = stage.run(config, lambda line: out.print(line, markup=False), progress=update, year=year)
     out.print(f"report: {result['paths']['report'].resolve()}")
 
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs."),
          fluxnet: Optional[Path] = typer.Option(None, "--fluxnet", help="Real FLUXNET2015 monthly files "
-                                                "(default: ../shared/data/fluxnet2015_mm beside the repo).")):
+                                                "(default: the 20-site FLUXNET2015 sample shipped with ciml-ter).")):
     """The whole engine on a small synthetic world with known truth (synth, features, sites,
     causal, train, predict with SHAP, analyze) plus real towers, ending with an HTML report."""
-    from ciml_ter.demo import run_demo
+    from ciml_ter.stages import demo as stage
 
     if fluxnet is not None and not fluxnet.is_dir():  # checked before minutes of work
         raise CimlTerError(f"--fluxnet {fluxnet}: expected a folder of FLUXNET2015 / ONEFlux monthly CSVs, "
                            f"found {'a file' if fluxnet.exists() else 'nothing'}")
 
     with _progress("demo") as update:
-        run_demo(out_dir, lambda line: out.print(line, markup=False), fluxnet=fluxnet, progress=update)
+        stage.run(out_dir, lambda line: out.print(line, markup=False), fluxnet=fluxnet, progress=update)
 
 
 def main(argv: list[str] | None = None) -> None:

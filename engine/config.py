@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from ciml_ter.errors import ConfigError
+from ciml_ter.kernels.scvtg import DEFAULT_LEVELS, scvtg_names
 
 
 @dataclass
@@ -37,7 +39,7 @@ class FeaturesConfig:
     sg_window: int = 61
     sg_order: int = 3
     sg_max_iter: int = 10
-    levels: tuple[float, ...] = (0.75, 0.5, 0.25)
+    levels: tuple[float, ...] = DEFAULT_LEVELS
     extreme_share: float = 0.05
     band_rows: int = 0
 
@@ -105,8 +107,21 @@ class GroupsConfig:
     environment: list[str] = field(default_factory=lambda: [
         "lst_day", "lst_night", "lswi", "soc0", "soc10", "soc30"])
     biotic: list[str] = field(default_factory=lambda: ["lai", "nirv", "ci", "pv", "npv", "bs"])
-    spatiotemporal: list[str] = field(default_factory=lambda: [
-        "Vtop", "Vbottom", "V75", "V50", "V25", "L75", "L50", "L25", "Area_NIRv"])
+    spatiotemporal: list[str] = field(default_factory=lambda: scvtg_names(DEFAULT_LEVELS))
+
+
+@dataclass
+class IngestConfig:
+    """``ciml-ter ingest`` (the window is ``grid.bbox``): input-cube resolution (degrees), months
+    kept ("YYYY-MM:YYYY-MM", "" = all), raster layers ("VAR=GLOB", e.g. "soc30=soilgrids/soc_30.tif"),
+    land cover ("default" = the MCD12C1 2019 package, a file, or "" for none) and the share of a
+    cell's sub-pixels that must be valid for a value."""
+
+    res: float = 0.05
+    months: str = ""
+    rasters: list[str] = field(default_factory=list)
+    landcover: str = "default"
+    min_valid_fraction: float = 0.0
 
 
 @dataclass
@@ -116,6 +131,7 @@ class PathsConfig:
     ``{year}`` in a path is replaced by the year of a job-array task (``--year``).
     """
 
+    granules: list[str] = field(default_factory=list)  # ingest inputs: files or folders
     cube: str = ""
     fluxnet: list[str] = field(default_factory=list)
     features: str = ""
@@ -140,6 +156,7 @@ class PipelineConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def to_dict(self) -> dict:
@@ -147,9 +164,10 @@ class PipelineConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def stable_hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting but the paths
-        (moving a run's files does not change what it computes)."""
-        settings = {k: v for k, v in self.to_dict().items() if k != "paths"}
+        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting but the paths and
+        the ingest settings (moving a run's files, or how its input cube was assembled, does not
+        change what the model and predictions compute from them)."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("paths", "ingest")}
         text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -190,6 +208,11 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "predict.batch_rows": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "analysis.p_threshold": (lambda v: 0 < v < 1, "a p-value in (0, 1)"),
     "analysis.high_latitude": (lambda v: 0 <= v < 90, "a latitude in [0, 90)"),
+    "ingest.res": (lambda v: 0 < v <= 10, "a resolution in degrees in (0, 10]"),
+    "ingest.months": (lambda v: v == "" or re.fullmatch(r"\d{4}-\d{2}:\d{4}-\d{2}", v) is not None,
+                      "'' (all) or 'YYYY-MM:YYYY-MM'"),
+    "ingest.rasters": (lambda v: all(re.fullmatch(r"[a-z0-9_]+=.+", r) for r in v), "'VAR=GLOB' entries"),
+    "ingest.min_valid_fraction": (lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
 }
 
 

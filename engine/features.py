@@ -1,6 +1,6 @@
-"""``ciml-ter features``: the monthly predictor cube from a daily / 8-day input cube.
+"""The monthly predictors of one band of grid rows, from a daily / 8-day input cube.
 
-For each band of grid rows (all longitudes), on the CPU or the GPU: NIRv and LSWI from the
+``stages.features`` writes the whole cube band by band. For each band of grid rows (all longitudes), on the CPU or the GPU: NIRv and LSWI from the
 reflectances (unless given), monthly median composites, the yearly SCVTG of the daily NIRv
 upper envelope (land pixels only), static layers, then block resampling to the target grid.
 Bands are appended to the output Zarr store in order, so memory stays bounded: a band's height
@@ -9,26 +9,21 @@ comes from ``features.band_rows``, or else from a memory budget (half the free G
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ciml_ter import __version__, kernels
+from ciml_ter import kernels
 from ciml_ter.config import FeaturesConfig
-from ciml_ter.data.contract import canonical_units, require_contract
-from ciml_ter.data.cube import open_cube, write_zarr
-from ciml_ter.device import get_namespace, resolve_device, to_host
+from ciml_ter.data.contract import RULES, canonical_units
+from ciml_ter.device import to_host
 from ciml_ter.errors import InputError
+from ciml_ter.kernels.scvtg import scvtg_names
 
 MONTHLY = ("lst_day", "lst_night", "lswi", "lai", "nirv", "ci", "pv", "npv", "bs")
 STATIC = ("soc0", "soc10", "soc30")
-UNITS = {"lst_day": "K", "lst_night": "K", "lswi": "1", "lai": "m2 m-2", "nirv": "1", "ci": "1",
-         "pv": "1", "npv": "1", "bs": "1", "soc0": "g kg-1", "soc10": "g kg-1", "soc30": "g kg-1"}
 CPU_BUDGET_BYTES = 1 << 30  # one band on "cpu": the numba kernels already use every core on it
 DEVICE_MEMORY_SHARE = 0.5  # of the free GPU memory, for one band; the rest is headroom
 # Peak bytes per (day, pixel) of a band, reached in the SG envelope: the float32 daily NIRv and
@@ -41,16 +36,10 @@ DAILY_BYTES = {"cpu": 4 + 4 + 8 + 8 + 4, "cuda": 4 + 4 + 8 + 5 * 8}
 MONTHLY_SCRATCH_BYTES = 4 + 4 + 8 + 8 + 8
 
 
-def scvtg_names(levels) -> list[str]:
-    """Names of the SCVTG variables for the given levels (Vtop, Vbottom, V75, ..., Area_NIRv)."""
-    tags = [f"{round(100 * level):d}" for level in levels]
-    return ["Vtop", "Vbottom"] + [f"V{t}" for t in tags] + [f"L{t}" for t in tags] + ["Area_NIRv"]
-
-
 def feature_units(name: str) -> str:
     """Units of a feature of the cube."""
-    if name in UNITS:
-        return UNITS[name]
+    if name in RULES:
+        return RULES[name].canonical
     return {"L": "day", "A": "day"}.get(name[0], "1")  # L*: days; Area: index x day; V*: index
 
 
@@ -192,7 +181,7 @@ def _scvtg_band(nirv_daily, days: pd.DatetimeIndex, land, plan_: FeaturePlan,
     return out
 
 
-def _band(ds: xr.Dataset, rows: slice, plan_: FeaturePlan, config: FeaturesConfig, xp) -> xr.Dataset:
+def band_features(ds: xr.Dataset, rows: slice, plan_: FeaturePlan, config: FeaturesConfig, xp) -> xr.Dataset:
     """The output Dataset of one band of input rows; each input variable is read (copied to
     the device) once, each output moved to the host once."""
     land = _read(ds, "land", rows, xp) > 0.5
@@ -250,44 +239,3 @@ def _band(ds: xr.Dataset, rows: slice, plan_: FeaturePlan, config: FeaturesConfi
     coords = {"time": plan_.months.values, "lat": lat.reshape(-1, f).mean(axis=1),
               "lon": lon.reshape(-1, f).mean(axis=1)}
     return xr.Dataset({k: xr.Variable(*v) for k, v in data.items()}, coords=coords)
-
-
-def build_features(cube: Path, out: Path, res: float | None = None, config: FeaturesConfig | None = None,
-                   device: str = "cpu", progress: Callable | None = None) -> dict:
-    """Write the monthly predictor cube of ``cube`` to the Zarr store ``out``; return a summary.
-
-    ``res``: output resolution in degrees (an integer multiple of the input's; None keeps it).
-    ``progress(done, total, message)`` is called after each band.
-    """
-    config = config or FeaturesConfig()
-    ds = open_cube(cube)
-    require_contract(ds, str(cube))
-    device = resolve_device(device)
-    xp = get_namespace(device)
-    plan_ = plan(ds, str(cube), res, config, device, xp)
-    if Path(out).exists():
-        raise InputError(f"{out}: already exists; choose a new --out (features are not overwritten)")
-    tmp = Path(out).with_name(Path(out).name + ".partial")
-    if tmp.exists():
-        import shutil
-        shutil.rmtree(tmp)
-    attrs = {"Conventions": "CF-1.8", "title": "ciml-ter monthly predictor cube",
-             "source": str(cube), "ciml_ter_version": __version__, "device": device,
-             "features": json.dumps(plan_.features), "scvtg_years": json.dumps(plan_.years),
-             "features_config": json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__})}
-    bands = list(range(0, ds.lat.size, plan_.band_rows))
-    for i, start in enumerate(bands):
-        band = _band(ds, slice(start, min(start + plan_.band_rows, ds.lat.size)), plan_, config, xp)
-        if i == 0:
-            band.attrs.update(attrs)
-            write_zarr(band, tmp, mode="w")
-        else:
-            write_zarr(band, tmp, append_dim="lat")
-        if progress:
-            progress(i + 1, len(bands), f"rows {start}-{start + band.lat.size * plan_.factor}")
-    tmp.rename(out)  # only a finished cube carries the requested name
-    return {"out": str(out), "features": plan_.features, "months": len(plan_.months),
-            "grid": [int(ds.lat.size // plan_.factor), int(ds.lon.size // plan_.factor)],
-            "factor": plan_.factor, "bands": len(bands), "band_rows": plan_.band_rows,
-            "band_budget_bytes": plan_.band_budget_bytes, "budget_source": plan_.budget_source,
-            "scvtg_years": plan_.years, "device": device}

@@ -6,6 +6,8 @@ imported. Results come back to rank 0 in the order of the inputs, whatever rank 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable, Iterable
 
 # Launcher variables that carry the world size before MPI is initialised.
@@ -26,35 +28,53 @@ def under_mpi(environ=None) -> bool:
     return launched_world_size(environ) > 1
 
 
-def map_tiles(work: Callable, items: Iterable, on_done: Callable | None = None) -> list | None:
-    """``[work(x) for x in items]`` over MPI ranks with a dynamic queue.
+def _serial_map(work: Callable, items: Iterable, on_done: Callable | None = None) -> list:
+    results = []
+    for i, x in enumerate(items):
+        results.append(work(x))
+        if on_done:
+            on_done(i, results[-1])
+    return results
 
-    ``work`` must be picklable (a module-level function or a functools.partial of one).
-    ``on_done(index, result)`` is called on rank 0 as each item finishes (for progress).
-    Returns the results in input order on rank 0 (or without MPI), None on worker ranks.
+
+@contextmanager
+def task_pool() -> Iterator[Callable | None]:
+    """A map over MPI ranks with a dynamic queue, usable for several rounds of work.
+
+    On rank 0 (or without MPI) it yields ``map(work, items, on_done=None) -> results`` (in input
+    order; ``on_done(index, result)`` as each item finishes); every other rank serves work items
+    until rank 0 leaves the block, then gets None. ``work`` must be picklable (a module-level
+    function or a functools.partial of one).
     """
-    items = list(items)
     if not under_mpi():
-        results = []
-        for i, x in enumerate(items):
-            results.append(work(x))
-            if on_done:
-                on_done(i, results[-1])
-        return results
+        yield _serial_map
+        return
     from mpi4py import MPI
     from mpi4py.futures import MPICommExecutor, as_completed
 
     with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
         if executor is None:
-            return None
-        futures = {executor.submit(work, x): i for i, x in enumerate(items)}
-        results = [None] * len(items)
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if on_done:
-                on_done(i, results[i])
-        return results
+            yield None
+            return
+
+        def mapped(work: Callable, items: Iterable, on_done: Callable | None = None) -> list:
+            futures = {executor.submit(work, x): i for i, x in enumerate(items)}
+            results = [None] * len(futures)
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if on_done:
+                    on_done(i, results[i])
+            return results
+
+        yield mapped
+
+
+def map_tiles(work: Callable, items: Iterable, on_done: Callable | None = None) -> list | None:
+    """``[work(x) for x in items]`` over MPI ranks (one round of ``task_pool``): the results in
+    input order on rank 0 (or without MPI), None on worker ranks."""
+    with task_pool() as mapped:
+        return None if mapped is None else mapped(work, list(items), on_done)
 
 
 def is_root() -> bool:

@@ -12,6 +12,9 @@ from typing import Callable
 
 DEFAULT_PLAIN_EVERY_S = 30.0
 
+# progress(done, total, message): how stages report steps (None: nobody listens)
+ProgressCallback = Callable[[int, int, str], None] | None
+
 
 def plain_every_s() -> float:
     """Seconds between plain progress lines (``CIML_PROGRESS_EVERY``, default 30)."""

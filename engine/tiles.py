@@ -1,6 +1,7 @@
 """Tiles of the output grid, the run directory's manifest, atomic tile files and resume.
 
-A run directory holds ``manifest.json`` (config hash, model id, grid, tile list) and
+A run directory holds ``manifest.json`` (format ``ciml-ter-run/1``: config hash, model id,
+grid, tile list; read back through ``documents.read_document``) and
 ``tiles/r{row}_c{col}.h5``, each written under a temporary name, checksummed (SHA-256 in a
 ``.sha256`` sidecar) and renamed when complete. A tile is finished when both files exist and
 the checksum matches; anything else (missing, truncated, corrupt) is redone.
@@ -17,9 +18,12 @@ import h5py
 import numpy as np
 
 from ciml_ter import __version__
+from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_output, atomic_write
 
 MANIFEST = "manifest.json"
+FORMAT = "ciml-ter-run/1"
 TILE_DIR = "tiles"
 # Manifest keys that must match for a rerun to reuse finished tiles.
 IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables")
@@ -98,7 +102,7 @@ class RunDir:
         A different config hash, model, grid, month list or variable list is refused unless
         ``restart`` is true, in which case the old tiles are removed.
         """
-        manifest = {**manifest, "tiles": [[t.row, t.col, t.y0, t.y1, t.x0, t.x1]
+        manifest = {"format": FORMAT, **manifest, "tiles": [[t.row, t.col, t.y0, t.y1, t.x0, t.x1]
                                           for t in manifest["tiles"]],
                     "engine_version": __version__}
         manifest_path = self.path / MANIFEST
@@ -110,7 +114,7 @@ class RunDir:
         except OSError as exc:
             raise InputError(f"{self.path}: run directory is not writable ({exc.strerror})") from None
         if manifest_path.exists():
-            old = json.loads(manifest_path.read_text())
+            old = self.manifest()
             differing = [k for k in IDENTITY_KEYS if old.get(k) != manifest.get(k)]
             if differing and not restart:
                 raise InputError(
@@ -121,8 +125,12 @@ class RunDir:
             if differing:
                 for f in self.tile_dir.iterdir():
                     f.unlink()
-        _atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
+        atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
         return manifest
+
+    def manifest(self) -> dict:
+        """The run's manifest; InputError when the directory holds none or another document."""
+        return read_document(self.path / MANIFEST, FORMAT, "run manifest (from `ciml-ter predict`)")
 
     def recorded_tiles(self) -> list[Tile] | None:
         """The tiles of the run already in this directory (None when there is none): a resumed
@@ -130,7 +138,7 @@ class RunDir:
         path = self.path / MANIFEST
         if not path.is_file():
             return None
-        return [Tile(*t) for t in json.loads(path.read_text())["tiles"]]
+        return [Tile(*t) for t in self.manifest()["tiles"]]
 
     def is_finished(self, tile: Tile) -> bool:
         """True when the tile file exists and matches its recorded checksum."""
@@ -143,35 +151,18 @@ class RunDir:
     def write_tile(self, tile: Tile, arrays: dict[str, np.ndarray], attrs: dict | None = None) -> Path:
         """Write one tile's arrays to HDF5 atomically: temp file, checksum, rename."""
         path = self.tile_path(tile)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with h5py.File(tmp, "w") as f:
-            for name, value in arrays.items():
-                f.create_dataset(name, data=value)
-            for key, value in {**(attrs or {}), "y0": tile.y0, "x0": tile.x0}.items():
-                f.attrs[key] = value
-        _fsync(tmp)
-        sidecar = path.with_suffix(".sha256")
-        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-        sidecar_tmp.write_text(file_sha256(tmp) + "\n")
-        _fsync(sidecar_tmp)
-        os.replace(tmp, path)  # a kill between the two renames leaves the tile unfinished
-        os.replace(sidecar_tmp, sidecar)
+        with atomic_output(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                for name, value in arrays.items():
+                    f.create_dataset(name, data=value)
+                for key, value in {**(attrs or {}), "y0": tile.y0, "x0": tile.x0}.items():
+                    f.attrs[key] = value
+            checksum = file_sha256(tmp)
+        # the sidecar comes second: a kill between the two leaves the tile unfinished
+        atomic_write(path.with_suffix(".sha256"), checksum + "\n")
         return path
 
     def read_tile(self, tile: Tile) -> dict[str, np.ndarray]:
         """The arrays of a finished tile."""
         with h5py.File(self.tile_path(tile), "r") as f:
             return {name: f[name][...] for name in f}
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temporary file beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    _fsync(tmp)
-    os.replace(tmp, path)

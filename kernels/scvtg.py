@@ -109,7 +109,8 @@ def launch_scvtg_gpu(v, levels, k: int):
     return out
 
 
-def _names(levels):
+def scvtg_names(levels) -> list[str]:
+    """Names of the SCVTG outputs for ``levels``: Vtop, Vbottom, V75..., L75..., Area_NIRv."""
     tags = [str(round(100 * level)) for level in levels]
     return ["Vtop", "Vbottom"] + [f"V{t}" for t in tags] + [f"L{t}" for t in tags] + ["Area_NIRv"]
 
@@ -143,4 +144,4 @@ def scvtg(envelope, levels=DEFAULT_LEVELS, share: float = DEFAULT_SHARE,
     else:
         out = launch_scvtg_gpu(v, levels, k)
     shape = envelope.shape[1:]
-    return {name: out[i].reshape(shape) for i, name in enumerate(_names(levels))}
+    return {name: out[i].reshape(shape) for i, name in enumerate(scvtg_names(levels))}

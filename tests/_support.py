@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from ciml_ter.data.flux import SHIPPED_SAMPLE
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+FLUXNET_SAMPLE = SHIPPED_SAMPLE  # the 20-site FLUXNET2015 sample inside the package
 CLI = [str(Path(sys.executable).with_name("ciml-ter"))]
 
 

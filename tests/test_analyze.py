@@ -10,9 +10,10 @@ import pytest
 import xarray as xr
 
 from ciml_ter import kernels
-from ciml_ter.analyze import analyze_command, product_monthly
+from ciml_ter.stages.analyze import product_monthly, run as analyze_command
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
+from ciml_ter.gridstats import lat_bands
 
 RES = 2.0
 
@@ -33,7 +34,7 @@ def _write_run(path, ter, ter_std=None, shap=None, months=None):
         data[f"shap_{name}"] = (("time", "lat", "lon"), values.astype(np.float32), {"units": "g C m-2 month-1"})
     path.mkdir(parents=True)
     xr.Dataset(data, coords={"time": months, "lat": lat, "lon": lon}).to_netcdf(path / "ter.nc", engine="h5netcdf")
-    (path / "manifest.json").write_text(json.dumps({"model_id": "test"}))
+    (path / "manifest.json").write_text(json.dumps({"format": "ciml-ter-run/1", "model_id": "test"}))
     return path
 
 
@@ -73,8 +74,13 @@ def test_trends_agree_with_pymannkendall_and_the_global_trend_is_found(tmp_path)
     assert summary["trend"]["percent_per_step"] == pytest.approx(2 / 1.07, rel=0.1)
     assert summary["trend"]["p"] < 0.05
     regions = pd.read_csv(tmp_path / "a" / "regions.csv").set_index("region")
-    assert regions.loc["lat tropics 23.5S-23.5N", "trend_g_c_m2_yr2"] > 0
-    assert regions.loc["lat north of 60N", "pixels"] == 0
+    assert regions.loc["lat 23.5S-23.5N", "trend_g_c_m2_yr2"] > 0
+    assert regions.loc["lat 60N-90N", "pixels"] == 0
+    config = PipelineConfig()
+    config.analysis.high_latitude = 50.0  # the bands follow the config, as evaluate's do
+    analyze_command(tmp_path / "run", tmp_path / "a50", config)
+    regions = pd.read_csv(tmp_path / "a50" / "regions.csv")["region"].tolist()
+    assert [r for r in regions if r.startswith("lat ")] == [f"lat {name}" for name, _, _ in lat_bands(50.0)]
 
 
 def test_driver_shares_and_dominant_driver(tmp_path):
@@ -123,14 +129,14 @@ def test_bad_inputs(tmp_path):
 
 
 def test_report_from_run_and_analysis(tmp_path):
-    from ciml_ter.report import report_command
+    from ciml_ter.stages.report import run as report_command
 
     land = _land()
     rng = np.random.default_rng(1)
     ter = np.where(land, 40.0, np.nan)[None] * rng.uniform(0.8, 1.2, (36,) + land.shape)
     shap = {"lst_night": ter - 30, "lai": np.where(land, 2.0, np.nan)[None].repeat(36, axis=0)}
     run = _write_run(tmp_path / "run", ter, shap=shap)
-    manifest = {"model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"]}
+    manifest = {"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"]}
     (run / "manifest.json").write_text(json.dumps(manifest))
     analyze_command(run, tmp_path / "a", PipelineConfig())
     html = report_command(run, tmp_path / "r.html", analysis_dir=tmp_path / "a").read_text()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month"])
+@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month", "ingest"])
 def test_quick_benchmark_writes_its_results(suite, tmp_path):
     import importlib
 
@@ -21,3 +21,5 @@ def test_quick_benchmark_writes_its_results(suite, tmp_path):
         assert result["sizes"]["members"] == 3
     if suite == "global_month":
         assert result["sizes"]["pixels"] == 20_000 and result["row_trees_per_s"]["mean_std_shap"] > 0
+    if suite == "ingest":
+        assert result["counts_equal_reference"] and result["pixels_per_s"]["kernel"] > 0

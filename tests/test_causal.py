@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from ciml_ter.causal import (
-    causal_command,
     discover_weights,
     parent_scores,
     read_weights,
@@ -15,7 +14,8 @@ from ciml_ter.causal import (
 )
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
-from ciml_ter.model import site_table_from_frame
+from ciml_ter.sitetable import site_table_from_frame
+from ciml_ter.stages.causal import run as run_causal
 
 FEATURES = ["temperature", "moisture", "decoy", "noise1", "noise2", "noise3"]
 TRUE_PARENTS = ["temperature", "moisture"]
@@ -109,10 +109,11 @@ def test_small_pft_falls_back_to_pooled_and_constant_feature_floor():
     assert result["pooled"]["weights"]["constant"] == min(result["pooled"]["weights"].values())
 
 
-def test_causal_command_writes_json(tmp_path):
+def test_causal_stage_writes_json(tmp_path):
     path = tmp_path / "sites.parquet"
     synthetic_sites(n_sites=24).drop(columns=["truth", "TA_F"]).to_parquet(path)
-    out = causal_command(path, tmp_path / "w.json", small_config())
+    out = tmp_path / "w.json"
+    assert run_causal(path, out, small_config()) == read_weights(out)
     result = read_weights(out)
     assert set(result["pooled"]["weights"]) == set(FEATURES)
     assert {"graph", "p_values", "val_matrix", "n_sites", "n_samples"} <= set(result["pooled"])

@@ -8,17 +8,17 @@ import pandas as pd
 import pytest
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
-from ciml_ter.evaluate import (
-    evaluate_command,
+from ciml_ter.evaluation import (
     fit_temperature_model,
-    lat_bands,
     lloyd_taylor,
     metrics,
     q10_model,
     scale_metrics,
     temperature_kelvin,
 )
-from ciml_ter.model import train_command
+from ciml_ter.gridstats import lat_bands
+from ciml_ter.stages.evaluate import run as evaluate_command
+from ciml_ter.stages.train import run as train_command
 from test_causal import FEATURES, synthetic_sites
 
 
@@ -47,8 +47,11 @@ def test_scales_and_bands():
     assert out["site_scale"]["test"]["mae"] == pytest.approx(0.5)
     assert out["by_pft"]["Y"]["test"]["mae"] == pytest.approx(1.0)
     assert out["by_site"]["a"]["overall"]["mae"] == pytest.approx(1.0)
-    assert set(out["by_lat_band"]) == {"0-30N", "60N-90N"}
+    assert set(out["by_lat_band"]) == {"23.5S-23.5N", "60N-90N"}
     assert lat_bands(60)[-1] == ("60N-90N", 60.0, 90.0)
+    # the config's high-latitude edge moves the top band (the same bands as `analyze`'s regions)
+    assert set(scale_metrics(frame, est, est, high_latitude=50.0)["by_lat_band"]) == {"23.5S-23.5N", "50N-90N"}
+    assert [b[0] for b in lat_bands(50)] == ["90S-23.5S", "23.5S-23.5N", "23.5N-50N", "50N-90N"]
 
 
 def test_temperature_models_recover_parameters():
@@ -76,7 +79,7 @@ def evaluated(tmp_path_factory):
     config.train.folds, config.train.seeds, config.train.workers = 3, 2, 1
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
-    train_command(tmp / "sites.parquet", tmp / "model", config, evaluate=False)
+    train_command(tmp / "sites.parquet", tmp / "model", config)
     out = evaluate_command(tmp / "model", tmp / "eval", config, temperature="temperature", rf_trees=20,
                            shap_rows=300)
     return tmp, out, json.loads((out / "metrics.json").read_text())
@@ -141,7 +144,7 @@ def test_random_forest_keeps_missing_values():
     """Rows with NaN predictors get estimates (no imputation), equal to scikit-learn's own."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from ciml_ter.evaluate import random_forest_baseline
+    from ciml_ter.evaluation import random_forest_baseline
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(120, 3))

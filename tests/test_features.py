@@ -14,8 +14,9 @@ from ciml_ter import features, kernels
 from ciml_ter.config import FeaturesConfig
 from ciml_ter.data.cube import open_cube, write_zarr
 from ciml_ter.errors import InputError
-from ciml_ter.features import (band_budget, band_bytes_per_row, band_rows_for, build_features,
-                               scvtg_names, years_by_length)
+from ciml_ter.features import band_budget, band_bytes_per_row, band_rows_for, years_by_length
+from ciml_ter.kernels import scvtg_names
+from ciml_ter.stages.features import run as build_features
 
 from _support import make_cube
 
@@ -135,10 +136,10 @@ def test_cpu_band_estimate_bounds_the_measured_peak(tmp_path):
     write_zarr(make_cube(n_lat=4, n_lon=30, days=730, start="2002-01-01"), tmp_path / "in.zarr")
     ds = open_cube(tmp_path / "in.zarr")
     plan_ = features.plan(ds, "in.zarr", None, CONFIG, "cpu", np)
-    features._band(ds, slice(0, 4), plan_, CONFIG, np)  # compiled before measuring
+    features.band_features(ds, slice(0, 4), plan_, CONFIG, np)  # compiled before measuring
     tracemalloc.start()
     try:
-        features._band(ds, slice(0, 4), plan_, CONFIG, np)
+        features.band_features(ds, slice(0, 4), plan_, CONFIG, np)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -268,7 +269,7 @@ def _fluxnet_folder(path, sites):
 
 
 def test_site_table_from_the_feature_cube(built, cube_path, tmp_path):
-    from ciml_ter.sites import build_site_table
+    from ciml_ter.sitetable import build_site_table
 
     folder = _fluxnet_folder(tmp_path / "flux", [("XX-Lnd", 9.3, -3.7), ("XX-Wet", 9.75, -2.25),
                                                  ("XX-Out", 20.0, 0.0)])
@@ -291,7 +292,7 @@ def test_site_table_from_the_feature_cube(built, cube_path, tmp_path):
 
 
 def test_site_table_from_a_cube_without_feature_list(cube_path, tmp_path):
-    from ciml_ter.sites import build_site_table
+    from ciml_ter.sitetable import build_site_table
 
     folder = _fluxnet_folder(tmp_path / "flux", [("XX-Lnd", 9.3, -3.7)])
     with pytest.raises(InputError, match="no 'features' attribute"):

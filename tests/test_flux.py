@@ -12,11 +12,11 @@ import pytest
 from ciml_ter.data import flux
 from ciml_ter.errors import InputError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fluxnet2015_mm"
+from _support import FLUXNET_SAMPLE
+
+DATA = FLUXNET_SAMPLE
 SITES = DATA / "sites.csv"
 DK_SOR = DATA / "FLX_DK-Sor_FLUXNET2015_SUBSET_MM_1996-2014_2-4.csv"
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real FLUXNET data not at {DATA}")
 
 
 def _independent_expectation() -> dict[str, pd.DataFrame]:

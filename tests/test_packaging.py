@@ -9,7 +9,7 @@ import pytest
 
 from _support import REPO
 
-HEAVY = ("cupy", "cudf", "cuml", "mpi4py", "xgboost")
+HEAVY = ("cupy", "cuml", "mpi4py", "xgboost")
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,13 @@ def test_import_time_has_no_heavy_modules(wheel_install):
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "ciml_ter" in imported
     assert not {m for m in imported if m.split(".")[0] in HEAVY}, sorted(imported)
+
+
+def test_wheel_ships_the_fluxnet_sample_and_its_citation(wheel_install):
+    """The demo's real towers come from inside the installed package, never a sibling folder."""
+    result = _isolated_python(wheel_install, "from ciml_ter.data.flux import SHIPPED_SAMPLE as s; "
+                              "print(s); print(len(list(s.glob('FLX_*_FLUXNET2015_SUBSET_MM_*.csv'))), "
+                              "(s / 'sites.csv').is_file(), (s / 'CITATION.md').is_file())")
+    where, counts = result.stdout.strip().splitlines()
+    assert where.startswith(str(wheel_install)), where
+    assert counts == "20 True True"

@@ -10,7 +10,7 @@ import xarray as xr
 from ciml_ter.config import config_from_dict, save_config
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.errors import ConfigError
-from ciml_ter.pipeline import run_pipeline
+from ciml_ter.stages.run import run as run_pipeline
 
 from _support import make_cube, run_cli
 from world import TINY, true_ter
@@ -18,7 +18,7 @@ from world import TINY, true_ter
 
 def _fluxnet_from_truth(cube_path, folder, features_path):
     """One FLUXNET2015 SUBSET_MM file per land pixel of every third row/column, TER = truth."""
-    from ciml_ter.features import build_features
+    from ciml_ter.stages.features import run as build_features
 
     build_features(cube_path, features_path, config=config_from_dict(TINY).features)
     f = xr.open_dataset(features_path, engine="zarr", consolidated=False)

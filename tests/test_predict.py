@@ -12,8 +12,8 @@ import xarray as xr
 
 from ciml_ter.config import save_config
 from ciml_ter.errors import InputError
-from ciml_ter.model import load_ensemble
-from ciml_ter.predict import predict_command
+from ciml_ter.ensemble import load_ensemble
+from ciml_ter.stages.predict import run as run_predict
 
 from _support import run_cli
 from world import build_world
@@ -27,7 +27,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(world, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "r"
-    summary = predict_command(world["model"], world["features"], run_dir, world["config"], shap=True)
+    summary = run_predict(world["model"], world["features"], run_dir, world["config"], shap=True)
     return run_dir, summary
 
 
@@ -66,7 +66,7 @@ def test_rerun_skips_finished_tiles_and_redoes_a_truncated_one(world, run):
     tile = sorted((run_dir / "tiles").glob("*.h5"))[2]
     with open(tile, "r+b") as fh:
         fh.truncate(100)
-    summary = predict_command(world["model"], world["features"], run_dir, world["config"], shap=True)
+    summary = run_predict(world["model"], world["features"], run_dir, world["config"], shap=True)
     assert summary["finished_before"] == 7 and summary["computed"] == 1
     assert _sha(run_dir / "ter.nc") == first  # bitwise the same output
 
@@ -78,9 +78,9 @@ def test_a_different_model_or_config_is_refused(world, run, tmp_path):
 
     changed = config_from_dict({**other, "predict": {**other["predict"], "batch_rows": 7}})
     with pytest.raises(InputError, match="different config_hash"):
-        predict_command(world["model"], world["features"], run_dir, changed, shap=True)
+        run_predict(world["model"], world["features"], run_dir, changed, shap=True)
     with pytest.raises(InputError, match="different variables"):
-        predict_command(world["model"], world["features"], run_dir, world["config"], shap=False)
+        run_predict(world["model"], world["features"], run_dir, world["config"], shap=False)
 
 
 def test_feature_mismatch_is_refused(world, tmp_path):
@@ -96,13 +96,13 @@ def test_feature_mismatch_is_refused(world, tmp_path):
 
     zarr.open_group(bad, mode="r+").attrs.update(attrs)
     with pytest.raises(InputError, match=r"predictors do not match model .*missing Area_NIRv; extra other"):
-        predict_command(world["model"], bad, tmp_path / "r", world["config"])
+        run_predict(world["model"], bad, tmp_path / "r", world["config"])
     assert not (tmp_path / "r").exists()
 
 
 def test_missing_or_repeated_months_are_refused(world, tmp_path):
     """A cube whose time axis skips a month is refused before any run directory is made."""
-    from ciml_ter.predict import _check_months
+    from ciml_ter.stages.predict import _check_months
     import pandas as pd
 
     with xr.open_dataset(world["features"], engine="zarr", consolidated=False) as ds:
@@ -110,7 +110,7 @@ def test_missing_or_repeated_months_are_refused(world, tmp_path):
     gappy.to_zarr(tmp_path / "gappy.zarr", consolidated=False)
     month = pd.Timestamp(gappy.time.values[1]) + pd.offsets.MonthBegin(1)
     with pytest.raises(InputError, match=f"gappy.zarr: time must run month by month .*missing months {month:%Y-%m}"):
-        predict_command(world["model"], tmp_path / "gappy.zarr", tmp_path / "r", world["config"])
+        run_predict(world["model"], tmp_path / "gappy.zarr", tmp_path / "r", world["config"])
     assert not (tmp_path / "r").exists()
     twice = pd.DatetimeIndex(["2001-01-01", "2001-02-01", "2001-02-01"])
     with pytest.raises(InputError, match="repeated months 2001-02"):
@@ -159,7 +159,7 @@ def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
 
     small_tiles = config_from_dict({**world["config"].to_dict(),
                                     "predict": {"tile_size": 1, "batch_rows": 50}})
-    reference = predict_command(world["model"], world["features"], tmp_path / "ref", small_tiles, shap=True)
+    reference = run_predict(world["model"], world["features"], tmp_path / "ref", small_tiles, shap=True)
     cfg = save_config(small_tiles, tmp_path / "c.toml")
     out = tmp_path / "killed"
     cmd = ["mpirun", "-n", "3", str(Path(sys.executable).with_name("ciml-ter")), "predict", "--model",
@@ -195,7 +195,7 @@ def test_gpu_run_equals_the_cpu_run(world, run, tmp_path):
     """predict --device cuda (merged boosters on the rank's GPU) writes the CPU's maps to float32
     tolerance: mean, std and every SHAP layer."""
     cpu_dir, _ = run
-    summary = predict_command(world["model"], world["features"], tmp_path / "g", world["config"], shap=True,
+    summary = run_predict(world["model"], world["features"], tmp_path / "g", world["config"], shap=True,
                               device="cuda")
     assert summary["device"] == "cuda" and summary["shap_gap"] < 1e-2
     cpu = xr.open_dataset(cpu_dir / "ter.nc", engine="h5netcdf")

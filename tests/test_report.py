@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from ciml_ter import __version__
 from ciml_ter.errors import InputError
-from ciml_ter.report import write_report
+from ciml_ter.stages.report import write_report
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.image import imread
@@ -227,7 +227,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 def test_categorical_map_colours_only_the_listed_codes_it_holds():
     """Ocean (-1 in a dominant-driver map) stays blank; the legend lists the names of the codes
     present, one colour each (no continuous colour bar)."""
-    from ciml_ter.report import _map_figure
+    from ciml_ter.stages.report import _map_figure
 
     values = np.array([[0.0, 2.0, -1.0], [2.0, 0.0, -1.0]])
     fig = _map_figure({"values": values, "lat": [1.0, 0.0], "lon": [0.0, 1.0, 2.0], "units": "feature",
@@ -246,7 +246,7 @@ def test_categorical_map_colours_only_the_listed_codes_it_holds():
 def test_trend_dots_are_visible_at_every_map_size(n):
     """Every significant cell of an n x n map (every k-th on dense grids) gets a dot that changes
     several pixels, on a light and on a dark cell colour alike (black with a white rim)."""
-    from ciml_ter.report import _map_figure, _png
+    from ciml_ter.stages.report import _map_figure, _png
 
     def grey(spec):
         return np.asarray(Image.open(io.BytesIO(_png(_map_figure(spec, None)))).convert("L"), dtype=float) / 255
@@ -265,7 +265,7 @@ def test_trend_dots_are_visible_at_every_map_size(n):
 def test_scatter_is_binned_and_nothing_is_clipped():
     """Thousands of site-months are drawn as hexbin counts; every point lies inside the axes
     with a margin, in every panel; each panel is named as the CLI names the model."""
-    from ciml_ter.report import _scatter_figure
+    from ciml_ter.stages.report import _scatter_figure
 
     rng = np.random.default_rng(0)
     obs = rng.gamma(2, 40, 5000)
@@ -341,7 +341,7 @@ def synthetic(tmp_path_factory) -> dict:
     xr.Dataset({"ter": (("time", "lat", "lon"), estimate.astype(np.float32))},
                coords={"time": months, **grid}).to_netcdf(run / "ter.nc", engine="h5netcdf")
     (run / "manifest.json").write_text(json.dumps({
-        "model_id": "m1", "config_hash": "c1", "months": months.strftime("%Y-%m").tolist(),
+        "format": "ciml-ter-run/1", "model_id": "m1", "config_hash": "c1", "months": months.strftime("%Y-%m").tolist(),
         "features_path": str(features)}))
     analysis = root / "analysis"
     analysis.mkdir()
@@ -376,7 +376,7 @@ TOWERS = "Real FLUXNET towers (site-only predictors)"
 
 def _report_of(synthetic, out: Path, **kw) -> dict:
     """The report of the synthetic run, and what report_command gave write_report."""
-    from ciml_ter import report as module
+    from ciml_ter.stages import report as module
 
     seen = {}
     original = module.write_report
@@ -388,7 +388,7 @@ def _report_of(synthetic, out: Path, **kw) -> dict:
     mp = pytest.MonkeyPatch()
     mp.setattr(module, "write_report", spy)
     try:
-        path = module.report_command(synthetic["run"], out, analysis_dir=synthetic["analysis"], **kw)
+        path = module.run(synthetic["run"], out, analysis_dir=synthetic["analysis"], **kw)
     finally:
         mp.undo()
     return {"html": path.read_text(encoding="utf-8"), "kw": seen}
@@ -465,7 +465,7 @@ def test_synthetic_report_says_so_and_maps_the_truth(request, which):
 
 
 def test_a_run_of_real_inputs_is_not_called_synthetic(tmp_path):
-    from ciml_ter.report import find_truth
+    from ciml_ter.stages.report import find_truth
 
     assert find_truth({}) == (False, None)
     (tmp_path / "f.zarr").mkdir()
@@ -489,7 +489,7 @@ def test_synthetic_report_captions_say_what_titles_do_not(found):
 
 
 def test_synthetic_report_driver_legend_and_share_colour_bars(found):
-    from ciml_ter.report import _map_figure
+    from ciml_ter.stages.report import _map_figure
 
     figures = _Parsed(found["html"]).figures
     assert figures["map-dominant-driver"]["alt"].endswith("legend: lst_night, soc30")

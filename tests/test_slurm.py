@@ -67,14 +67,14 @@ def test_sbatch_predict_on_two_tasks_equals_one_rank(slurm_cluster, tmp_path):
     import hashlib
 
     from ciml_ter.config import config_from_dict, save_config
-    from ciml_ter.predict import predict_command
+    from ciml_ter.stages.predict import run as run_predict
     from world import build_world
 
     world = build_world(tmp_path / "world")
     config = config_from_dict({**world["config"].to_dict(), "predict": {"tile_size": 3, "shap": True},
                                "paths": {"model": str(world["model"]), "features": str(world["features"]),
                                          "run": str(tmp_path / "run_{year}")}})
-    reference = predict_command(world["model"], world["features"], tmp_path / "one", config, shap=True)
+    reference = run_predict(world["model"], world["features"], tmp_path / "one", config, shap=True)
     cfg = save_config(config, tmp_path / "c.toml")
     output = tmp_path / "job.out"
     env = {**slurm_cluster, "CIML_TER": str(Path(sys.executable).with_name("ciml-ter")),

@@ -1,6 +1,7 @@
 """A small world for the prediction tests: features cube, site table and a tiny ensemble."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,9 @@ import pandas as pd
 
 from ciml_ter.config import config_from_dict
 from ciml_ter.data.cube import write_zarr
-from ciml_ter.features import build_features
-from ciml_ter.model import site_table_from_frame, train_ensemble
+from ciml_ter.sitetable import site_table_from_frame
+from ciml_ter.stages.features import run as build_features
+from ciml_ter.training import train_ensemble
 
 from _support import make_cube
 
@@ -34,21 +36,27 @@ def build_world(root: Path, n_lat: int = 12, n_lon: int = 10) -> dict:
     ds["land"][:] = land
     write_zarr(ds, root / "cube.zarr")
     build_features(root / "cube.zarr", root / "features.zarr", config=config.features)
+    train_on_features(root / "features.zarr", land, root / "model", config)
+    return {"cube": root / "cube.zarr", "features": root / "features.zarr", "model": root / "model",
+            "config": config, "land": land}
+
+
+def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config) -> None:
+    """A tiny ensemble trained on towers at every third land pixel of a feature cube, whose
+    "observations" are ``true_ter`` of the pixel's predictors with 5 % noise."""
     from ciml_ter.data.cube import open_cube
 
-    f = open_cube(root / "features.zarr")
+    f = open_cube(features)
+    names = json.loads(f.attrs["features"])
     rng = np.random.default_rng(3)
     rows = []
     for k, (i, j) in enumerate(zip(*np.nonzero(land))):
         if k % 3:
             continue
-        for m in range(12):
-            values = {name: float(f[name].values[m, i, j]) for name in f.attrs["features"].strip("[]")
-                      .replace('"', "").split(", ")}
+        for m in range(f.sizes["time"]):
+            values = {name: float(f[name].values[m, i, j]) for name in names}
             ter = true_ter(values["lst_night"], values["lai"], values["soc30"]) * rng.normal(1, 0.05)
             rows.append({"site": f"S{k:03d}", "lat": float(f.lat[i]), "lon": float(f.lon[j]), "pft": "GRA",
                          "time": pd.Timestamp(f.time.values[m]), "ter": ter, **values})
-    table = site_table_from_frame(pd.DataFrame(rows), "world", features=list(values))
-    train_ensemble(table, config, root / "model")
-    return {"cube": root / "cube.zarr", "features": root / "features.zarr", "model": root / "model",
-            "config": config, "land": land}
+    table = site_table_from_frame(pd.DataFrame(rows), "world", features=names)
+    train_ensemble(table, config, model_dir)

@@ -11,8 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ciml_ter.errors import InputError
-
-DIMENSIONLESS = ("1", "", "-", "dimensionless", "unitless", "fraction")
+from ciml_ter.units import AREA_RATIO, FRACTION, KELVIN, ONE, SOIL_CARBON
 
 
 @dataclass(frozen=True)
@@ -26,32 +25,24 @@ class VariableRule:
     needs_units: bool = True
 
 
-_ONE = {u: (1.0, 0.0) for u in DIMENSIONLESS}
-_FRACTION = {**_ONE, "%": (0.01, 0.0), "percent": (0.01, 0.0)}
-_KELVIN = {"K": (1.0, 0.0), "kelvin": (1.0, 0.0), "degC": (1.0, 273.15), "deg_C": (1.0, 273.15),
-           "celsius": (1.0, 273.15), "°C": (1.0, 273.15), "C": (1.0, 273.15)}
-_SOC = {"g kg-1": (1.0, 0.0), "g/kg": (1.0, 0.0), "g kg^-1": (1.0, 0.0), "dg kg-1": (0.1, 0.0),
-        "dg/kg": (0.1, 0.0), "%": (10.0, 0.0), "percent": (10.0, 0.0)}
-_AREA_RATIO = {"m2 m-2": (1.0, 0.0), "m2/m2": (1.0, 0.0), "m^2 m^-2": (1.0, 0.0), **_ONE}
-
 RULES: dict[str, VariableRule] = {
-    "nir": VariableRule("1", _ONE, (-0.5, 1.5)),
-    "red": VariableRule("1", _ONE, (-0.5, 1.5)),
-    "swir1": VariableRule("1", _ONE, (-0.5, 1.5)),
-    "nirv": VariableRule("1", _ONE, (-1.0, 1.0)),
-    "lswi": VariableRule("1", _ONE, (-1.0, 1.0)),
-    "lst_day": VariableRule("K", _KELVIN, (150.0, 380.0)),
-    "lst_night": VariableRule("K", _KELVIN, (150.0, 380.0)),
-    "lai": VariableRule("m2 m-2", _AREA_RATIO, (0.0, 15.0)),
-    "ci": VariableRule("1", _FRACTION, (0.0, 1.0)),
-    "pv": VariableRule("1", _FRACTION, (0.0, 1.0)),
-    "npv": VariableRule("1", _FRACTION, (0.0, 1.0)),
-    "bs": VariableRule("1", _FRACTION, (0.0, 1.0)),
-    "soc0": VariableRule("g kg-1", _SOC, (0.0, 1000.0), static=True),
-    "soc10": VariableRule("g kg-1", _SOC, (0.0, 1000.0), static=True),
-    "soc30": VariableRule("g kg-1", _SOC, (0.0, 1000.0), static=True),
-    "land": VariableRule("1", _ONE, (0.0, 1.0), static=True, needs_units=False),
-    "pft": VariableRule("1", _ONE, (0.0, 255.0), static=True, needs_units=False),
+    "nir": VariableRule("1", ONE, (-0.5, 1.5)),
+    "red": VariableRule("1", ONE, (-0.5, 1.5)),
+    "swir1": VariableRule("1", ONE, (-0.5, 1.5)),
+    "nirv": VariableRule("1", ONE, (-1.0, 1.0)),
+    "lswi": VariableRule("1", ONE, (-1.0, 1.0)),
+    "lst_day": VariableRule("K", KELVIN, (150.0, 380.0)),
+    "lst_night": VariableRule("K", KELVIN, (150.0, 380.0)),
+    "lai": VariableRule("m2 m-2", AREA_RATIO, (0.0, 15.0)),
+    "ci": VariableRule("1", FRACTION, (0.0, 1.0)),
+    "pv": VariableRule("1", FRACTION, (0.0, 1.0)),
+    "npv": VariableRule("1", FRACTION, (0.0, 1.0)),
+    "bs": VariableRule("1", FRACTION, (0.0, 1.0)),
+    "soc0": VariableRule("g kg-1", SOIL_CARBON, (0.0, 1000.0), static=True),
+    "soc10": VariableRule("g kg-1", SOIL_CARBON, (0.0, 1000.0), static=True),
+    "soc30": VariableRule("g kg-1", SOIL_CARBON, (0.0, 1000.0), static=True),
+    "land": VariableRule("1", ONE, (0.0, 1.0), static=True, needs_units=False),
+    "pft": VariableRule("1", ONE, (0.0, 255.0), static=True, needs_units=False),
 }
 # Each entry: one of these alternatives must be present.
 REQUIRED = ((("nirv",), ("nir", "red")), (("lswi",), ("nir", "swir1")), (("lst_day",),),

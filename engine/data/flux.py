@@ -65,6 +65,8 @@ QC_MIN = 0.75
 MISSING = -9999.0
 UNKNOWN_PFT = "UNK"
 SITE_TABLE = "sites.csv"
+# The 20-site FLUXNET2015 monthly sample shipped with the package (CC-BY-4.0, see its CITATION.md)
+SHIPPED_SAMPLE = Path(__file__).resolve().with_name("fluxnet2015_mm")
 SITE_TABLE_COLUMNS = ("SITE_ID", "LOCATION_LAT", "LOCATION_LONG", "IGBP")
 ABCFLUX_COLUMNS = ("site_name", "latitude", "longitude", "year", "month", "reco")
 ABCFLUX_PFT_COLUMNS = ("pft", "PFT", "igbp", "IGBP")
@@ -288,8 +290,8 @@ def fluxnet_site_id(path: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- site table
-def read_site_table(path: Path, report: FluxReport | None = None) -> pd.DataFrame:
-    """Read a FLUXNET site table; index SITE_ID, columns lat, lon, pft.
+def read_site_metadata(path: Path, report: FluxReport | None = None) -> pd.DataFrame:
+    """Read a FLUXNET site metadata table (``sites.csv``); index SITE_ID, columns lat, lon, pft.
 
     Coordinate cells that are not numbers (``-9999``, empty, text) become NaN and are counted
     in ``report`` (a fresh one, logged only, when None) under the table's path; columns
@@ -461,7 +463,7 @@ def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
         raise InputError(f"{table_path}: site table not found; expected a {SITE_TABLE} with "
                          f"{', '.join(SITE_TABLE_COLUMNS)} beside the FLUXNET files")
     report = FluxReport()
-    sites = read_site_table(table_path, report)
+    sites = read_site_metadata(table_path, report)
     parts = []
     for path in files:
         site = fluxnet_site_id(path)

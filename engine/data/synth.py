@@ -44,7 +44,10 @@ from ciml_ter import __version__, kernels
 from ciml_ter.kernels._dispatch import array_module
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.device import get_namespace, resolve_device, to_host
+from ciml_ter.data.contract import RULES
 from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_directory, atomic_output
+from ciml_ter.units import TER_UNITS
 
 PARENTS = ("lst_night", "lswi", "lai", "soc30")
 DECOYS = ("lst_day", "ci")
@@ -354,66 +357,59 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
         raise InputError(f"{out_dir / 'cube.zarr'}: already exists; choose a new --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     band = band_rows or max(1, (512 << 20) // max(1, lon.size * len(days) * 4 * 12))  # per buffer set
-    truth_tmp = out_dir / ".truth.nc.tmp"
-    land_total = 0
-    with (h5netcdf.File(truth_tmp, "w") as truth_file, ThreadPoolExecutor(os.cpu_count() or 1) as pool,
-          ThreadPoolExecutor(1) as writer):
-        truth_file.dimensions = {"time": len(month_starts), "lat": lat.size, "lon": lon.size}
-        for name, values, attrs in (
-                ("time", (month_starts - pd.Timestamp("1970-01-01")).days.to_numpy(),
-                 {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}),
-                ("lat", lat, {"units": "degrees_north"}), ("lon", lon, {"units": "degrees_east"})):
-            truth_file.create_variable(name, (name,), data=values).attrs.update(attrs)
-        truth_var = truth_file.create_variable("ter", ("time", "lat", "lon"), dtype="f4",
-                                               fillvalue=np.float32(np.nan))
-        truth_var.attrs.update({"units": "g C m-2 month-1", "long_name": "true terrestrial ecosystem respiration"})
-        truth_file.attrs.update({"formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
-                                 "decoys": json.dumps(DECOYS), "seed": seed, "Conventions": "CF-1.8"})
-        starts = list(range(0, lat.size, band))
-        rows_max = min(band, lat.size)  # two sets of buffers: one being filled, one being written
-        buffer_sets = [{**{k: np.empty((len(days), rows_max, lon.size), np.float32) for k in DAILY},
-                        **{k: np.empty((len(eight), rows_max, lon.size), np.float32) for k in EIGHT_DAY},
-                        "ter": np.empty((len(month_starts), rows_max, lon.size), np.float32)} for _ in range(2)]
-        attrs = {"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
-                 "resolution_deg": res, "generator": f"ciml-ter {__version__} on {device}",
-                 "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
-                 "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
-                 "vegetation_trend_per_yr": VEGETATION_TREND,
-                 "time_axes": "time: daily (reflectances, LST); time8: 8-day (lai, ci, pv, npv, bs)"}
-        cube_tmp = out_dir / ".cube.zarr.partial"
+    # only a finished world carries the names cube.zarr and truth.nc
+    with atomic_directory(out_dir / "cube.zarr") as cube_tmp, atomic_output(out_dir / "truth.nc") as truth_tmp:
+        land_total = 0
+        with (h5netcdf.File(truth_tmp, "w") as truth_file, ThreadPoolExecutor(os.cpu_count() or 1) as pool,
+              ThreadPoolExecutor(1) as writer):
+            truth_file.dimensions = {"time": len(month_starts), "lat": lat.size, "lon": lon.size}
+            for name, values, attrs in (
+                    ("time", (month_starts - pd.Timestamp("1970-01-01")).days.to_numpy(),
+                     {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}),
+                    ("lat", lat, {"units": "degrees_north"}), ("lon", lon, {"units": "degrees_east"})):
+                truth_file.create_variable(name, (name,), data=values).attrs.update(attrs)
+            truth_var = truth_file.create_variable("ter", ("time", "lat", "lon"), dtype="f4",
+                                                   fillvalue=np.float32(np.nan))
+            truth_var.attrs.update({"units": TER_UNITS, "long_name": "true terrestrial ecosystem respiration"})
+            truth_file.attrs.update({"formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
+                                     "decoys": json.dumps(DECOYS), "seed": seed, "Conventions": "CF-1.8"})
+            starts = list(range(0, lat.size, band))
+            rows_max = min(band, lat.size)  # two sets of buffers: one being filled, one being written
+            buffer_sets = [{**{k: np.empty((len(days), rows_max, lon.size), np.float32) for k in DAILY},
+                            **{k: np.empty((len(eight), rows_max, lon.size), np.float32) for k in EIGHT_DAY},
+                            "ter": np.empty((len(month_starts), rows_max, lon.size), np.float32)} for _ in range(2)]
+            attrs = {"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
+                     "resolution_deg": res, "generator": f"ciml-ter {__version__} on {device}",
+                     "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
+                     "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
+                     "vegetation_trend_per_yr": VEGETATION_TREND,
+                     "time_axes": "time: daily (reflectances, LST); time8: 8-day (lai, ci, pv, npv, bs)"}
+            def write_band(b: int, ds: xr.Dataset, truth: np.ndarray, rows: slice) -> None:
+                if b == 0:
+                    ds.attrs.update(attrs)
+                    for var in ds.data_vars.values():  # one chunk per band of rows: few, large reads
+                        var.encoding["chunks"] = tuple({"lat": band, "lon": min(lon.size, 360)}.get(d, n)
+                                                       for d, n in var.sizes.items())
+                    write_zarr(ds, cube_tmp, mode="w")
+                else:
+                    write_zarr(ds, cube_tmp, append_dim="lat")
+                truth_var[:, rows, :] = truth
 
-        def write_band(b: int, ds: xr.Dataset, truth: np.ndarray, rows: slice) -> None:
-            if b == 0:
-                ds.attrs.update(attrs)
-                for var in ds.data_vars.values():  # one chunk per band of rows: few, large reads
-                    var.encoding["chunks"] = tuple({"lat": band, "lon": min(lon.size, 360)}.get(d, n)
-                                                   for d, n in var.sizes.items())
-                write_zarr(ds, cube_tmp, mode="w")
-            else:
-                write_zarr(ds, cube_tmp, append_dim="lat")
-            truth_var[:, rows, :] = truth
-
-        writing = None  # the previous band's write, overlapping this band's generation
-        for b, y0 in enumerate(starts):
-            rows = slice(y0, min(y0 + band, lat.size))
-            ds, truth, n_land = _generate_band(buffer_sets[b % 2], lat[rows], y0, lon, res, bbox, seed,
-                                               days, eight, month_starts, pool, xp)
-            land_total += n_land
+            writing = None  # the previous band's write, overlapping this band's generation
+            for b, y0 in enumerate(starts):
+                rows = slice(y0, min(y0 + band, lat.size))
+                ds, truth, n_land = _generate_band(buffer_sets[b % 2], lat[rows], y0, lon, res, bbox, seed,
+                                                   days, eight, month_starts, pool, xp)
+                land_total += n_land
+                if writing is not None:
+                    writing.result()  # in order; and frees the other buffer set
+                writing = writer.submit(write_band, b, ds, truth, rows)
+                if progress:
+                    progress(b + 1, len(starts), f"rows {y0}-{rows.stop}")
             if writing is not None:
-                writing.result()  # in order; and frees the other buffer set
-            writing = writer.submit(write_band, b, ds, truth, rows)
-            if progress:
-                progress(b + 1, len(starts), f"rows {y0}-{rows.stop}")
-        if writing is not None:
-            writing.result()
-    if land_total == 0:
-        truth_tmp.unlink()
-        import shutil
-
-        shutil.rmtree(out_dir / ".cube.zarr.partial")
-        raise InputError(f"--bbox {bbox}: the window has no land pixel at {res} degrees")
-    (out_dir / ".cube.zarr.partial").rename(out_dir / "cube.zarr")
-    truth_tmp.rename(out_dir / "truth.nc")
+                writing.result()
+        if land_total == 0:
+            raise InputError(f"--bbox {bbox}: the window has no land pixel at {res} degrees")
     sites = _write_fluxnet(out_dir / "fluxnet", out_dir, lat, lon, res, n_sites, seed, month_starts, days) if n_sites else 0
     return {"out": str(out_dir), "grid": [int(lat.size), int(lon.size)], "land_pixels": land_total,
             "days": len(days), "months": len(month_starts), "sites": sites, "parents": list(PARENTS),
@@ -421,11 +417,9 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
 
 
 def _band_dataset(daily, eight_day, static, land, days, eight, blat, lon) -> xr.Dataset:
-    units = {"nir": "1", "red": "1", "swir1": "1", "lst_day": "K", "lst_night": "K", "lai": "m2 m-2", "ci": "1",
-             "pv": "1", "npv": "1", "bs": "1", "soc0": "g kg-1", "soc10": "g kg-1", "soc30": "g kg-1"}
-    data = {k: (("time", "lat", "lon"), v, {"units": units[k]}) for k, v in daily.items()}
-    data.update({k: (("time8", "lat", "lon"), v, {"units": units[k]}) for k, v in eight_day.items()})
-    data.update({k: (("lat", "lon"), v, {"units": units[k]}) for k, v in static.items() if k != "pft"})
+    data = {k: (("time", "lat", "lon"), v, {"units": RULES[k].canonical}) for k, v in daily.items()}
+    data.update({k: (("time8", "lat", "lon"), v, {"units": RULES[k].canonical}) for k, v in eight_day.items()})
+    data.update({k: (("lat", "lon"), v, {"units": RULES[k].canonical}) for k, v in static.items() if k != "pft"})
     codes = sorted(CLASSES)
     data["pft"] = (("lat", "lon"), static["pft"], {"long_name": "IGBP class", "flag_values": np.array(codes, np.int16),
                                                    "flag_meanings": " ".join(CLASSES[k][0] for k in codes)})

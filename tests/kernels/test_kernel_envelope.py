@@ -9,31 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.signal import savgol_filter
 
+from benchmarks.references import chen_envelope
 from ciml_ter import kernels
-
-
-def chen_reference(y, window, order, max_iter):
-    """Chen et al. (2004) for one pixel, written with numpy.interp and scipy's savgol_filter."""
-    t = np.arange(y.size)
-    ok = ~np.isnan(y)
-    if not ok.any():
-        return np.full(y.size, np.nan)
-    n0 = np.interp(t, t[ok], y[ok])
-    fit = savgol_filter(n0, window, order)
-    if max_iter == 0:
-        return fit
-    dist = np.abs(n0 - fit)
-    weight = np.ones_like(n0)
-    if dist.max() > 0:
-        weight = np.where(n0 >= fit, 1.0, 1.0 - dist / dist.max())
-    best = np.inf
-    for _ in range(max_iter):
-        candidate = savgol_filter(np.maximum(n0, fit), window, order)
-        effect = np.sum(weight * np.abs(candidate - n0))
-        if effect >= best:
-            break
-        best, fit = effect, candidate
-    return fit
 
 
 def clean_curve(n_pix, rng, days=365):
@@ -68,16 +45,16 @@ def test_gaps_filled_linearly_before_smoothing():
     y[-7:, 1] = np.nan
     env = kernels.sg_upper_envelope(y, window=21, order=2, max_iter=0)
     for p in range(3):
-        np.testing.assert_allclose(env[:, p], chen_reference(y[:, p], 21, 2, 0), atol=1e-12)
+        np.testing.assert_allclose(env[:, p], chen_envelope(y[:, p], 21, 2, 0), atol=1e-12)
 
 
 @pytest.mark.parametrize("window, order, max_iter", [(61, 3, 10), (31, 2, 5), (15, 4, 1)])
-def test_matches_python_chen_reference(window, order, max_iter):
+def test_matches_python_chen_envelope(window, order, max_iter):
     rng = np.random.default_rng(window)
     y = cloudy(clean_curve(8, rng), rng) + rng.normal(0, 0.01, (365, 8))
     env = kernels.sg_upper_envelope(y, window=window, order=order, max_iter=max_iter)
     for p in range(y.shape[1]):
-        np.testing.assert_allclose(env[:, p], chen_reference(y[:, p], window, order, max_iter),
+        np.testing.assert_allclose(env[:, p], chen_envelope(y[:, p], window, order, max_iter),
                                    rtol=0, atol=1e-6)
 
 

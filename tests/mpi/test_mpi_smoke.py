@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ciml_ter import device
-from ciml_ter.info import rank_report
+from ciml_ter.stages.info import rank_report
 
 pytestmark = pytest.mark.mpi
 

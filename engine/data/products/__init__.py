@@ -1,0 +1,1 @@
+"""Readers of real Earth-observation products (MODIS, VIIRS, rasters) for ``ingest``."""

@@ -1,0 +1,88 @@
+"""MODIS HDF4 (HDF-EOS2) granules through pyhdf: tiles (sinusoidal) and CMG (0.05 deg)."""
+from __future__ import annotations
+
+from ciml_ter.kernels.binning import GridWindow
+from pyhdf.error import HDF4Error
+from pyhdf.SD import SD, SDC
+
+from .catalog import CMG, Product
+from .decode import GranuleData, decode, encoding_from_attrs, layer_provenance
+from .geometry import (
+    GranuleError,
+    cmg_slices,
+    overlaps,
+    sinusoidal_bounds,
+    sinusoidal_tile,
+)
+from .names import GranuleName
+from .structmeta import StructMetadataError, grid_for
+
+
+def struct_metadata(attrs: dict) -> str:
+    """The StructMetadata text of an HDF-EOS2 file (StructMetadata.0, .1, ... concatenated)."""
+    parts = []
+    i = 0
+    while f"StructMetadata.{i}" in attrs:
+        parts.append(str(attrs[f"StructMetadata.{i}"]))
+        i += 1
+    if not parts:
+        raise GranuleError("no StructMetadata.0 global attribute (not an HDF-EOS grid file)")
+    return "".join(parts)
+
+
+def _read_sds(sd, name: str, rows: slice, cols: slice):
+    try:
+        sds = sd.select(name)
+    except HDF4Error:
+        raise GranuleError(f"no science dataset {name!r}") from None
+    try:
+        data = sds[rows, cols]
+        attrs = sds.attributes()
+    finally:
+        sds.endaccess()
+    return data, attrs
+
+
+def read_hdf4(name: GranuleName, product: Product, window: GridWindow | None = None) -> GranuleData:
+    """Decode the product's layers of one MODIS HDF4 granule (fill, valid_range and QC applied).
+
+    Tiles are read whole; a CMG granule only over ``window`` (and checked to align with it).
+    Raises GranuleError when the file cannot be read as this product."""
+    try:
+        sd = SD(str(name.path), SDC.READ)
+    except HDF4Error as exc:
+        raise GranuleError(f"cannot open as HDF4 ({exc})") from None
+    try:
+        try:
+            geometry = grid_for(struct_metadata(sd.attributes()), product.layers[0].sds)
+        except StructMetadataError as exc:
+            raise GranuleError(str(exc)) from None
+        rows, cols, factor = slice(None), slice(None), 1
+        if product.grid == CMG:
+            if window is None:
+                raise ValueError("a CMG granule is read over a window")
+            rows, cols, factor = cmg_slices(geometry, window, product.short_names[0])
+        else:
+            sinusoidal_tile(geometry)  # checks the projection and pixel shape early
+            if window is not None and not overlaps(sinusoidal_bounds(geometry), window):
+                return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
+        layers, provenance, qc_cache = {}, {}, {}
+        for layer in product.layers:
+            raw, attrs = _read_sds(sd, layer.sds, rows, cols)
+            expected = (geometry.y_dim, geometry.x_dim) if product.grid != CMG else \
+                (rows.stop - rows.start, cols.stop - cols.start)
+            if raw.shape != expected:
+                raise GranuleError(f"{layer.sds} has shape {raw.shape}; StructMetadata says {expected}")
+            keep = None
+            if layer.qc is not None:
+                if layer.qc.sds not in qc_cache:
+                    qc_cache[layer.qc.sds] = _read_sds(sd, layer.qc.sds, rows, cols)[0]
+                keep = layer.qc.accept(qc_cache[layer.qc.sds])
+            enc = encoding_from_attrs(attrs)
+            layers[layer.var] = decode(raw, enc, keep)
+            provenance[layer.var] = layer_provenance(layer, enc)
+    except HDF4Error as exc:
+        raise GranuleError(f"read error ({exc})") from None
+    finally:
+        sd.end()
+    return GranuleData(name, product, geometry, layers, rows, cols, factor, provenance)

@@ -1,0 +1,89 @@
+"""VIIRS HDF5 (HDF-EOS5) granules through h5py.
+
+Layout: ``HDFEOS/GRIDS/<grid name>/Data Fields/<dataset>`` for the layers and
+``HDFEOS INFORMATION/StructMetadata.0`` (a string dataset) for the grid geometry.
+"""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+from ciml_ter.kernels.binning import GridWindow
+
+from .catalog import CMG, Product
+from .decode import GranuleData, decode, encoding_from_attrs, layer_provenance
+from .geometry import (
+    GranuleError,
+    cmg_slices,
+    overlaps,
+    sinusoidal_bounds,
+    sinusoidal_tile,
+)
+from .names import GranuleName
+from .structmeta import StructMetadataError, grid_for
+
+STRUCT_METADATA = "HDFEOS INFORMATION/StructMetadata.0"
+GRIDS = "HDFEOS/GRIDS"
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return "".join(_text(v) for v in value.reshape(-1))
+    return str(value)
+
+
+def _dataset(f: h5py.File, grid: str, name: str) -> h5py.Dataset:
+    path = f"{GRIDS}/{grid}/Data Fields/{name}"
+    if path in f:
+        return f[path]
+    for other in f.get(GRIDS, {}):  # the grid holding the field, if StructMetadata named another
+        alt = f"{GRIDS}/{other}/Data Fields/{name}"
+        if alt in f:
+            return f[alt]
+    raise GranuleError(f"no dataset {name!r} under {GRIDS}/*/Data Fields")
+
+
+def read_hdf5(name: GranuleName, product: Product, window: GridWindow | None = None) -> GranuleData:
+    """Decode the product's layers of one VIIRS HDF5 granule (fill, valid_range and QC applied).
+    Raises GranuleError when the file cannot be read as this product."""
+    try:
+        f = h5py.File(name.path, "r")
+    except OSError as exc:
+        raise GranuleError(f"cannot open as HDF5 ({exc})") from None
+    try:
+        if STRUCT_METADATA not in f:
+            raise GranuleError(f"no {STRUCT_METADATA} (not an HDF-EOS5 grid file)")
+        try:
+            geometry = grid_for(_text(f[STRUCT_METADATA][()]), product.layers[0].sds)
+        except StructMetadataError as exc:
+            raise GranuleError(str(exc)) from None
+        rows, cols, factor = slice(None), slice(None), 1
+        if product.grid == CMG:
+            if window is None:
+                raise ValueError("a CMG granule is read over a window")
+            rows, cols, factor = cmg_slices(geometry, window, product.short_names[0])
+        else:
+            sinusoidal_tile(geometry)
+            if window is not None and not overlaps(sinusoidal_bounds(geometry), window):
+                return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
+        layers, provenance, qc_cache = {}, {}, {}
+        for layer in product.layers:
+            ds = _dataset(f, geometry.name, layer.sds)
+            if ds.shape != (geometry.y_dim, geometry.x_dim):
+                raise GranuleError(f"{layer.sds} has shape {ds.shape}; StructMetadata says "
+                                   f"{(geometry.y_dim, geometry.x_dim)}")
+            raw = ds[rows, cols]
+            keep = None
+            if layer.qc is not None:
+                if layer.qc.sds not in qc_cache:
+                    qc_cache[layer.qc.sds] = _dataset(f, geometry.name, layer.qc.sds)[rows, cols]
+                keep = layer.qc.accept(qc_cache[layer.qc.sds])
+            enc = encoding_from_attrs(dict(ds.attrs))
+            layers[layer.var] = decode(raw, enc, keep)
+            provenance[layer.var] = layer_provenance(layer, enc)
+    except (OSError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged files
+        raise GranuleError(f"read error ({type(exc).__name__}: {exc})") from None
+    finally:
+        f.close()
+    return GranuleData(name, product, geometry, layers, rows, cols, factor, provenance)

@@ -1,0 +1,279 @@
+"""The TER ensemble, in one home: its members, their merge for inference, fold means, save/load.
+
+One member per (fold, seed), each used up to its best iteration. A saved model directory holds
+one UBJSON file per member (``fold03_seed07.ubj``) and ``manifest.json`` (format
+``ciml-ter-ensemble/1``: features and their order, weights, fold of each site, members with
+their best iteration and checksum, config and its hash, library versions; ``model_id`` = hash of
+the rest of the manifest).
+
+Margins and tree SHAP are both linear in the leaf values, so the members are merged before
+inference (``merge_members``): one booster per fold whose trees are the fold's members' trees
+with leaves scaled by 1/(members of the fold) and base score the fold's mean, and one booster
+over all members (leaves scaled by 1/(all members)) for SHAP. The merge is exact up to float32
+summation order (tests compare it with the members' mean). Predictions are the mean over all
+members, the std across fold means (``inference``), and each sample's out-of-fold estimate
+(its site's held-out fold mean).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ciml_ter.config import PipelineConfig, config_from_dict
+from ciml_ter.documents import read_document
+from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_write
+from ciml_ter.inference import fold_means, predict_rows
+from ciml_ter.sitetable import SiteTable
+
+MANIFEST = "manifest.json"
+FORMAT = "ciml-ter-ensemble/1"
+
+
+@dataclass
+class Member:
+    """One booster of the ensemble, with its fold and the last iteration to use."""
+
+    fold: int
+    seed: int
+    booster: object  # xgboost.Booster
+    best_iteration: int
+
+    @property
+    def iteration_range(self) -> tuple[int, int]:
+        return 0, self.best_iteration + 1
+
+
+@dataclass
+class MergedEnsemble:
+    """The members folded into one booster per fold (``folds``, ``fold_boosters``, members per
+    fold in ``fold_sizes``) and one booster over all members (``all_members``, for SHAP)."""
+
+    folds: list[int]
+    fold_boosters: list  # xgboost.Booster, margin = mean of the fold's members
+    fold_sizes: np.ndarray  # members per fold
+    all_members: object  # xgboost.Booster, margin = mean of every member
+    n_members: int
+    n_trees: int  # trees of all members up to their best iterations
+    device: str = "cpu"
+
+    def to(self, xgboost_device: str) -> MergedEnsemble:
+        """Make every booster predict on ``xgboost_device`` ("cpu", "cuda" or "cuda:<i>")."""
+        for booster in (*self.fold_boosters, self.all_members):
+            booster.set_param({"device": xgboost_device})
+        self.device = "cpu" if xgboost_device == "cpu" else "cuda"
+        return self
+
+
+def _leaf_scaled(tree: dict, scale: float, tree_id: int) -> dict:
+    """A tree of the JSON model with its leaf values (and node weights) times ``scale``."""
+    tree = dict(tree)
+    leaf = [left == -1 for left in tree["left_children"]]
+    tree["split_conditions"] = [v * scale if is_leaf else v
+                                for v, is_leaf in zip(tree["split_conditions"], leaf)]
+    tree["base_weights"] = [v * scale for v in tree["base_weights"]]
+    tree["id"] = tree_id
+    return tree
+
+
+def _base_score(text: str) -> float:
+    """The base score of a JSON model ("1.2E2" in XGBoost 2, "[1.2E2]" in XGBoost 3)."""
+    return float(text.strip("[]"))
+
+
+def _parsed(booster, n_trees: int) -> dict:
+    """The JSON model of the first ``n_trees`` trees of ``booster``, checked to be mergeable."""
+    doc = json.loads(booster[:n_trees].save_raw("json"))
+    objective = doc["learner"]["objective"]["name"]
+    if objective != "reg:squarederror":
+        raise ValueError(f"merging boosters: expected objective reg:squarederror (identity link), "
+                         f"found {objective}")
+    if int(doc["learner"]["gradient_booster"]["model"]["gbtree_model_param"]["num_parallel_tree"]) != 1:
+        raise ValueError("merging boosters: expected one tree per iteration (num_parallel_tree 1)")
+    return doc
+
+
+def _merged(docs: list[dict], weights: list[float]):
+    """A booster from parsed models (``_parsed``): their trees with leaves times the weights,
+    base score the weighted sum; the input documents are left as they were."""
+    import xgboost as xgb
+
+    trees, base = [], 0.0
+    for doc, w in zip(docs, weights):
+        model = doc["learner"]["gradient_booster"]["model"]
+        trees.extend([_leaf_scaled(t, w, len(trees) + i) for i, t in enumerate(model["trees"])])
+        base += w * _base_score(doc["learner"]["learner_model_param"]["base_score"])
+    learner = dict(docs[0]["learner"])
+    gbtree = dict(learner["gradient_booster"])
+    model = dict(gbtree["model"], trees=trees, tree_info=[0] * len(trees))
+    model["gbtree_model_param"] = dict(model["gbtree_model_param"], num_trees=str(len(trees)))
+    if "iteration_indptr" in model:
+        model["iteration_indptr"] = list(range(len(trees) + 1))
+    gbtree["model"] = model
+    param = dict(learner["learner_model_param"])
+    text = f"{base:.9E}"
+    param["base_score"] = f"[{text}]" if param["base_score"].startswith("[") else text
+    # no best_iteration attribute: every merged tree counts
+    learner.update(gradient_booster=gbtree, learner_model_param=param, attributes={})
+    merged = xgb.Booster()
+    merged.load_model(bytearray(json.dumps({**docs[0], "learner": learner}, separators=(",", ":")).encode()))
+    return merged
+
+
+def merge_boosters(boosters: list, iterations: list[int], weights: list[float]):
+    """One booster whose margin is sum_i weights[i] x margin of boosters[i] (its first
+    iterations[i] trees). For reg:squarederror the margin is the prediction; tree SHAP of the
+    result equals the same weighted sum of the members' SHAP."""
+    return _merged([_parsed(b, n) for b, n in zip(boosters, iterations)], weights)
+
+
+def merge_members(members: list[Member]) -> MergedEnsemble:
+    """Fold the (fold, seed) members into per-fold and all-member boosters (see module doc);
+    each member's model is read once."""
+    docs = [_parsed(m.booster, m.best_iteration + 1) for m in members]
+    folds = sorted({m.fold for m in members})
+    by_fold = [[i for i, m in enumerate(members) if m.fold == f] for f in folds]
+    fold_boosters = [_merged([docs[i] for i in group], [1.0 / len(group)] * len(group)) for group in by_fold]
+    everyone = _merged(docs, [1.0 / len(members)] * len(members))
+    return MergedEnsemble(folds, fold_boosters, np.array([len(g) for g in by_fold], dtype=np.float64),
+                          everyone, len(members), sum(m.best_iteration + 1 for m in members))
+
+
+def member_name(fold: int, seed: int) -> str:
+    return f"fold{fold:02d}_seed{seed:02d}.ubj"
+
+
+def save_member(model_dir: Path, fold: int, seed: int, raw: bytes, best_iteration: int,
+                n_trees: int) -> dict:
+    """Write one member's UBJSON bytes into ``model_dir``; its manifest entry."""
+    name = member_name(fold, seed)
+    atomic_write(model_dir / name, raw)
+    return {"file": name, "fold": fold, "seed": seed, "best_iteration": best_iteration,
+            "num_boosted_rounds": n_trees, "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def save_manifest(model_dir: Path, manifest: dict) -> dict:
+    """Write ``manifest.json`` (format and ``model_id`` added) once every member is saved."""
+    manifest = {"format": FORMAT, **manifest}
+    manifest["model_id"] = _manifest_hash(manifest)
+    atomic_write(model_dir / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _manifest_hash(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items()
+            if k not in ("model_id", "train_seconds", "workers", "nthread", "xgboost_device", "xgboost_cuda_build")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Ensemble:
+    """A loaded model directory: members, features, fold of each training site, manifest."""
+
+    path: Path
+    manifest: dict
+    members: list[Member]
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.manifest["features"])
+
+    @property
+    def folds(self) -> dict[str, int]:
+        return dict(self.manifest["folds"])
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model_id"]
+
+    @property
+    def config(self) -> PipelineConfig:
+        return config_from_dict(self.manifest["config"], str(self.path / MANIFEST))
+
+    def check_features(self, features: list[str], source: str = "<table>") -> None:
+        """InputError naming the missing/extra predictors when ``features`` differ from the model's."""
+        mine = self.features
+        missing = [f for f in mine if f not in features]
+        extra = [f for f in features if f not in mine]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if extra:
+                parts.append(f"extra {', '.join(extra)}")
+            raise InputError(f"{source}: predictors do not match model {self.path} "
+                             f"({'; '.join(parts)}); expected {', '.join(mine)}")
+
+    def matrix(self, table: SiteTable) -> np.ndarray:
+        """The table's predictors in the model's order (after checking them)."""
+        self.check_features(table.features, table.path)
+        return table.frame[self.features].to_numpy(dtype=np.float32)
+
+    @functools.cached_property
+    def merged(self) -> MergedEnsemble:
+        """The members merged into per-fold and all-member boosters (``merge_members``)."""
+        return merge_members(self.members)
+
+    def merged_on(self, device: str) -> MergedEnsemble:
+        """``merged``, its boosters moved to ``device`` ("cpu" or "cuda": this rank's GPU)."""
+        from ciml_ter.device import xgboost_device
+
+        merged = self.merged
+        return merged if merged.device == device else merged.to(xgboost_device(device))
+
+    def predict(self, x, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean over all members and std across fold means for rows ``x``."""
+        p = predict_rows(self.merged_on(device), x, device=device)
+        return p.ter.astype(np.float64), p.ter_std.astype(np.float64)
+
+    def fold_predictions(self, x: np.ndarray) -> np.ndarray:
+        """(n_folds, n) mean over seeds of each fold's members (``inference.fold_means``)."""
+        merged = self.merged_on("cpu")
+        out = np.full((self.manifest["n_folds"], x.shape[0]), np.nan)
+        out[merged.folds] = fold_means(merged, x, np)
+        return out
+
+    def predict_oof(self, x: np.ndarray, sites) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-fold estimate per row: its site's held-out fold; rows of sites the model never
+        saw get the full-ensemble mean (they are held out from every fold). Returns
+        (estimate, known) where ``known`` marks rows whose site was in the training table."""
+        folds = self.folds
+        fold_pred = self.fold_predictions(x)
+        fold_of = np.array([folds.get(str(s), -1) for s in sites])
+        known = fold_of >= 0
+        est = fold_pred.mean(axis=0)
+        est[known] = fold_pred[fold_of[known], np.flatnonzero(known)]
+        return est, known
+
+
+def load_ensemble(model_dir: str | Path) -> Ensemble:
+    """Open a model directory written by ``training.train_ensemble``; InputError when incomplete."""
+    import xgboost as xgb
+
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{model_dir}: expected a model directory with {MANIFEST}, found none")
+    manifest = read_document(path, FORMAT, "model manifest (from `ciml-ter train`)")
+    members = []
+    for m in manifest["members"]:
+        file = model_dir / m["file"]
+        if not file.is_file():
+            raise InputError(f"{file}: member listed in {MANIFEST} is missing")
+        raw = file.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != m["sha256"]:
+            raise InputError(f"{file}: checksum differs from {MANIFEST} (file changed or truncated)")
+        booster = xgb.Booster()
+        booster.load_model(bytearray(raw))
+        booster.set_param({"nthread": os.cpu_count() or 1, "device": "cpu"})
+        members.append(Member(int(m["fold"]), int(m["seed"]), booster, int(m["best_iteration"])))
+    return Ensemble(model_dir, manifest, members)
+
+

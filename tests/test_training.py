@@ -1,0 +1,248 @@
+"""Site-grouped folds, training with early stopping, save/load, predictions, bad input."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import xgboost as xgb
+from ciml_ter.config import PipelineConfig
+from ciml_ter.errors import InputError
+from ciml_ter.ensemble import load_ensemble
+from ciml_ter.sitetable import read_site_table, site_table_from_frame
+from ciml_ter.training import assign_folds, train_ensemble, validation_sites
+from test_causal import FEATURES, synthetic_sites
+
+
+def small_config(workers=1) -> PipelineConfig:
+    config = PipelineConfig()
+    config.device = "cpu"
+    config.train.folds, config.train.seeds, config.train.workers = 3, 2, workers
+    config.xgboost.num_boost_round = 200
+    config.xgboost.early_stopping_rounds = 10
+    return config
+
+
+WEIGHTS = {"temperature": 0.5, "moisture": 0.4, "decoy": 0.025, "noise1": 0.025, "noise2": 0.025,
+           "noise3": 0.025}
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return synthetic_sites(n_sites=30, n_months=24)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, frame):
+    table = site_table_from_frame(frame, "synthetic", FEATURES)
+    out = tmp_path_factory.mktemp("model")
+    return table, train_ensemble(table, small_config(workers=2), out, weights=WEIGHTS)
+
+
+def test_folds_are_grouped_by_site():
+    sites = np.repeat([f"S{i}" for i in range(25)], 7)
+    folds = assign_folds(sites, 4, seed=3)
+    assert set(folds) == set(sites) and set(folds.values()) == {0, 1, 2, 3}
+    fold_of_row = np.array([folds[s] for s in sites])
+    for k in range(4):
+        assert not set(sites[fold_of_row == k]) & set(sites[fold_of_row != k])
+    assert folds == assign_folds(sites[::-1], 4, seed=3)  # order of rows does not matter
+    with pytest.raises(InputError, match=r"needs at least 3 sites \(2 to train on, 1 held out\), found 2"):
+        assign_folds(sites[:14], 4)
+
+
+@pytest.mark.parametrize("n_sites, n_folds, advised", [(3, 2, 3), (5, 10, 5), (4, 9, 4), (13, 20, 13)])
+def test_fold_advice_names_a_value_that_works(n_sites, n_folds, advised):
+    """3 sites in 2 folds would leave 1 training site; the advice is a value that works."""
+    sites = np.repeat([f"S{i}" for i in range(n_sites)], 3)
+    with pytest.raises(InputError, match=f"use --folds {advised}$"):
+        assign_folds(sites, n_folds)
+    folds = assign_folds(sites, advised)
+    fold_of_row = np.array([folds[s] for s in sites])
+    assert all(len(set(sites[fold_of_row != k])) >= 2 for k in range(advised))
+
+
+def test_early_stopping_split_is_whole_sites():
+    rng = np.random.default_rng(0)
+    train = np.repeat(np.array([f"S{i}" for i in range(20)]), 5)
+    held = validation_sites(train, 0.1, rng)
+    assert len(held) == 2 and set(held) <= set(train)
+    assert len(validation_sites(np.array(["a", "a", "b"]), 0.1, rng)) == 1
+
+
+def test_manifest_and_no_leakage(trained):
+    table, ensemble = trained
+    m = ensemble.manifest
+    assert len(ensemble.members) == 3 * 2
+    assert m["features"] == FEATURES and m["weights"]["temperature"] == pytest.approx(0.5)
+    assert m["config_hash"] == small_config(workers=2).stable_hash()
+    assert {"xgboost", "numpy", "ciml_ter"} <= set(m["versions"])
+    assert set(m["folds"]) == set(table.sites)
+    for member in m["members"]:
+        assert (ensemble.path / member["file"]).is_file()
+        assert 0 <= member["best_iteration"] < member["num_boosted_rounds"]
+
+
+def test_members_never_see_their_held_out_sites(frame, tmp_path):
+    """Train each member on its fold's training rows only: poisoning the held-out sites' targets
+    must not change that fold's boosters."""
+    table = site_table_from_frame(frame, "synthetic", FEATURES)
+    config = small_config()
+    config.train.seeds = 1
+    a = train_ensemble(table, config, tmp_path / "a", weights=WEIGHTS)
+    poisoned = frame.copy()
+    held = [s for s, k in a.folds.items() if k == 0]
+    poisoned.loc[poisoned["site"].isin(held), "ter"] = 1e4
+    b = train_ensemble(site_table_from_frame(poisoned, "poisoned", FEATURES), config, tmp_path / "b",
+                       weights=WEIGHTS, folds=a.folds)
+    x = a.matrix(table)
+    assert np.array_equal(a.fold_predictions(x)[0], b.fold_predictions(x)[0])
+    assert not np.array_equal(a.fold_predictions(x)[1], b.fold_predictions(x)[1])
+
+
+def test_prediction_uses_best_iteration(trained):
+    table, ensemble = trained
+    x = ensemble.matrix(table)
+    member = max(ensemble.members, key=lambda m: m.booster.num_boosted_rounds() - m.best_iteration)
+    assert member.booster.num_boosted_rounds() > member.best_iteration + 1, "no extra trees to test with"
+    d = xgb.DMatrix(x)
+    best = member.booster.predict(d, iteration_range=(0, member.best_iteration + 1))
+    full = member.booster.predict(d)
+    fold_members = [m for m in ensemble.members if m.fold == member.fold]
+    expected = np.mean([m.booster.predict(d, iteration_range=(0, m.best_iteration + 1))
+                        for m in fold_members], axis=0)
+    # the fold's merged booster sums every member's scaled leaves in float32: rtol 1e-5
+    np.testing.assert_allclose(ensemble.fold_predictions(x)[member.fold], expected, rtol=1e-5)
+    assert not np.allclose(best, full)
+    everything = np.mean([m.booster.predict(d, iteration_range=(0, m.best_iteration + 1))
+                          for m in ensemble.members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(x)[0], everything, rtol=1e-5)
+
+
+def test_out_of_fold_and_std(trained):
+    table, ensemble = trained
+    x = ensemble.matrix(table)
+    oof, known = ensemble.predict_oof(x, table.sites)
+    assert known.all()
+    folds = ensemble.fold_predictions(x)
+    fold_of_row = np.array([ensemble.folds[s] for s in table.sites])
+    np.testing.assert_allclose(oof, folds[fold_of_row, np.arange(len(x))])
+    _, std = ensemble.predict(x)
+    np.testing.assert_allclose(std, folds.std(axis=0), rtol=1e-4, atol=1e-4)
+    y = table.y
+    assert 1 - np.sum((y - oof) ** 2) / np.sum((y - y.mean()) ** 2) > 0.7
+
+
+def test_save_load_round_trip(trained):
+    table, ensemble = trained
+    again = load_ensemble(ensemble.path)
+    x = ensemble.matrix(table)
+    assert again.model_id == ensemble.model_id
+    np.testing.assert_array_equal(again.predict(x)[0], ensemble.predict(x)[0])
+    np.testing.assert_array_equal(again.predict_oof(x, table.sites)[0], ensemble.predict_oof(x, table.sites)[0])
+
+
+def test_mismatched_features_rejected(trained, frame):
+    _, ensemble = trained
+    other = site_table_from_frame(frame, "other.parquet", ["temperature", "moisture", "decoy", "noise1", "TA_F"])
+    with pytest.raises(InputError, match=r"other.parquet.*missing noise2, noise3; extra TA_F"):
+        ensemble.matrix(other)
+
+
+def test_corrupt_member_rejected(trained, tmp_path):
+    import shutil
+
+    _, ensemble = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(ensemble.path, copy)
+    first = json.loads((copy / "manifest.json").read_text())["members"][0]["file"]
+    (copy / first).write_bytes(b"broken")
+    with pytest.raises(InputError, match="checksum"):
+        load_ensemble(copy)
+    with pytest.raises(InputError, match="manifest.json"):
+        load_ensemble(tmp_path)
+
+
+def test_loader_reads_feature_list_from_metadata(tmp_path, frame):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pa.Table.from_pandas(frame)
+    t = t.replace_schema_metadata({**t.schema.metadata, b"ciml_ter": json.dumps({"predictors": ["temperature", "moisture"]}).encode()})
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert read_site_table(tmp_path / "s.parquet").features == ["temperature", "moisture"]
+    frame.to_parquet(tmp_path / "plain.parquet")
+    assert read_site_table(tmp_path / "plain.parquet").features == ["truth", *FEATURES, "TA_F"]
+
+
+def test_bad_input(tmp_path, frame, caplog):
+    with pytest.raises(InputError, match=r"missing column\(s\) ter"):
+        site_table_from_frame(frame.drop(columns="ter"), "t.parquet")
+    constant = frame.assign(ter=3.0)
+    with pytest.raises(InputError, match="constant"):
+        site_table_from_frame(constant, "t.parquet", FEATURES)
+    with caplog.at_level(logging.WARNING):
+        t = site_table_from_frame(frame.assign(empty=np.nan), "t.parquet", FEATURES + ["empty"])
+    assert "empty" not in t.features and t.dropped_features == ["empty"] and "empty" in caplog.text
+    few = frame[frame["site"].isin(["S000", "S001"])]
+    with pytest.raises(InputError, match="needs at least 3 sites .* found 2"):
+        train_ensemble(site_table_from_frame(few, "few", FEATURES), small_config(), tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        read_site_table(tmp_path / "none.parquet")
+    with pytest.raises(InputError, match="no causal weight for feature"):
+        train_ensemble(site_table_from_frame(frame, "t", FEATURES), small_config(), tmp_path,
+                       weights={"temperature": 1.0})
+
+
+def test_auto_trains_small_tables_on_the_cpu(monkeypatch, caplog):
+    """device "auto" on a GPU host: tables below train.gpu_min_rows train on CPU workers (faster
+    than members one after another on the card); an explicit "cuda" is kept; the log says which."""
+    from ciml_ter import device as device_mod
+    from ciml_ter.training import training_device
+
+    config = PipelineConfig()
+    monkeypatch.setattr(device_mod, "cupy_or_none", lambda: object())  # a GPU host
+    with caplog.at_level(logging.INFO, logger="ciml_ter.training"):
+        assert training_device("auto", config.train.gpu_min_rows - 1, config) == "cpu"
+    assert "training on the CPU" in caplog.text and "gpu_min_rows" in caplog.text
+    assert training_device("auto", config.train.gpu_min_rows, config) == "cuda"
+    assert training_device("cuda", 10, config) == "cuda"
+    assert training_device("cpu", 10**9, config) == "cpu"
+
+
+def test_gpu_training_shares_the_card_between_threads():
+    from ciml_ter.training import _plan_workers
+
+    config = PipelineConfig()
+    config.train.gpu_workers = 4
+    assert _plan_workers(config, "cuda", 200)[0] == 4
+    assert _plan_workers(config, "cuda", 3)[0] == 3
+    config.train.workers = 2
+    assert _plan_workers(config, "cpu", 200)[0] == min(2, __import__("os").cpu_count())
+
+
+def test_manifest_records_the_xgboost_device_and_cuda_build(trained):
+    _, ensemble = trained
+    assert ensemble.manifest["xgboost_device"] == "cpu"
+    assert ensemble.manifest["xgboost_cuda_build"] == bool(xgb.build_info().get("USE_CUDA"))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_training_and_prediction_on_each_device(tmp_path, frame, device):
+    """The same body per device: an ensemble trained on ``device`` beats predicting the mean on
+    held-out sites, and ``Ensemble.predict(device=...)`` runs its boosters there and agrees with
+    the CPU to float32 tolerance."""
+    table = site_table_from_frame(frame, "synthetic", FEATURES)
+    config = small_config()
+    config.device = device
+    ensemble = train_ensemble(table, config, tmp_path / "m", weights=WEIGHTS)
+    assert ensemble.manifest["device"] == device
+    assert ensemble.manifest["xgboost_device"] == ("cpu" if device == "cpu" else "cuda:0")
+    oof, _ = ensemble.predict_oof(table.x, table.sites)
+    assert np.mean(np.abs(oof - table.y)) < 0.6 * np.mean(np.abs(table.y - table.y.mean()))
+    mean, std = ensemble.predict(table.x, device=device)
+    assert ensemble.merged.device == device
+    cpu_mean, cpu_std = ensemble.predict(table.x, device="cpu")
+    np.testing.assert_allclose(mean, cpu_mean, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(std, cpu_std, rtol=1e-3, atol=1e-3)
