@@ -224,6 +224,9 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
           bbox: str = typer.Option("-180,-90,180,90", "--bbox", help="Window W,S,E,N in degrees."),
           n_sites: int = typer.Option(60, "--sites", help="Number of synthetic flux towers."),
           seed: int = typer.Option(0, "--seed", help="Random seed (same seed and device, same world)."),
+          landcover: str = typer.Option("default", "--landcover", help="default: land and IGBP classes from "
+                                        "MCD12C1 2019 (Earth's real biomes); climate: global-land-mask land and "
+                                        "classes from the generator's climate zones."),
           device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " On cuda the rows "
                                                "are drawn on the GPU: other random numbers than on the CPU."),
           config_path: Optional[Path] = CONFIG_OPTION):
@@ -233,7 +236,7 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
     device = _device(_load(config_path), device)
     with _progress("synth") as update:
         summary = stage.run(world, res=res, years=_parse_years(years), bbox=_parse_bbox(bbox), n_sites=n_sites,
-                            seed=seed, months=months, device=device, progress=update)
+                            seed=seed, months=months, device=device, landcover=landcover, progress=update)
     out.print(f"wrote {summary['out']}: {summary['grid'][0]} x {summary['grid'][1]} grid, "
               f"{summary['land_pixels']:,} land pixels, {summary['days']} days, {summary['sites']} towers; "
               f"truth parents: {', '.join(summary['parents'])}; decoys: {', '.join(summary['decoys'])}")

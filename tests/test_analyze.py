@@ -144,3 +144,26 @@ def test_report_from_run_and_analysis(tmp_path):
                    "series-budget", "table-regions"):
         assert f'id="{figure}"' in html, figure
     assert "http://" not in html and "https://" not in html
+
+
+def test_regions_per_igbp_class_of_the_real_land_cover(tmp_path):
+    """By-PFT summaries use the MCD12C1 2019 map: one region per class on the run's grid, whose
+    budgets add up to the budget of the land cells that map calls land."""
+    import rasterio
+    from ciml_ter.data.products.landcover import default_landcover_path
+
+    land = _land()
+    ter = np.where(land, 40.0, np.nan)[None].repeat(12, axis=0)
+    summary = analyze_command(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig())
+    regions = pd.read_csv(tmp_path / "a" / "regions.csv").set_index("region")
+    igbp = regions[regions.index.str.startswith("IGBP ")]
+    assert {"IGBP croplands", "IGBP evergreen broadleaf forest", "IGBP barren"} <= set(igbp.index)
+    assert "MCD12C1.A2019001.006" in summary["pft_regions"]
+    with rasterio.open(default_landcover_path()) as src:  # an independent mode of each 2-degree block
+        classes = src.read(1).reshape(90, 40, 180, 40).transpose(0, 2, 1, 3).reshape(90, 180, 1600)
+    mode = np.array([[np.bincount(c, minlength=256).argmax() for c in row] for row in classes])
+    crop = (mode == 12) & land
+    assert igbp.loc["IGBP croplands", "pixels"] == crop.sum()
+    area = kernels.pixel_area(*_grid())
+    assert igbp.loc["IGBP croplands", "budget_pg_c_yr"] == pytest.approx(
+        (480.0 * area[crop]).sum() / 1e15, rel=1e-5)

@@ -13,7 +13,7 @@ from global_land_mask import globe
 from ciml_ter import kernels
 from ciml_ter.data.contract import check_cube
 from ciml_ter.data.flux import read_fluxnet_dir
-from ciml_ter.data.synth import climate, grid, land_fraction, row_variables, write_synthetic_world
+from ciml_ter.data.synth import climate, grid, landcover_classes, row_variables, write_synthetic_world
 from ciml_ter.errors import InputError
 
 BBOX = (-10.0, 35.0, 20.0, 60.0)  # Europe: land, sea and coasts
@@ -60,14 +60,40 @@ def test_deterministic_and_independent_of_band_height(world):
     assert pd.read_csv(root / "a" / "fluxnet" / "sites.csv").equals(pd.read_csv(root / "b" / "fluxnet" / "sites.csv"))
 
 
-def test_land_mask_follows_global_land_mask(world):
+def test_land_and_biomes_are_the_real_mcd12c1_ones(world):
+    """Land and IGBP classes against the MCD12C1 2019 GeoTIFF read here with rasterio alone: a
+    1-degree cell is land when at least half of its 400 sub-cells are, its class the most
+    frequent land class (ties to the smaller code)."""
+    import rasterio
+    from ciml_ter.data.products.landcover import default_landcover_path
+
     root, _ = world
     cube, _ = _open(root / "a")
+    with rasterio.open(default_landcover_path()) as src:
+        classes = src.read(1)  # 3600 x 7200 from 90 N, 180 W
+    west, south, east, north = BBOX
+    rows = slice(int(round((90 - north) / 0.05)), int(round((90 - south) / 0.05)))
+    cols = slice(int(round((west + 180) / 0.05)), int(round((east + 180) / 0.05)))
+    block = classes[rows, cols].reshape(cube.sizes["lat"], 20, cube.sizes["lon"], 20)
+    is_land = (block != 0) & (block != 255)
+    land = cube.land.values.astype(bool)
+    np.testing.assert_array_equal(land, is_land.mean(axis=(1, 3)) >= 0.5)
+    for i, j in zip(*np.nonzero(land)):
+        codes, counts = np.unique(block[i, :, j, :][is_land[i, :, j, :]], return_counts=True)
+        assert cube.pft.values[i, j] == codes[np.argmax(counts)], (i, j)
+    assert len(np.unique(cube.pft.values[land])) >= 4 and 0.3 < land.mean() < 0.9
+    assert "MCD12C1" in cube.attrs["landcover"]
+
+
+def test_climate_landcover_follows_global_land_mask(tmp_path):
+    write_synthetic_world(tmp_path / "w", res=1.0, months=("2004-01", "2004-01"), bbox=BBOX, n_sites=0,
+                          seed=3, landcover="climate")
+    cube, _ = _open(tmp_path / "w")
     lat, lon = np.meshgrid(cube.lat.values, cube.lon.values, indexing="ij")
     centre_is_land = globe.is_land(lat, lon)
     land = cube.land.values.astype(bool)
     assert np.mean(centre_is_land[land]) > 0.85 and np.mean(~centre_is_land[~land]) > 0.85
-    assert 0.3 < land.mean() < 0.9
+    assert "global-land-mask" in cube.attrs["landcover"]
 
 
 def test_truth_recomputed_from_the_written_predictors(world):
@@ -139,7 +165,7 @@ def test_scvtg_from_noisy_data_is_close_to_the_clean_curve(world):
     cube, _ = _open(root / "a")
     lat, lon = grid(1.0, BBOX)
     clim = climate(lat, lon, 3)
-    land = land_fraction(lat, lon, 1.0) >= 0.5
+    land, clim["pft"] = landcover_classes(lat, lon, 1.0)
     days = pd.DatetimeIndex(cube.time.values)
     eight = pd.DatetimeIndex(cube.time8.values)
     errors = {k: [] for k in ("Vtop", "Vbottom", "V50", "L50", "Area_NIRv")}

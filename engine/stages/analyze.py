@@ -11,7 +11,10 @@ import xarray as xr
 
 from ciml_ter import gridstats, kernels
 from ciml_ter.config import PipelineConfig
+from ciml_ter.data.products.catalog import IGBP_CLASSES
+from ciml_ter.data.products.landcover import MCD12C1_RES, landcover_on_grid
 from ciml_ter.files import atomic_output, atomic_write
+from ciml_ter.kernels.binning import GridWindow
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import read_site_table
 from ciml_ter.tiles import RunDir
@@ -71,6 +74,23 @@ def _region_masks(paths, lat, lon, high_latitude: float) -> dict[str, np.ndarray
     return masks
 
 
+def _pft_masks(lat: np.ndarray, lon: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+    """One region per IGBP class of the MCD12C1 2019 land cover on the run's grid (block mode of
+    its 0.05-degree cells), where the grid aligns with 0.05 degrees; and what was used (or why not)."""
+    res = abs(float(lat[1] - lat[0])) if lat.size > 1 else abs(float(lon[1] - lon[0]))
+    north, west = float(lat.max()) + res / 2, float(lon.min()) - res / 2
+    if any(abs(v / MCD12C1_RES - round(v / MCD12C1_RES)) > 1e-6 for v in (res, north, west)):
+        return {}, f"no IGBP regions: the {res:g}-degree grid does not align with MCD12C1's 0.05 degrees"
+    try:
+        pft, _, provenance = landcover_on_grid(GridWindow(north, west, res, lat.size, lon.size), "default")
+    except InputError as exc:
+        return {}, f"no IGBP regions: {exc}"
+    if lat[0] < lat[-1]:
+        pft = pft[::-1]  # the window's rows go south
+    masks = {f"IGBP {IGBP_CLASSES[int(k)]}": pft == k for k in np.unique(pft) if 0 < k < 255}
+    return masks, f"IGBP regions from {provenance['landcover_source']} (block mode)"
+
+
 def run(run_dir: Path, out_dir: Path, config: PipelineConfig, compare=(), region_masks=(),
         sites: Path | None = None, progress: ProgressCallback = None) -> dict:
     """Analyse a run; write summary.json, budget.csv, regions.csv, drivers.csv, dependence.csv,
@@ -110,7 +130,9 @@ def run(run_dir: Path, out_dir: Path, config: PipelineConfig, compare=(), region
                             float(np.nansum(np.where(trends["significant"], area_land, 0)) / np.nansum(area_land)),
                             "p_threshold": config.analysis.p_threshold}
     rows = []
-    for name, mask in _region_masks(region_masks, lat, lon, config.analysis.high_latitude).items():
+    pft_masks, summary["pft_regions"] = _pft_masks(lat, lon)
+    regions = {**_region_masks(region_masks, lat, lon, config.analysis.high_latitude), **pft_masks}
+    for name, mask in regions.items():
         mask = mask & land
         entry = {"region": name, "pixels": int(mask.sum()),
                  "budget_pg_c_yr": float(gridstats.budget(totals.mean(axis=0) * mask, area_land))}

