@@ -8,6 +8,7 @@ from ciml_ter.errors import InputError
 from ciml_ter.kernels._dispatch import array_module
 from ciml_ter.kernels.binning import BinSums, GridWindow, SinusoidalTile
 
+from .catalog import CMG
 from .structmeta import GridGeometry
 
 _TOL = 1e-6
@@ -98,6 +99,21 @@ def cmg_slices(geometry: GridGeometry, window: GridWindow, product: str) -> tupl
         raise InputError(f"{product}: the window (rows {r0}-{r1}, columns {c0}-{c1}) lies outside the "
                          f"product grid of {geometry.y_dim} x {geometry.x_dim} cells")
     return slice(r0, r1), slice(c0, c1), factor
+
+
+def placement(geometry: GridGeometry, grid: str, short_name: str,
+              window: GridWindow | None) -> tuple[slice, slice, int] | None:
+    """Where a granule's layers are read: (rows, cols, factor) of a CMG granule over ``window``
+    (checked to align), the whole tile of a sinusoidal one (its projection checked), or None
+    when the tile lies outside the window."""
+    if grid == CMG:
+        if window is None:
+            raise ValueError("a CMG granule is read over a window")
+        return cmg_slices(geometry, window, short_name)
+    sinusoidal_tile(geometry)  # checks the projection and pixel shape early
+    if window is not None and not overlaps(sinusoidal_bounds(geometry), window):
+        return None
+    return slice(None), slice(None), 1
 
 
 def block_sums(values, factor: int) -> BinSums:

@@ -7,13 +7,7 @@ from pyhdf.SD import SD, SDC
 
 from .catalog import CMG, Product
 from .decode import GranuleData, decode, encoding_from_attrs, layer_provenance
-from .geometry import (
-    GranuleError,
-    cmg_slices,
-    overlaps,
-    sinusoidal_bounds,
-    sinusoidal_tile,
-)
+from .geometry import GranuleError, placement
 from .names import GranuleName
 from .structmeta import StructMetadataError, grid_for
 
@@ -57,15 +51,10 @@ def read_hdf4(name: GranuleName, product: Product, window: GridWindow | None = N
             geometry = grid_for(struct_metadata(sd.attributes()), product.layers[0].sds)
         except StructMetadataError as exc:
             raise GranuleError(str(exc)) from None
-        rows, cols, factor = slice(None), slice(None), 1
-        if product.grid == CMG:
-            if window is None:
-                raise ValueError("a CMG granule is read over a window")
-            rows, cols, factor = cmg_slices(geometry, window, product.short_names[0])
-        else:
-            sinusoidal_tile(geometry)  # checks the projection and pixel shape early
-            if window is not None and not overlaps(sinusoidal_bounds(geometry), window):
-                return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
+        where = placement(geometry, product.grid, product.short_names[0], window)
+        if where is None:
+            return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
+        rows, cols, factor = where
         layers, provenance, qc_cache = {}, {}, {}
         for layer in product.layers:
             raw, attrs = _read_sds(sd, layer.sds, rows, cols)

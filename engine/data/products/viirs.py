@@ -9,15 +9,9 @@ import h5py
 import numpy as np
 from ciml_ter.kernels.binning import GridWindow
 
-from .catalog import CMG, Product
+from .catalog import Product
 from .decode import GranuleData, decode, encoding_from_attrs, layer_provenance
-from .geometry import (
-    GranuleError,
-    cmg_slices,
-    overlaps,
-    sinusoidal_bounds,
-    sinusoidal_tile,
-)
+from .geometry import GranuleError, placement
 from .names import GranuleName
 from .structmeta import StructMetadataError, grid_for
 
@@ -58,15 +52,10 @@ def read_hdf5(name: GranuleName, product: Product, window: GridWindow | None = N
             geometry = grid_for(_text(f[STRUCT_METADATA][()]), product.layers[0].sds)
         except StructMetadataError as exc:
             raise GranuleError(str(exc)) from None
-        rows, cols, factor = slice(None), slice(None), 1
-        if product.grid == CMG:
-            if window is None:
-                raise ValueError("a CMG granule is read over a window")
-            rows, cols, factor = cmg_slices(geometry, window, product.short_names[0])
-        else:
-            sinusoidal_tile(geometry)
-            if window is not None and not overlaps(sinusoidal_bounds(geometry), window):
-                return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
+        where = placement(geometry, product.grid, product.short_names[0], window)
+        if where is None:
+            return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
+        rows, cols, factor = where
         layers, provenance, qc_cache = {}, {}, {}
         for layer in product.layers:
             ds = _dataset(f, geometry.name, layer.sds)
