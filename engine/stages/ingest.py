@@ -4,7 +4,8 @@ Steps: walk the PATHs and recognise each file by its standard name (unknown file
 skipped); group the inputs by output time dimension and date (daily products on ``time``, 8-day
 composites on ``time8`` at their start dates, 4-day on ``time4``, dated rasters of other
 variables on ``time_<var>``); for each date read every granule (readers in
-``ciml_ter.data.products``: arrays + geometry + provenance), bin sinusoidal tiles into the target
+``ciml_ter.data.products``: arrays + geometry + provenance; the inventory and one date's computation
+in ``data.products.inventory``), bin sinusoidal tiles into the target
 window (``kernels.binning``; all tiles of a date accumulate into one window), block-sum CMG
 cells, reproject rasters, then take the valid-pixel mean with a minimum valid fraction. When
 several sources give one variable on one date they are not pooled: the finer product's value is
@@ -33,18 +34,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from ciml_ter import __version__
-from ciml_ter.data.contract import RULES, canonical_units
+from ciml_ter.data.contract import RULES
 from ciml_ter.data.cube import open_cube, write_zarr
-from ciml_ter.data.products import catalog, names, rasters
-from ciml_ter.data.products.decode import GranuleData
-from ciml_ter.data.products.geometry import GranuleError, block_sums, sinusoidal_tile
+from ciml_ter.data.products import catalog, rasters
 from ciml_ter.data.products.landcover import landcover_on_grid
+from ciml_ter.data.products.inventory import (Plan, Sources, compute_date, cube_on_grid, grid_coords,
+                                              make_window, merge, parse_bbox, parse_months, plan_inputs)
 from ciml_ter.device import get_namespace, resolve_device
 from ciml_ter.errors import InputError
-from ciml_ter.kernels.binning import BinSums, GridWindow, bin_sinusoidal, binned_mean
+from ciml_ter.kernels.binning import GridWindow
 from ciml_ter.parallel import task_pool
 
-DAILY_VARS = ("nir", "red", "swir1", "nirv", "lswi", "lst_day", "lst_night")
 STATIC_KEY = "static"
 BATCH_BYTES = 512 << 20  # output data of one batch of dates held in memory before it is written
 CHUNK = 512  # spatial chunk edge of the Zarr arrays
@@ -81,352 +81,6 @@ class IngestSummary:
                 "static_written": self.static_written, "static_skipped": self.static_skipped,
                 "unknown": [list(u) for u in self.unknown], "bad": [list(b) for b in self.bad],
                 "outside_months": self.outside_months, "variables": self.variables}
-
-
-# ----------------------------------------------------------------------------------------------
-# Grid, months, device
-
-
-def parse_bbox(bbox) -> tuple[float, float, float, float]:
-    """(west, south, east, north) from None (global), "W,S,E,N" or a 4-sequence."""
-    if bbox is None:
-        return -180.0, -90.0, 180.0, 90.0
-    parts = bbox.split(",") if isinstance(bbox, str) else list(bbox)
-    try:
-        w, s, e, n = (float(v) for v in parts)
-    except (TypeError, ValueError):
-        raise InputError(f"bbox {bbox!r}: expected W,S,E,N in degrees") from None
-    if not (-180.0 <= w < e <= 180.0 and -90.0 <= s < n <= 90.0):
-        raise InputError(f"bbox {bbox!r}: expected -180 <= W < E <= 180 and -90 <= S < N <= 90")
-    return w, s, e, n
-
-
-def make_window(res: float, bbox) -> GridWindow:
-    """The target grid: ``res`` degrees over ``bbox`` (whose size must be a multiple of res)."""
-    if not (isinstance(res, (int, float)) and res > 0):
-        raise InputError(f"res {res!r}: expected a positive number of degrees")
-    w, s, e, n = parse_bbox(bbox)
-    counts = []
-    for span, what in ((n - s, "N - S"), (e - w, "E - W")):
-        k = span / res
-        if abs(k - round(k)) > 1e-6:
-            raise InputError(f"bbox {w:g},{s:g},{e:g},{n:g}: {what} = {span:g} deg is not a multiple "
-                             f"of --res {res:g}")
-        counts.append(int(round(k)))
-    return GridWindow(n, w, float(res), counts[0], counts[1])
-
-
-def grid_coords(window: GridWindow) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-centre latitudes (descending) and longitudes."""
-    lat = window.north - (np.arange(window.n_lat) + 0.5) * window.res
-    lon = window.west + (np.arange(window.n_lon) + 0.5) * window.res
-    return lat, lon
-
-
-def parse_months(months) -> tuple[dt.date, dt.date] | None:
-    """[first day, day after the last month) from "YYYY-MM:YYYY-MM", "YYYY-MM" or a pair."""
-    if months is None:
-        return None
-    parts = months.split(":") if isinstance(months, str) else list(months)
-    if len(parts) == 1:
-        parts = parts * 2
-    try:
-        first, last = (pd.Period(str(p).strip(), freq="M") for p in parts)
-    except (ValueError, TypeError):
-        raise InputError(f"months {months!r}: expected YYYY-MM:YYYY-MM") from None
-    if last < first:
-        raise InputError(f"months {months!r}: the last month is before the first")
-    return first.start_time.date(), (last + 1).start_time.date()
-
-
-def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
-# ----------------------------------------------------------------------------------------------
-# Inventory: which inputs give which variable on which date
-
-
-@dataclass
-class _Granule:
-    name: names.GranuleName
-    product: catalog.Product
-
-
-@dataclass
-class _CubeVar:
-    path: Path
-    var: str
-    index: int | None  # time index in the source cube; None = static
-
-
-@dataclass
-class _Sources:
-    granules: list = field(default_factory=list)
-    rasters: list = field(default_factory=list)
-    cube: list = field(default_factory=list)
-
-    def variables(self) -> set[str]:
-        out = {v for g in self.granules for v in g.product.variables}
-        out |= {r.var for r in self.rasters} | {c.var for c in self.cube}
-        return out
-
-    def files(self) -> list[str]:
-        return sorted({g.name.path.name for g in self.granules} | {r.path.name for r in self.rasters}
-                      | {c.path.name for c in self.cube})
-
-
-@dataclass
-class _Plan:
-    dated: dict  # dim -> {date: _Sources}
-    static: dict  # var -> _Sources
-    var_dims: dict  # var -> dim
-    landcover: object  # "default", a path or None
-    unknown: list
-    outside_months: int
-
-
-def _in_months(date: dt.date, months) -> bool:
-    return months is None or months[0] <= date < months[1]
-
-
-def _assign_dim(var_dims: dict, var: str, dim: str, what: str) -> None:
-    if var_dims.setdefault(var, dim) != dim:
-        raise InputError(f"{what}: gives {var!r} on time dimension {dim!r}, but another input gives it "
-                         f"on {var_dims[var]!r} (one time step per variable: drop one of them)")
-
-
-def _cube_vars(path: Path, window: GridWindow):
-    ds = open_cube(path)
-    found = []
-    for var in ds.data_vars:
-        if var not in RULES:
-            continue
-        da = ds[var]
-        if tuple(da.dims[-2:]) != ("lat", "lon"):
-            raise InputError(f"{path}: variable {var!r} has dims {da.dims}; expected (..., lat, lon)")
-        units = da.attrs.get("units")
-        if units is not None and str(units).strip() not in RULES[var].accepted:
-            raise InputError(f"{path}: variable {var!r} has units {units!r}; accepted: "
-                             f"{', '.join(repr(u) for u in RULES[var].accepted)}")
-        if units is None and RULES[var].needs_units:
-            raise InputError(f"{path}: variable {var!r} has no 'units' attribute")
-        found.append((var, da.dims[0] if da.ndim == 3 else None, ds))
-    return found
-
-
-def _latest_granules(granules: list, log: Callable) -> list:
-    """One granule per (product, tile, date): archives hold reprocessed duplicates (a newer
-    production time, or another collection); the highest collection, then the latest production
-    wins, and each superseded file is named in the log."""
-    best: dict = {}
-    for g in granules:
-        key = (g.name.product, g.name.tile, g.name.date)
-        rank = (g.name.collection, g.name.production)
-        if key in best:
-            old = best[key]
-            keep, drop = (g, old) if rank > (old.name.collection, old.name.production) else (old, g)
-            log(f"duplicate granule {drop.name.path.name} superseded by {keep.name.path.name}")
-            best[key] = keep
-        else:
-            best[key] = g
-    return list(best.values())
-
-
-def plan_inputs(paths, raster_specs, landcover, window: GridWindow, months, store_dims: dict,
-                log: Callable, out: Path | None = None) -> _Plan:
-    """Sort every input into (time dim, date) or static; list unknown files. The output store
-    ``out`` is never an input (it may sit inside an input folder)."""
-    dated: dict = defaultdict(lambda: defaultdict(_Sources))
-    static: dict = defaultdict(_Sources)
-    var_dims = dict(store_dims)
-    unknown, outside, landcover_granules = [], 0, []
-    for item in paths:
-        if not Path(item).exists():
-            raise InputError(f"{item}: no such file or folder")
-    for path in names.walk(paths):
-        if out is not None and path.resolve() == out.resolve():
-            continue
-        if names.is_cube(path):
-            for var, dim, ds in _cube_vars(path, window):
-                if dim is None:
-                    static[var].cube.append(_CubeVar(path, var, None))
-                    continue
-                _assign_dim(var_dims, var, var_dims.get(var, dim), str(path))
-                for i, t in enumerate(pd.DatetimeIndex(ds[dim].values)):
-                    if _in_months(t.date(), months):
-                        dated[var_dims[var]][t.date()].cube.append(_CubeVar(path, var, i))
-                    else:
-                        outside += 1
-            continue
-        granule = names.parse_granule_name(path)
-        if granule is None:
-            unknown.append((str(path), "not a recognised product file name"))
-            continue
-        product = catalog.product_for(granule.product)
-        if product is None:
-            unknown.append((str(path), f"product {granule.product} is not supported (supported: "
-                                       f"{', '.join(sorted(catalog.BY_SHORT_NAME))})"))
-            continue
-        if product.cadence == catalog.YEARLY:
-            landcover_granules.append(granule)
-            continue
-        if not _in_months(granule.date, months):
-            outside += 1
-            continue
-        for var in product.variables:
-            _assign_dim(var_dims, var, product.time_dim, path.name)
-        dated[product.time_dim][granule.date].granules.append(_Granule(granule, product))
-    for spec in raster_specs:
-        spec = rasters.parse_spec(spec)
-        for item in rasters.expand(spec):
-            if item.date is None:
-                static[item.var].rasters.append(item)
-                continue
-            if not _in_months(item.date, months):
-                outside += 1
-                continue
-            default = "time" if item.var in DAILY_VARS else f"time_{item.var}"
-            _assign_dim(var_dims, item.var, var_dims.get(item.var, default), str(item.path))
-            dated[var_dims[item.var]][item.date].rasters.append(item)
-    if landcover_granules:
-        latest = max(landcover_granules, key=lambda g: g.date)
-        if landcover is None:
-            landcover = latest.path
-            if len(landcover_granules) > 1:
-                log(f"land cover: {len(landcover_granules)} MCD12C1 granules; using the latest, "
-                    f"{latest.path.name}")
-        else:
-            log(f"land cover: --landcover {landcover} given; MCD12C1 granules in the inputs are not used")
-    for by_date in dated.values():
-        for sources in by_date.values():
-            sources.granules = _latest_granules(sources.granules, log)
-    return _Plan({d: dict(v) for d, v in dated.items()}, dict(static), var_dims, landcover, unknown,
-                 outside)
-
-
-# ----------------------------------------------------------------------------------------------
-# Computing one date
-
-
-def read_granule(granule: _Granule, window: GridWindow) -> GranuleData:
-    """Decoded layers of one granule (HDF4 via pyhdf or HDF5 via h5py)."""
-    if granule.product.fmt == catalog.HDF4:
-        from ciml_ter.data.products.modis import read_hdf4
-        return read_hdf4(granule.name, granule.product, window)
-    from ciml_ter.data.products.viirs import read_hdf5
-    return read_hdf5(granule.name, granule.product, window)
-
-
-def _accumulate(data: GranuleData, window: GridWindow, sums: dict, xp) -> None:
-    """Add one granule's layers into the per-variable BinSums of its product."""
-    for var, values in data.layers.items():
-        values = xp.asarray(values)
-        if data.product.grid == catalog.CMG:
-            part = block_sums(values, data.factor)
-            if var in sums:
-                sums[var] = BinSums(sums[var].sums + part.sums, sums[var].n_valid + part.n_valid,
-                                    sums[var].n_seen + part.n_seen)
-            else:
-                sums[var] = part
-        else:
-            sums[var] = bin_sinusoidal(values, sinusoidal_tile(data.geometry), window, out=sums.get(var))
-
-
-@dataclass
-class _DateResult:
-    values: dict = field(default_factory=dict)  # var -> [(mean float32, count int32, source)]
-    failed: set = field(default_factory=set)  # variables with a granule that could not be read
-    provenance: dict = field(default_factory=dict)  # "SHORT.CCC" -> {"variables", "qc", ...}
-    bad: list = field(default_factory=list)  # (path, reason) of granules that could not be read
-    messages: list = field(default_factory=list)  # log lines, said by rank 0 in date order
-
-
-def _granule_means(granules, window, xp, min_valid_fraction, result: _DateResult):
-    by_product = defaultdict(list)  # by short name: Terra and Aqua (or two VIIRS) kept apart
-    for g in granules:
-        by_product[g.name.product].append(g)
-    for key in sorted(by_product, key=lambda k: (by_product[k][0].product.nominal_res_m, k)):
-        group = by_product[key]
-        product = group[0].product
-        sums: dict = {}
-        for g in sorted(group, key=lambda g: g.name.path.name):
-            try:
-                data = read_granule(g, window)
-            except GranuleError as exc:
-                result.bad.append((str(g.name.path), str(exc)))
-                result.messages.append(f"bad granule {g.name.path}: {exc}")
-                result.failed |= set(product.variables)
-                continue
-            _accumulate(data, window, sums, xp)
-            tag = f"{g.name.product}.{g.name.collection}"
-            entry = result.provenance.setdefault(tag, {"variables": list(product.variables),
-                                                       "guide": product.guide, "layers": {}})
-            entry["layers"].update(data.provenance if "skipped" not in data.provenance else {})
-        for var in product.variables:
-            if var in sums:
-                mean, count = binned_mean(sums[var], min_valid_fraction)
-                result.values.setdefault(var, []).append((_host(mean), _host(count).astype(np.int32), key))
-
-
-def _cube_on_grid(path: Path, var: str, index, window: GridWindow, xp, min_valid_fraction):
-    """A pass-through cube variable (one time step or static) on the target grid: block mean of an
-    aligned grid at the same or an integer-finer resolution."""
-    ds = open_cube(path)
-    da = ds[var] if index is None else ds[var].isel({ds[var].dims[0]: index})
-    da = da.sortby("lat", ascending=False).sortby("lon")
-    if da.attrs.get("units") is not None:
-        da = canonical_units(da, var)
-    lat, lon = da["lat"].values.astype(float), da["lon"].values.astype(float)
-    d = abs(lat[1] - lat[0]) if lat.size > 1 else window.res
-    factor = window.res / d
-    r0 = (lat[0] + d / 2 - window.north) / d
-    c0 = (window.west - (lon[0] - d / 2)) / d
-    if any(abs(v - round(v)) > 1e-6 for v in (factor, r0, c0)) or round(factor) < 1:
-        raise InputError(f"{path}: grid of {var!r} ({d:g} deg from lat {lat[0]:g}, lon {lon[0]:g}) does "
-                         f"not align with the output grid ({window.res:g} deg from {window.north:g} N, "
-                         f"{window.west:g} E) at an integer factor")
-    f, r0, c0 = int(round(factor)), int(round(r0)), int(round(c0))
-    rows, cols = slice(r0, r0 + window.n_lat * f), slice(c0, c0 + window.n_lon * f)
-    if r0 < 0 or c0 < 0 or rows.stop > lat.size or cols.stop > lon.size:
-        raise InputError(f"{path}: {var!r} does not cover the output window")
-    values = np.asarray(da.isel(lat=rows, lon=cols).values, dtype=np.float32)
-    if var in ("pft", "land"):
-        from ciml_ter.kernels import block_resample
-        out = values if f == 1 else block_resample(values.astype(np.float64), f, "mode", 0.0)
-        return np.asarray(out, dtype=np.float32), np.isfinite(out).astype(np.int32)
-    mean, count = binned_mean(block_sums(xp.asarray(values), f), min_valid_fraction)
-    return _host(mean), _host(count).astype(np.int32)
-
-
-def compute_date(sources: _Sources, window: GridWindow, device: str, min_valid_fraction: float) -> _DateResult:
-    """Every variable of one (time dim, date) from its sources, merged by precedence. A work item
-    of the MPI queue: it reads and computes, rank 0 writes."""
-    xp = get_namespace(device)
-    result = _DateResult()
-    _granule_means(sources.granules, window, xp, min_valid_fraction, result)
-    for item in sorted(sources.rasters, key=lambda r: r.path.name):
-        mean, count, prov = rasters.read_on_grid(item, window, result.messages.append)
-        result.values.setdefault(item.var, []).append((mean, np.rint(count).astype(np.int32), "raster"))
-        result.provenance.setdefault("rasters", {})[item.path.name] = prov
-    for c in sources.cube:
-        mean, count = _cube_on_grid(c.path, c.var, c.index, window, xp, min_valid_fraction)
-        result.values.setdefault(c.var, []).append((mean, count, "cube"))
-        result.provenance.setdefault("cubes", {})[c.path.name] = {"variables": [c.var]}
-    return result
-
-
-def merge(parts: list) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """One variable from several sources in precedence order: the first source's value, each later
-    source filling only cells still empty; the count comes from the source of each value."""
-    mean, count, used = parts[0][0].copy(), parts[0][1].copy(), [parts[0][2]]
-    for m, c, source in parts[1:]:
-        fill = np.isnan(mean) & ~np.isnan(m)
-        if fill.any():
-            mean[fill] = m[fill]
-            count[fill] = c[fill]
-            used.append(source)
-    return mean, count, used
 
 
 # ----------------------------------------------------------------------------------------------
@@ -593,7 +247,7 @@ def _batch_size(n_vars: int, window: GridWindow) -> int:
     return max(1, BATCH_BYTES // per_date)
 
 
-def _ingest_static(store: _Store, plan: _Plan, window: GridWindow, xp, min_valid_fraction, done: set,
+def _ingest_static(store: _Store, plan: Plan, window: GridWindow, xp, min_valid_fraction, done: set,
                    summary: IngestSummary, files: dict, log: Callable) -> None:
     layers = {}
     if plan.landcover is not None and not {"pft", "land"} <= done:
@@ -613,7 +267,7 @@ def _ingest_static(store: _Store, plan: _Plan, window: GridWindow, xp, min_valid
             mean, count, prov = rasters.read_on_grid(item, window, log)
             parts.append((mean, count.astype(np.int32), "raster"))
         for c in sources.cube:
-            parts.append((*_cube_on_grid(c.path, var, None, window, xp, min_valid_fraction), "cube"))
+            parts.append((*cube_on_grid(c.path, var, None, window, xp, min_valid_fraction), "cube"))
         mean, _, used = merge(parts)
         layers[var] = (mean, {**_var_attrs(var, used, {}, False), "source_files": ", ".join(sources.files())})
         files[var] = sources.files()
@@ -641,9 +295,9 @@ def _provenance_update(store: _Store, products: dict, files_by_date: dict, dim: 
                         "ingest_files": json.dumps(recorded, sort_keys=True)})
 
 
-def _wanted(sources: _Sources, done: set) -> _Sources:
+def _wanted(sources: Sources, done: set) -> Sources:
     """The part of a date's sources that gives a variable not yet complete."""
-    return _Sources([g for g in sources.granules if set(g.product.variables) - done],
+    return Sources([g for g in sources.granules if set(g.product.variables) - done],
                     [r for r in sources.rasters if r.var not in done],
                     [c for c in sources.cube if c.var not in done])
 
