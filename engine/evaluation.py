@@ -5,8 +5,9 @@ Metrics (units of TER, g C m-2 month-1, except the ratios):
 - ``slope_obs_on_est``: OLS slope of observed regressed on estimated (cov(obs, est) / var(est));
   ``slope_est_on_obs``: OLS slope of estimated regressed on observed (cov / var(obs));
 - at site-month scale (every row), site scale (mean obs and mean est per site), per PFT and per
-  site (site-month rows of that PFT / site) and per latitude band (the top band starts at
-  ``config.analysis.high_latitude``, 60 N by default);
+  site (site-month rows of that PFT / site) and per latitude band (``gridstats.lat_bands``, the
+  same as analyze's regions; the top band starts at ``config.analysis.high_latitude``, 60 N by
+  default);
 - "test" uses each row's out-of-fold estimate; "overall" the full ensemble on every row.
 
 Baselines, on the model's own fold assignment: plain XGBoost (same config and seeds, no causal
@@ -17,6 +18,7 @@ forest (scikit-learn on every device). A baseline that cannot predict a row
 
 Sites of the evaluated table that are not in the model's fold assignment were never used for
 training: their "test" estimate is the full ensemble (and the baselines fitted on all folds).
+``against_truth`` scores a TER map against a known truth (the synthetic world; demo and report).
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Analyses of TER cubes: driver contributions (paper eq. 3-5), regional means, regridding.
+"""Grid statistics of TER cubes: driver contributions (paper eq. 3-5), regional means, the
+latitude bands shared with evaluation, budgets and trends, regridding of other products, values
+at site-months, binned SHAP dependence.
 
 Arrays follow the cube layout: (time, lat, lon) for monthly fields, (lat, lon) for maps,
 (feature, time, lat, lon) for SHAP stacks. NaN marks ocean or missing values.
