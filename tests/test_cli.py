@@ -116,6 +116,7 @@ def test_synth_bad_options_exit_2(tmp_path, args, fragment):
 
 DEVICE_COMMANDS = {
     "synth": ["synth", "--out", "{tmp}/w"],
+    "ingest": ["ingest", "{tmp}/granules", "--out", "{tmp}/cube.zarr"],
     "features": ["features", "--cube", "{tmp}/none.zarr", "--out", "{tmp}/f.zarr"],
     "train": ["train", "--sites", "{tmp}/none.parquet", "--out", "{tmp}/m"],
     "evaluate": ["evaluate", "--model", "{tmp}/none", "--out", "{tmp}/e"],
