@@ -114,7 +114,12 @@ class RunDir:
         except OSError as exc:
             raise InputError(f"{self.path}: run directory is not writable ({exc.strerror})") from None
         if manifest_path.exists():
-            old = self.manifest()
+            try:
+                old = self._recorded_manifest()
+            except InputError:
+                if not restart:
+                    raise
+                old = {}  # another document, or a run from before manifests had a format: start over
             differing = [k for k in IDENTITY_KEYS if old.get(k) != manifest.get(k)]
             if differing and not restart:
                 raise InputError(
@@ -128,6 +133,14 @@ class RunDir:
         atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
         return manifest
 
+    def _recorded_manifest(self) -> dict:
+        """``manifest()`` with the way out named when the file is another document, or a run
+        written before manifests carried a format."""
+        try:
+            return self.manifest()
+        except InputError as exc:
+            raise InputError(f"{exc}; use another --out or --restart to start over") from None
+
     def manifest(self) -> dict:
         """The run's manifest; InputError when the directory holds none or another document."""
         return read_document(self.path / MANIFEST, FORMAT, "run manifest (from `ciml-ter predict`)")
@@ -138,7 +151,7 @@ class RunDir:
         path = self.path / MANIFEST
         if not path.is_file():
             return None
-        return [Tile(*t) for t in self.manifest()["tiles"]]
+        return [Tile(*t) for t in self._recorded_manifest()["tiles"]]
 
     def is_finished(self, tile: Tile) -> bool:
         """True when the tile file exists and matches its recorded checksum."""

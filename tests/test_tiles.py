@@ -78,6 +78,22 @@ def test_same_run_is_reused_and_a_different_one_refused(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["config_hash"] == "xyz"
 
 
+def test_a_run_without_a_manifest_format_needs_restart(tmp_path):
+    """A run directory from before manifests carried "format" (or another JSON document) is
+    refused with the way out named; --restart starts over."""
+    run = RunDir(tmp_path)
+    run.prepare(_manifest())
+    tile = make_tiles(4, 4, 2)[0]
+    run.write_tile(tile, {"ter": np.zeros((1, 2, 2))})
+    old = json.loads((tmp_path / "manifest.json").read_text())
+    del old["format"]
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(InputError, match="format 'ciml-ter-run/1', found None; use another --out or --restart"):
+        run.prepare(_manifest())
+    run.prepare(_manifest(), restart=True)
+    assert not run.is_finished(tile) and run.manifest()["format"] == "ciml-ter-run/1"
+
+
 def test_unwritable_run_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
