@@ -116,3 +116,21 @@ def layer_provenance(layer: Layer, enc: Encoding) -> dict:
     out = {"sds": layer.sds, **enc.as_attrs(), "scaling": "scale_factor * (raw - add_offset)"}
     out["qc"] = layer.qc.text if layer.qc is not None else "fill and valid_range only"
     return out
+
+
+def decode_layers(product: Product, read) -> tuple[dict[str, np.ndarray], dict]:
+    """Every layer of ``product`` decoded, with its provenance. ``read(sds)`` gives the raw array
+    of one science dataset over the granule's placement and its attributes (the HDF4 and HDF5
+    readers differ only there); each QC dataset is read once, however many layers use it."""
+    layers, provenance, qc_words = {}, {}, {}
+    for layer in product.layers:
+        raw, attrs = read(layer.sds)
+        keep = None
+        if layer.qc is not None:
+            if layer.qc.sds not in qc_words:
+                qc_words[layer.qc.sds] = read(layer.qc.sds)[0]
+            keep = layer.qc.accept(qc_words[layer.qc.sds])
+        enc = encoding_from_attrs(attrs)
+        layers[layer.var] = decode(raw, enc, keep)
+        provenance[layer.var] = layer_provenance(layer, enc)
+    return layers, provenance

@@ -6,7 +6,7 @@ from pyhdf.error import HDF4Error
 from pyhdf.SD import SD, SDC
 
 from .catalog import CMG, Product
-from .decode import GranuleData, decode, encoding_from_attrs, layer_provenance
+from .decode import GranuleData, decode_layers
 from .geometry import GranuleError, placement
 from .names import GranuleName
 from .structmeta import StructMetadataError, grid_for
@@ -55,21 +55,16 @@ def read_hdf4(name: GranuleName, product: Product, window: GridWindow | None = N
         if where is None:
             return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
         rows, cols, factor = where
-        layers, provenance, qc_cache = {}, {}, {}
-        for layer in product.layers:
-            raw, attrs = _read_sds(sd, layer.sds, rows, cols)
-            expected = (geometry.y_dim, geometry.x_dim) if product.grid != CMG else \
-                (rows.stop - rows.start, cols.stop - cols.start)
+        expected = (geometry.y_dim, geometry.x_dim) if product.grid != CMG else \
+            (rows.stop - rows.start, cols.stop - cols.start)
+
+        def read(sds_name: str):
+            raw, attrs = _read_sds(sd, sds_name, rows, cols)
             if raw.shape != expected:
-                raise GranuleError(f"{layer.sds} has shape {raw.shape}; StructMetadata says {expected}")
-            keep = None
-            if layer.qc is not None:
-                if layer.qc.sds not in qc_cache:
-                    qc_cache[layer.qc.sds] = _read_sds(sd, layer.qc.sds, rows, cols)[0]
-                keep = layer.qc.accept(qc_cache[layer.qc.sds])
-            enc = encoding_from_attrs(attrs)
-            layers[layer.var] = decode(raw, enc, keep)
-            provenance[layer.var] = layer_provenance(layer, enc)
+                raise GranuleError(f"{sds_name} has shape {raw.shape}; StructMetadata says {expected}")
+            return raw, attrs
+
+        layers, provenance = decode_layers(product, read)
     except HDF4Error as exc:
         raise GranuleError(f"read error ({exc})") from None
     finally:

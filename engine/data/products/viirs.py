@@ -10,7 +10,7 @@ import numpy as np
 from ciml_ter.kernels.binning import GridWindow
 
 from .catalog import Product
-from .decode import GranuleData, decode, encoding_from_attrs, layer_provenance
+from .decode import GranuleData, decode_layers
 from .geometry import GranuleError, placement
 from .names import GranuleName
 from .structmeta import StructMetadataError, grid_for
@@ -56,21 +56,15 @@ def read_hdf5(name: GranuleName, product: Product, window: GridWindow | None = N
         if where is None:
             return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
         rows, cols, factor = where
-        layers, provenance, qc_cache = {}, {}, {}
-        for layer in product.layers:
-            ds = _dataset(f, geometry.name, layer.sds)
+
+        def read(sds_name: str):
+            ds = _dataset(f, geometry.name, sds_name)
             if ds.shape != (geometry.y_dim, geometry.x_dim):
-                raise GranuleError(f"{layer.sds} has shape {ds.shape}; StructMetadata says "
+                raise GranuleError(f"{sds_name} has shape {ds.shape}; StructMetadata says "
                                    f"{(geometry.y_dim, geometry.x_dim)}")
-            raw = ds[rows, cols]
-            keep = None
-            if layer.qc is not None:
-                if layer.qc.sds not in qc_cache:
-                    qc_cache[layer.qc.sds] = _dataset(f, geometry.name, layer.qc.sds)[rows, cols]
-                keep = layer.qc.accept(qc_cache[layer.qc.sds])
-            enc = encoding_from_attrs(dict(ds.attrs))
-            layers[layer.var] = decode(raw, enc, keep)
-            provenance[layer.var] = layer_provenance(layer, enc)
+            return ds[rows, cols], dict(ds.attrs)
+
+        layers, provenance = decode_layers(product, read)
     except (OSError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged files
         raise GranuleError(f"read error ({type(exc).__name__}: {exc})") from None
     finally:
