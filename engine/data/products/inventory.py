@@ -22,7 +22,7 @@ from ciml_ter.data.cube import open_cube
 from ciml_ter.data.products import catalog, names, rasters
 from ciml_ter.data.products.decode import GranuleData
 from ciml_ter.data.products.geometry import GranuleError, block_sums, sinusoidal_tile
-from ciml_ter.device import get_namespace
+from ciml_ter.device import get_namespace, to_host
 from ciml_ter.errors import InputError
 from ciml_ter.kernels.binning import BinSums, GridWindow, bin_sinusoidal, binned_mean
 
@@ -83,10 +83,6 @@ def parse_months(months) -> tuple[dt.date, dt.date] | None:
     if last < first:
         raise InputError(f"months {months!r}: the last month is before the first")
     return first.start_time.date(), (last + 1).start_time.date()
-
-
-def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,7 +308,7 @@ def _granule_means(granules, window, xp, min_valid_fraction, result: DateResult)
         for var in product.variables:
             if var in sums:
                 mean, count = binned_mean(sums[var], min_valid_fraction)
-                result.values.setdefault(var, []).append((_host(mean), _host(count).astype(np.int32), key))
+                result.values.setdefault(var, []).append((to_host(mean), to_host(count).astype(np.int32), key))
 
 
 def cube_on_grid(path: Path, var: str, index, window: GridWindow, xp, min_valid_fraction):
@@ -342,7 +338,7 @@ def cube_on_grid(path: Path, var: str, index, window: GridWindow, xp, min_valid_
         out = values if f == 1 else block_resample(values.astype(np.float64), f, "mode", 0.0)
         return np.asarray(out, dtype=np.float32), np.isfinite(out).astype(np.int32)
     mean, count = binned_mean(block_sums(xp.asarray(values), f), min_valid_fraction)
-    return _host(mean), _host(count).astype(np.int32)
+    return to_host(mean), to_host(count).astype(np.int32)
 
 
 def compute_date(sources: Sources, window: GridWindow, device: str, min_valid_fraction: float) -> DateResult:
