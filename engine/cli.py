@@ -334,6 +334,8 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
           seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per fold (default 20)."),
           device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " With auto, "
                                                "tables below train.gpu_min_rows train on the CPU."),
+          settings: Optional[Path] = typer.Option(None, "--settings", help="Settings from 'ciml-ter tune' "
+                                                  "(its folds, predictors and each fold's settings)."),
           config_path: Optional[Path] = CONFIG_OPTION):
     """Train the ensemble (folds x seeds, grouped by site) and evaluate it against baselines."""
     from ciml_ter.stages import evaluate as evaluate_stage
@@ -341,14 +343,35 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
 
     if weights and no_causal:
         raise CimlTerError("--weights and --no-causal exclude each other: give one")
+    if settings and folds is not None:
+        raise CimlTerError("--settings and --folds exclude each other: the settings file fixes the folds")
     config = _with_options(_load(config_path), train__folds=folds, train__seeds=seeds,
                            device=device, train__causal=False if no_causal else None)
     _device(config, None)  # the setting stays as given: "auto" chooses by table size when training
     with _progress("train") as update:
-        path = stage.run(sites_table, model_dir, config, weights_path=weights, progress=update)
+        path = stage.run(sites_table, model_dir, config, weights_path=weights, progress=update,
+                         settings_path=settings)
         evaluate_stage.run(path, path, config, sites_path=sites_table, progress=update)
     _print_metrics(Path(path) / "metrics.json")
     out.print(f"wrote {path} (metrics.json, tables, figures)")
+
+
+@app.command()
+def tune(sites_table: Path = typer.Option(..., "--sites", help="Site-month table (Parquet)."),
+         settings_out: Path = typer.Option(..., "--out", help="Settings file to write (TOML), for "
+                                           "'ciml-ter train --settings'."),
+         trials: int = typer.Option(30, "--trials", min=1, help="Optuna trials per outer fold."),
+         folds: Optional[int] = typer.Option(None, "--folds", help="Outer folds grouped by site (default 10)."),
+         no_causal: bool = typer.Option(False, "--no-causal", help="Search without causal weights."),
+         config_path: Optional[Path] = CONFIG_OPTION):
+    """Choose each outer fold's XGBoost and causal-weighting settings on its own training sites."""
+    from ciml_ter.stages import tune as stage
+
+    config = _with_options(_load(config_path), train__folds=folds, train__causal=False if no_causal else None)
+    with _progress("tune") as update:
+        document = stage.run(sites_table, settings_out, config, trials=trials, progress=update)
+    out.print(f"wrote {settings_out}: {len(document['fold'])} folds x {trials} trials in {document['seconds']:.0f} s; "
+              f"mean inner MAE {document['inner_mae_mean']:.2f}")
 
 
 @app.command()

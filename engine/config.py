@@ -20,6 +20,10 @@ from ciml_ter.errors import ConfigError
 from ciml_ter.kernels.scvtg import DEFAULT_LEVELS, scvtg_names
 
 
+# XGBoost regression objectives whose margin is the prediction (members merge by leaf values)
+IDENTITY_OBJECTIVES = ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror")
+
+
 @dataclass
 class GridConfig:
     """Output grid: resolution (degrees), window (W, S, E, N in degrees), years (first, last)."""
@@ -46,41 +50,73 @@ class FeaturesConfig:
 
 @dataclass
 class CausalConfig:
-    """PCMCI+ settings and the floor weight kept by features with no causal link to TER."""
+    """PCMCI+ settings and how causal strengths become XGBoost feature weights (``causal``):
+    which weights train the model ("pooled" over all sites, or "per_pft": the PFTs' weights
+    averaged by their share of the rows, pooled for a PFT with fewer than ``min_pft_sites``
+    sites); |Pearson r| from which a non-parent driver is a parent's collinear sibling, and the
+    share of that parent's weight it gets; floor weight and power of the strengths."""
 
     pc_alpha: float = 0.05
     tau_max: int = 0
+    weights: str = "per_pft"
+    min_pft_sites: int = 5
+    collinear_r: float = 0.8
+    sibling_share: float = 0.5
     weight_floor: float = 0.01
-    per_pft: bool = True
+    weight_power: float = 1.0
 
 
 @dataclass
 class XGBoostConfig:
-    """XGBoost hyper-parameters (DESIGN.md section 4)."""
+    """XGBoost hyper-parameters (DESIGN.md section 4). ``gamma`` is in units of the variance of
+    one row's squared gradient (``training.gain_scale``: var(ter) for squared error, huber_slope² for
+    pseudo-Huber, 1 for absolute error), so that it means the same for any TER scale. The
+    objective is one with an identity link (the members are merged by their leaf values);
+    absolute error fits what the evaluation scores (MAE). ``huber_slope`` is in g C m-2 month-1. ``early_stopping_rounds`` 0: every member is fitted with
+    ``num_boost_round`` rounds; above 0: each fold's rounds are chosen by site-grouped
+    cross-validation on its training sites (``train.inner_folds``) with that patience, up to
+    ``num_boost_round``, then every member of the fold is refitted on all its training sites."""
 
     tree_method: str = "hist"
+    objective: str = "reg:absoluteerror"
+    huber_slope: float = 20.0
     learning_rate: float = 0.05
     max_depth: int = 5
     min_child_weight: float = 3.0
-    gamma: float = 0.4
+    gamma: float = 0.0
+    reg_lambda: float = 1.0
     subsample: float = 0.8
     colsample_bylevel: float = 0.6
     colsample_bynode: float = 0.8
-    num_boost_round: int = 10000
-    early_stopping_rounds: int = 30
+    num_boost_round: int = 2000
+    early_stopping_rounds: int = 200
 
 
 @dataclass
 class TrainConfig:
-    """Ensemble: folds grouped by site x seeds; share of training sites held for early stopping."""
+    """Ensemble: folds grouped by site x seeds; site-grouped folds inside each fold's training
+    sites that choose its number of rounds (``xgboost.early_stopping_rounds``)."""
 
     folds: int = 10
     seeds: int = 20
-    validation_share: float = 0.1
+    inner_folds: int = 3
     workers: int = 0  # 0 = one per CPU core
     causal: bool = True
     gpu_min_rows: int = 200_000  # device "auto" trains on the GPU from this many site-months
     gpu_workers: int = 4  # members trained at once on one GPU (threads)
+
+
+@dataclass
+class PredictorsConfig:
+    """Context predictors that train and predict add to the drivers alike: ``season``, the
+    hemisphere-aware month as sin/cos (shifted 6 months south of the equator; replaces the integer
+    ``month``); ``igbp``, one column per IGBP class of the training sites (tower metadata, or the
+    land-cover layer at the tower pixel for tables built from a cube); ``climatology``, the
+    multi-year mean of every time-varying driver at each site or pixel (never of TER)."""
+
+    season: bool = True
+    igbp: bool = False
+    climatology: bool = True
 
 
 @dataclass
@@ -153,6 +189,7 @@ class PipelineConfig:
     causal: CausalConfig = field(default_factory=CausalConfig)
     xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    predictors: PredictorsConfig = field(default_factory=PredictorsConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
@@ -188,19 +225,27 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "causal.pc_alpha": (lambda v: 0 < v < 1, "a significance level in (0, 1)"),
     "causal.tau_max": (lambda v: v >= 0, "an integer lag >= 0"),
     "causal.weight_floor": (lambda v: 0 <= v < 1, "a weight in [0, 1)"),
+    "causal.weights": (lambda v: v in ("pooled", "per_pft"), "'pooled' or 'per_pft'"),
+    "causal.min_pft_sites": (lambda v: v >= 2, "an integer >= 2"),
+    "causal.collinear_r": (lambda v: 0 < v <= 1, "a correlation in (0, 1]"),
+    "causal.sibling_share": (lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+    "causal.weight_power": (lambda v: 0 <= v <= 4, "a power in [0, 4]"),
     "xgboost.tree_method": (lambda v: v in ("hist", "approx", "exact"), "'hist', 'approx' or 'exact'"),
+    "xgboost.objective": (lambda v: v in IDENTITY_OBJECTIVES, "one of " + ", ".join(map(repr, IDENTITY_OBJECTIVES))),
+    "xgboost.huber_slope": (lambda v: v > 0, "a slope > 0 (g C m-2 month-1)"),
     "xgboost.learning_rate": (lambda v: 0 < v <= 1, "a rate in (0, 1]"),
     "xgboost.max_depth": (lambda v: v >= 1, "an integer >= 1"),
     "xgboost.min_child_weight": (lambda v: v >= 0, "a number >= 0"),
-    "xgboost.gamma": (lambda v: v >= 0, "a number >= 0"),
+    "xgboost.gamma": (lambda v: v >= 0, "a number >= 0 (units of the target variance)"),
+    "xgboost.reg_lambda": (lambda v: v >= 0, "a number >= 0"),
     "xgboost.subsample": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
     "xgboost.colsample_bylevel": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
     "xgboost.colsample_bynode": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
     "xgboost.num_boost_round": (lambda v: v >= 1, "an integer >= 1"),
-    "xgboost.early_stopping_rounds": (lambda v: v >= 1, "an integer >= 1"),
+    "xgboost.early_stopping_rounds": (lambda v: v >= 0, "an integer >= 0 (0 = fixed rounds)"),
     "train.folds": (lambda v: v >= 2, "an integer >= 2"),
     "train.seeds": (lambda v: v >= 1, "an integer >= 1"),
-    "train.validation_share": (lambda v: 0 < v < 0.5, "a fraction in (0, 0.5)"),
+    "train.inner_folds": (lambda v: v >= 2, "an integer >= 2"),
     "train.workers": (lambda v: v >= 0, "an integer >= 0 (0 = one per core)"),
     "train.gpu_min_rows": (lambda v: v >= 0, "an integer >= 0"),
     "train.gpu_workers": (lambda v: v >= 1, "an integer >= 1"),

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ciml_ter.config import PipelineConfig, config_from_dict
+from ciml_ter.config import IDENTITY_OBJECTIVES, PipelineConfig, config_from_dict
 from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_write
 from ciml_ter.inference import fold_means, predict_rows
+from ciml_ter.predictors import PredictorSpec, table_matrix
 from ciml_ter.sitetable import SiteTable
 
 MANIFEST = "manifest.json"
@@ -91,9 +92,9 @@ def _parsed(booster, n_trees: int) -> dict:
     """The JSON model of the first ``n_trees`` trees of ``booster``, checked to be mergeable."""
     doc = json.loads(booster[:n_trees].save_raw("json"))
     objective = doc["learner"]["objective"]["name"]
-    if objective != "reg:squarederror":
-        raise ValueError(f"merging boosters: expected objective reg:squarederror (identity link), "
-                         f"found {objective}")
+    if objective not in IDENTITY_OBJECTIVES:
+        raise ValueError(f"merging boosters: expected an objective with an identity link "
+                         f"({', '.join(IDENTITY_OBJECTIVES)}), found {objective}")
     if int(doc["learner"]["gradient_booster"]["model"]["gbtree_model_param"]["num_parallel_tree"]) != 1:
         raise ValueError("merging boosters: expected one tree per iteration (num_parallel_tree 1)")
     return doc
@@ -128,7 +129,7 @@ def _merged(docs: list[dict], weights: list[float]):
 
 def merge_boosters(boosters: list, iterations: list[int], weights: list[float]):
     """One booster whose margin is sum_i weights[i] x margin of boosters[i] (its first
-    iterations[i] trees). For reg:squarederror the margin is the prediction; tree SHAP of the
+    iterations[i] trees). For the identity-link objectives the margin is the prediction; tree SHAP of the
     result equals the same weighted sum of the members' SHAP."""
     return _merged([_parsed(b, n) for b, n in zip(boosters, iterations)], weights)
 
@@ -197,11 +198,19 @@ class Ensemble:
     def config(self) -> PipelineConfig:
         return config_from_dict(self.manifest["config"], str(self.path / MANIFEST))
 
+    @property
+    def predictors(self) -> PredictorSpec:
+        """Which columns the model takes (``predictors.PredictorSpec``; older models: the features)."""
+        spec = self.manifest.get("predictors")
+        return PredictorSpec.from_dict(spec) if spec else PredictorSpec(self.features)
+
     def check_features(self, features: list[str], source: str = "<table>") -> None:
-        """InputError naming the missing/extra predictors when ``features`` differ from the model's."""
-        mine = self.features
+        """InputError naming the missing/extra predictors when ``features`` (a table's or a cube's)
+        differ from the model's drivers (an integer ``month`` the season terms replace is allowed)."""
+        spec = self.predictors
+        mine = spec.drivers
         missing = [f for f in mine if f not in features]
-        extra = [f for f in features if f not in mine]
+        extra = [f for f in features if f not in mine and not (spec.season and f == "month")]
         if missing or extra:
             parts = []
             if missing:
@@ -212,9 +221,9 @@ class Ensemble:
                              f"({'; '.join(parts)}); expected {', '.join(mine)}")
 
     def matrix(self, table: SiteTable) -> np.ndarray:
-        """The table's predictors in the model's order (after checking them)."""
+        """The model's predictor matrix of a table (drivers checked, context columns added)."""
         self.check_features(table.features, table.path)
-        return table.frame[self.features].to_numpy(dtype=np.float32)
+        return table_matrix(table.frame, self.predictors, table.path)
 
     @functools.cached_property
     def merged(self) -> MergedEnsemble:

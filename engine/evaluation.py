@@ -8,7 +8,9 @@ Metrics (units of TER, g C m-2 month-1, except the ratios):
   site (site-month rows of that PFT / site) and per latitude band (``gridstats.lat_bands``, the
   same as analyze's regions; the top band starts at ``config.analysis.high_latitude``, 60 N by
   default);
-- "test" uses each row's out-of-fold estimate; "overall" the full ensemble on every row.
+- "test" uses each row's out-of-fold estimate; "overall" the full ensemble on every row;
+- ``site_bootstrap``: percentile intervals of test MAE and paired MAE differences between
+  models, resampling whole sites with replacement (rows of a site are not independent).
 
 Baselines, on the model's own fold assignment: plain XGBoost (same config and seeds, no causal
 weights), Lloyd-Taylor and Q10 fitted per PFT on temperature with scipy (a PFT with fewer than
@@ -114,6 +116,76 @@ def scale_metrics(frame: pd.DataFrame, test: np.ndarray, overall: np.ndarray | N
             if sel.any():
                 out["by_lat_band"][name] = {k: metrics(obs[sel], v[sel]) for k, v in sets.items()}
     return out
+
+
+def site_bootstrap(obs, estimates: dict[str, np.ndarray], sites, n_boot: int = 1000, seed: int = 0,
+                   level: float = 0.95, reference: str | None = None, draws: np.ndarray | None = None) -> dict:
+    """Test MAE of each model with a site-bootstrap interval, and paired differences of MAE.
+
+    Whole sites are resampled with replacement (``n_boot`` draws of as many sites as there are);
+    every model is scored on the same resampled sites, so the differences are paired. Rows where
+    ``obs`` or any estimate is not finite are left out of every model (``n_rows_dropped``).
+    MAEs and differences are in the units of ``obs`` (TER: g C m-2 month-1).
+
+    Returns ``{"models": {name: {"mae", "low", "high"}}, "differences": {name: {"difference",
+    "low", "high", "share_below_zero"}}, ...}``: ``mae`` over all kept rows, ``low``/``high`` the
+    percentile interval at ``level`` of the resampled MAEs; ``difference`` is MAE(reference) -
+    MAE(name) (``reference`` defaults to the first model), ``share_below_zero`` the share of
+    resamples where the reference has the lower MAE. ``draws`` ((n_boot, n_sites) indices into
+    the sorted sites that keep rows) replaces the seeded draws.
+    """
+    if not estimates:
+        raise ValueError("site_bootstrap: no estimates to compare")
+    if not 0 < level < 1:
+        raise ValueError(f"site_bootstrap: level must be between 0 and 1, not {level}")
+    reference = next(iter(estimates)) if reference is None else reference
+    if reference not in estimates:
+        raise ValueError(f"site_bootstrap: reference {reference!r} is not one of {', '.join(estimates)}")
+    obs, sites = np.asarray(obs, dtype=np.float64), np.asarray(sites)
+    lengths = {name: len(v) for name, v in estimates.items() if len(v) != len(obs)}
+    if lengths or len(sites) != len(obs):
+        raise ValueError(f"site_bootstrap: {len(obs)} observations but {len(sites)} sites and estimates of "
+                         f"length {lengths or 'as many'}")
+    est = np.column_stack([np.asarray(v, dtype=np.float64) for v in estimates.values()])
+    keep = np.isfinite(obs) & np.isfinite(est).all(axis=1)
+    if not keep.any():
+        raise ValueError("site_bootstrap: no row has an observation and every estimate")
+    _, site_of_row = np.unique(sites[keep], return_inverse=True)
+    n_sites = int(site_of_row.max()) + 1
+    abs_sum = np.zeros((n_sites, est.shape[1]))
+    np.add.at(abs_sum, site_of_row, np.abs(est[keep] - obs[keep, None]))
+    rows = np.bincount(site_of_row, minlength=n_sites).astype(np.float64)
+    seeded = draws is None
+    if seeded:
+        if n_boot < 1:
+            raise ValueError(f"site_bootstrap: n_boot must be at least 1, not {n_boot}")
+        draws = np.random.default_rng(seed).integers(0, n_sites, size=(n_boot, n_sites))
+    draws = np.asarray(draws)
+    if draws.ndim != 2 or not draws.size or draws.shape[1] != n_sites or draws.min() < 0 or draws.max() >= n_sites:
+        raise ValueError(f"site_bootstrap: draws must be a (n_boot >= 1, {n_sites}) array of site indices "
+                         f"0 to {n_sites - 1}, not shape {draws.shape}")
+    n_boot = len(draws)
+    counts = np.bincount((draws + n_sites * np.arange(n_boot)[:, None]).ravel(),
+                         minlength=n_boot * n_sites).reshape(n_boot, n_sites).astype(np.float64)
+    mae = counts @ abs_sum / (counts @ rows)[:, None]  # (n_boot, model)
+    point = abs_sum.sum(axis=0) / rows.sum()
+    tails = [(1 - level) / 2, (1 + level) / 2]
+    low, high = np.quantile(mae, tails, axis=0)
+    keys = list(estimates)
+    ref = keys.index(reference)
+    differences = {}
+    for k, name in enumerate(keys):
+        if k != ref:
+            diff = mae[:, ref] - mae[:, k]
+            d_low, d_high = np.quantile(diff, tails)
+            differences[name] = {"difference": float(point[ref] - point[k]), "low": float(d_low),
+                                 "high": float(d_high), "share_below_zero": float(np.mean(diff < 0))}
+    return {"models": {name: {"mae": float(point[k]), "low": float(low[k]), "high": float(high[k])}
+                       for k, name in enumerate(keys)},
+            "reference": reference, "differences": differences,
+            "difference": f"MAE of {reference} minus MAE of the other model (paired, same resampled sites)",
+            "level": level, "n_boot": n_boot, "seed": seed if seeded else None, "n_sites": n_sites, "n_rows": int(keep.sum()),
+            "n_rows_dropped": int((~keep).sum())}
 
 
 # --------------------------------------------------------------------------- temperature models

@@ -17,6 +17,7 @@
   (nearest, or the 3 x 3 median), joined by month; sites outside the grid or on water and
   months outside the cube's period are left out and reported (:func:`cube_predictors`).
 
+Tables from a cube also have ``igbp``, the cube's land-cover class at the tower pixel.
 The table has columns ``site, lat, lon, pft, time, ter`` (time = month start,
 datetime64; ter in g C m-2 month-1), then the predictor columns in training order. The
 order is returned (``SiteTableReport.predictors``) and stored in the Parquet schema
@@ -42,6 +43,7 @@ import pandas as pd
 
 from ciml_ter.data.flux import FluxReport, read_abcflux, read_fluxnet_dir, rows_per_site
 from ciml_ter.errors import InputError
+from ciml_ter.predictors import IGBP_COLUMN, igbp_labels
 from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger(__name__)
@@ -174,6 +176,8 @@ def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
         table = rows.loc[inside, list(BASE_COLUMNS)].copy()
         for k, n in enumerate(names):
             table[n] = values[k, index[inside]]
+        if "pft" in cube:  # the land-cover class at the tower pixel (predictors.igbp)
+            table[IGBP_COLUMN] = igbp_labels(np.asarray(cube.pft.values)[i, j], dict(cube.pft.attrs)).item()
         parts.append(table)
     if not parts:
         raise InputError(f"{features}: no flux site falls on a land pixel of the cube "

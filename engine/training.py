@@ -1,8 +1,13 @@
 """Training the TER ensemble: site-grouped folds, XGBoost parameters, members in parallel.
 
-One member per (fold, seed): fold k is trained on the sites outside fold k, with an early-
-stopping split that is also a set of whole sites, XGBoost ``hist`` with the config's
-parameters and the causal ``feature_weights`` (which only act because colsample_* < 1).
+One member per (fold, seed): fold k is trained on the sites outside fold k. Its number of rounds
+is chosen once per fold by site-grouped cross-validation inside those training sites
+(``train.inner_folds``, patience ``xgboost.early_stopping_rounds``; or fixed at
+``xgboost.num_boost_round`` when the patience is 0), then every seed's member is fitted on all
+the fold's training sites with that many rounds: no training site is held back from a member.
+XGBoost ``hist`` with the fold's parameters (the config, or per-fold settings from
+``ciml-ter tune``) and the causal ``feature_weights`` (which act because colsample_* < 1).
+Predictors are ``predictors.plan``'s: the table's drivers plus the context columns.
 Members are trained in parallel processes (``config.train.workers``, 0 = one per core) with
 ``nthread`` chosen so that workers x nthread <= cores, or in threads sharing the GPU. Folds are
 always over all sites, whatever the PFT; too few sites for the folds is an InputError naming a
@@ -23,6 +28,7 @@ import pandas as pd
 from ciml_ter.config import PipelineConfig, config_from_dict
 from ciml_ter.ensemble import Ensemble, load_ensemble, save_manifest, save_member
 from ciml_ter.errors import InputError
+from ciml_ter.predictors import CLIMATOLOGY_PREFIX, PredictorSpec, plan, table_matrix
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import TARGET, SiteTable
 from ciml_ter.units import TER_UNITS
@@ -32,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- folds
-MIN_TRAINING_SITES = 2  # sites each fold's members train on (one of them held for early stopping)
+MIN_TRAINING_SITES = 2  # sites each fold's members train on (at least one per inner fold)
 
 
 def _folds_leave_enough(n_sites: int, n_folds: int) -> bool:
@@ -58,52 +64,92 @@ def assign_folds(sites, n_folds: int, seed: int = 0, source: str = "<table>") ->
     return {str(unique[i]): int(k % n_folds) for k, i in enumerate(order)}
 
 
-def validation_sites(train_sites: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Whole sites held out of a training set for early stopping (at least one)."""
-    unique = np.unique(train_sites)
-    n = min(max(1, round(share * len(unique))), len(unique) - 1)
-    return rng.choice(unique, size=n, replace=False)
+def inner_splits(sites: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Site-grouped (fit rows, held-out rows) index pairs over ``sites`` (at most one fold per site)."""
+    unique = np.unique(sites)
+    n_folds = min(n_folds, len(unique))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of_site = dict(zip(unique[order], np.arange(len(unique)) % n_folds))
+    fold = np.array([fold_of_site[s] for s in sites])
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]
 
 
 # --------------------------------------------------------------------------- training
-def xgb_params(config: PipelineConfig, seed: int, nthread: int, device: str) -> dict:
-    """The booster parameters (DESIGN.md section 4 via ``config.xgboost``)."""
+def gain_scale(config: PipelineConfig, y: np.ndarray) -> float:
+    """The split gain of one row's squared gradient under the objective, in which ``xgboost.gamma``
+    is given: var(y) for squared error, huber_slope² for pseudo-Huber, 1 for absolute error
+    (whose gradients are ±1)."""
     c = config.xgboost
-    return {"objective": "reg:squarederror", "eval_metric": "rmse", "tree_method": c.tree_method,
-            "learning_rate": c.learning_rate, "max_depth": c.max_depth,
-            "min_child_weight": c.min_child_weight, "gamma": c.gamma, "subsample": c.subsample,
+    return {"reg:squarederror": float(np.var(y)), "reg:pseudohubererror": c.huber_slope ** 2,
+            "reg:absoluteerror": 1.0}[c.objective]
+
+
+def xgb_params(config: PipelineConfig, seed: int, nthread: int, device: str, y: np.ndarray) -> dict:
+    """The booster parameters (DESIGN.md section 4 via ``config.xgboost``) for training target
+    ``y``; ``gamma`` is scaled by ``gain_scale``; early stopping watches the MAE."""
+    c = config.xgboost
+    slope = {"huber_slope": c.huber_slope} if c.objective == "reg:pseudohubererror" else {}
+    return {"objective": c.objective, **slope, "eval_metric": "mae",
+            "tree_method": c.tree_method, "learning_rate": c.learning_rate, "max_depth": c.max_depth,
+            "min_child_weight": c.min_child_weight, "gamma": c.gamma * gain_scale(config, y),
+            "reg_lambda": c.reg_lambda, "subsample": c.subsample,
             "colsample_bylevel": c.colsample_bylevel, "colsample_bynode": c.colsample_bynode,
             "seed": int(seed), "nthread": int(nthread), "device": device}
+
+
+def fold_config(config: PipelineConfig, settings: dict | None) -> PipelineConfig:
+    """``config`` with one fold's settings (nested sections, e.g. {"xgboost": {...}}) laid over it."""
+    if not settings:
+        return config
+    merged = config.to_dict()
+    for section, values in settings.items():
+        merged[section] = {**merged[section], **values}
+    return config_from_dict(merged, "fold settings")
 
 
 _DATA: dict = {}
 
 
-def _init_worker(x, y, sites, weights, config_dict, device, nthread):
-    _DATA.update(x=x, y=y, sites=sites, weights=weights, config=config_from_dict(config_dict),
-                 device=device, nthread=nthread)
+def _init_worker(x, y, sites, weights, configs, device, nthread):
+    _DATA.update(x=x, y=y, sites=sites, weights=weights, device=device, nthread=nthread,
+                 configs={k: config_from_dict(c) for k, c in configs.items()})
 
 
-def _train_member(task: tuple[int, int, np.ndarray]) -> tuple[int, int, bytes, int, int]:
-    """Train one (fold, seed) member in a worker; returns its UBJSON bytes and best iteration."""
+def _dmatrix(rows: np.ndarray, fold: int):
     import xgboost as xgb
 
-    fold, seed, train_idx = task
     d = _DATA
-    config: PipelineConfig = d["config"]
-    rng = np.random.default_rng([config.seed, fold, seed])
-    sites = d["sites"][train_idx]
-    held = np.isin(sites, validation_sites(sites, config.train.validation_share, rng))
-    fit_idx, val_idx = train_idx[~held], train_idx[held]
-    kw = {"feature_weights": d["weights"]} if d["weights"] is not None else {}
-    dfit = xgb.DMatrix(d["x"][fit_idx], label=d["y"][fit_idx], **kw)
-    dval = xgb.DMatrix(d["x"][val_idx], label=d["y"][val_idx])
-    params = xgb_params(config, config.seed * 1000 + seed, d["nthread"], d["device"])
-    booster = xgb.train(params, dfit, num_boost_round=config.xgboost.num_boost_round,
-                        evals=[(dval, "validation")],
-                        early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
-    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
-    return fold, seed, bytes(booster.save_raw("ubj")), best, int(booster.num_boosted_rounds())
+    w = d["weights"].get(fold)
+    kw = {"feature_weights": w} if w is not None else {}
+    return xgb.DMatrix(d["x"][rows], label=d["y"][rows], **kw)
+
+
+def _choose_rounds(task: tuple) -> tuple[str, int, int, float]:
+    """Rounds for one fold: site-grouped CV on its training rows, mean held-out MAE, patience
+    ``early_stopping_rounds``; returns ("rounds", fold, rounds, best mean MAE)."""
+    import xgboost as xgb
+
+    fold, train_idx = task
+    d = _DATA
+    config: PipelineConfig = d["configs"][fold]
+    splits = inner_splits(d["sites"][train_idx], config.train.inner_folds, config.seed * 1000 + fold)
+    params = xgb_params(config, config.seed * 1000, d["nthread"], d["device"], d["y"][train_idx])
+    curve = xgb.cv(params, _dmatrix(train_idx, fold), num_boost_round=config.xgboost.num_boost_round,
+                   folds=splits, early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
+    return "rounds", fold, len(curve), float(curve["test-mae-mean"].iloc[-1])
+
+
+def _train_member(task: tuple) -> tuple:
+    """One (fold, seed) member on all the fold's training rows for the fold's rounds; returns
+    ("member", fold, seed, UBJSON bytes, rounds)."""
+    import xgboost as xgb
+
+    fold, seed, train_idx, rounds = task
+    d = _DATA
+    config: PipelineConfig = d["configs"][fold]
+    params = xgb_params(config, config.seed * 1000 + seed, d["nthread"], d["device"], d["y"][train_idx])
+    booster = xgb.train(params, _dmatrix(train_idx, fold), num_boost_round=rounds, verbose_eval=False)
+    return "member", fold, seed, bytes(booster.save_raw("ubj")), rounds
 
 
 def training_device(requested: str, n_rows: int, config: PipelineConfig) -> str:
@@ -140,35 +186,53 @@ def _versions() -> dict:
             "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
 
 
-def weights_vector(weights: dict[str, float] | None, features: list[str], source: str) -> np.ndarray | None:
-    """Feature weights in the order of ``features``; InputError if some feature has none."""
-    if weights is None:
-        return None
-    missing = [f for f in features if f not in weights]
+def feature_weights(drivers: dict[str, float], spec: PredictorSpec) -> np.ndarray:
+    """XGBoost feature weights (sum 1) in the order of ``spec.features``: each driver its causal
+    weight, a driver's climatology the driver's, the season and IGBP columns the mean driver weight."""
+    missing = [f for f in spec.drivers if f not in drivers]
     if missing:
-        raise InputError(f"{source}: no causal weight for feature(s) {', '.join(missing)}; "
-                         f"rerun `ciml-ter causal` on this table")
-    w = np.array([float(weights[f]) for f in features], dtype=np.float32)
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise InputError(f"{source}: causal weights must be finite, >= 0 and not all 0, found {w.tolist()}")
-    return w
+        raise InputError(f"no causal weight for feature(s) {', '.join(missing)}; rerun `ciml-ter causal` "
+                         f"on this table")
+    base = np.array([float(drivers[f]) for f in spec.drivers])
+    if not np.all(np.isfinite(base)) or np.any(base < 0) or base.sum() <= 0:
+        raise InputError(f"causal weights must be finite, >= 0 and not all 0, found {base.tolist()}")
+    by_name = dict(zip(spec.drivers, base))
+    mean = base.mean()
+    w = [by_name.get(f, by_name.get(f.removeprefix(CLIMATOLOGY_PREFIX), mean)) if f.startswith(CLIMATOLOGY_PREFIX)
+         else by_name.get(f, mean) for f in spec.features]
+    w = np.asarray(w, dtype=np.float64)
+    return (w / w.sum()).astype(np.float32)
+
+
+def _rounds_summary(rounds: dict[int, int]) -> dict:
+    values = np.array(sorted(rounds.values()))
+    q = np.percentile(values, [0, 25, 50, 75, 100])
+    return {"by_fold": {str(k): int(v) for k, v in sorted(rounds.items())},
+            "min": int(q[0]), "p25": float(q[1]), "median": float(q[2]), "p75": float(q[3]), "max": int(q[4])}
 
 
 def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path,
-                   weights: dict[str, float] | None = None, causal_info: dict | None = None,
-                   device: str | None = None, progress: ProgressCallback = None,
-                   folds: dict[str, int] | None = None) -> Ensemble:
+                   causal_result: dict | None = None, device: str | None = None,
+                   progress: ProgressCallback = None, folds: dict[str, int] | None = None,
+                   spec: PredictorSpec | None = None, fold_settings: dict[int, dict] | None = None) -> Ensemble:
     """Train folds x seeds members, write them and the manifest to ``out_dir``; return the Ensemble.
 
-    ``weights`` (feature -> weight) become the DMatrix ``feature_weights``; None trains the
-    plain model. ``folds`` (site -> fold) reuses a fold assignment (baselines on the same folds).
+    Predictors: ``spec`` (default ``predictors.plan(table, config)``). ``causal_result`` (from
+    ``causal.discover_weights``) gives each fold's feature weights (``causal.driver_weights`` under
+    the fold's config, PFT shares of the fold's training rows); None trains the plain model.
+    ``folds`` (site -> fold) reuses a fold assignment; ``fold_settings`` (fold -> nested settings,
+    from ``ciml-ter tune``) overrides the config per fold. Each fold's rounds come from
+    ``_choose_rounds`` (or are ``num_boost_round`` when ``early_stopping_rounds`` is 0); every
+    member is then fitted on all the fold's training sites.
     """
+    from ciml_ter.causal import driver_weights, summary
     from ciml_ter.device import xgboost_device, xgboost_has_cuda
 
     device = training_device(config.device if device is None else device, len(table.frame), config)
     booster_device = xgboost_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    spec = spec or plan(table, config)
     n_folds, n_seeds = config.train.folds, config.train.seeds
     folds = folds or assign_folds(table.sites, n_folds, config.seed, table.path)
     fold_of_row = np.array([folds[s] for s in table.sites])
@@ -177,26 +241,51 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         if len(np.unique(table.sites[fold_of_row != k])) < MIN_TRAINING_SITES:
             raise InputError(f"{table.path}: fold {k} leaves fewer than {MIN_TRAINING_SITES} training sites; "
                              f"need more sites or fewer folds")
-    w = weights_vector(weights, table.features, "weights")
-    tasks = [(k, s, np.flatnonzero(fold_of_row != k)) for k in range(n_folds) for s in range(n_seeds)]
-    workers, nthread = _plan_workers(config, device, len(tasks))
-    initargs = (table.x, table.y, table.sites, w, config.to_dict(), booster_device, nthread)
-    members: list[dict] = []
+    fold_settings = {int(k): v for k, v in (fold_settings or {}).items()}
+    configs = {k: fold_config(config, fold_settings.get(k)) for k in range(n_folds)}
+    pfts = table.frame["pft"].astype(str).to_numpy()
+    weights = {}
+    if causal_result is not None:
+        for k in range(n_folds):
+            drivers = driver_weights(causal_result, configs[k].causal, pfts[fold_of_row != k])
+            weights[k] = feature_weights(drivers, spec)
+    x = table_matrix(table.frame, spec, table.path)
+    train_rows = {k: np.flatnonzero(fold_of_row != k) for k in range(n_folds)}
+    fixed = {k: configs[k].xgboost.num_boost_round for k in range(n_folds)
+             if configs[k].xgboost.early_stopping_rounds == 0}
+    choose = [(k, train_rows[k]) for k in range(n_folds) if k not in fixed]
+    workers, nthread = _plan_workers(config, device, max(len(choose), n_folds * n_seeds))
+    initargs = (x, table.y, table.sites, weights, {k: c.to_dict() for k, c in configs.items()},
+                booster_device, nthread)
+    rounds, cv_mae, members = dict(fixed), {}, []
     started = time.perf_counter()
+    total = len(choose) + n_folds * n_seeds
 
     def record(result):
-        fold, seed, raw, best, n_trees = result
-        entry = save_member(out_dir, fold, seed, raw, best, n_trees)
-        members.append(entry)
+        if result[0] == "rounds":
+            _, fold, n, mae = result
+            rounds[fold], cv_mae[fold] = n, mae
+            message = f"fold {fold}: {n} rounds (inner CV MAE {mae:.1f})"
+        else:
+            _, fold, seed, raw, n = result
+            entry = save_member(out_dir, fold, seed, raw, n - 1, n)
+            members.append(entry)
+            message = f"trained {entry['file']} ({n} rounds)"
         if progress:
-            progress(len(members), len(tasks), f"trained {entry['file']} (best iteration {best})")
+            progress(len(cv_mae) + len(members), total, message)
+
+    def phases(pool_map):
+        for result in pool_map(_choose_rounds, choose):
+            record(result)
+        tasks = [(k, s, train_rows[k], rounds[k]) for k in range(n_folds) for s in range(n_seeds)]
+        for result in pool_map(_train_member, tasks):
+            record(result)
 
     if workers == 1 or device == "cuda":
         _init_worker(*initargs)
         try:  # on the GPU, members share the card from threads (XGBoost releases the GIL)
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                for result in pool.map(_train_member, tasks):
-                    record(result)
+                phases(pool.map)
         finally:
             _DATA.clear()
     else:
@@ -204,19 +293,27 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                                     initargs=initargs) as pool:
             try:
-                for result in pool.map(_train_member, tasks):
-                    record(result)
+                phases(pool.map)
             except concurrent.futures.process.BrokenProcessPool as exc:
                 raise RuntimeError("a training worker process died; when calling train_ensemble from a "
                                    "script, guard it with `if __name__ == '__main__':` (workers start "
                                    "by re-importing the main module), or set train.workers = 1") from exc
     members.sort(key=lambda m: (m["fold"], m["seed"]))
+    c = config.xgboost
     save_manifest(out_dir, {
         "target": TARGET, "units": TER_UNITS,
-        "features": list(table.features), "causal": weights is not None,
-        "weights": None if w is None else dict(zip(table.features, map(float, w))),
-        "causal_info": causal_info, "folds": dict(sorted(folds.items())), "n_folds": n_folds,
+        "features": spec.features, "predictors": spec.as_dict(), "causal": causal_result is not None,
+        "weights": None if not weights else {str(k): dict(zip(spec.features, map(float, w)))
+                                             for k, w in weights.items()},
+        "causal_info": None if causal_result is None else summary(causal_result),
+        "folds": dict(sorted(folds.items())), "n_folds": n_folds,
         "n_seeds": n_seeds, "members": members, "config": config.to_dict(),
+        "fold_settings": {str(k): v for k, v in sorted(fold_settings.items())},
+        "rounds": {**_rounds_summary(rounds), "inner_cv_mae": {str(k): v for k, v in sorted(cv_mae.items())},
+                   "rule": ("fixed: xgboost.num_boost_round" if not cv_mae else
+                            f"site-grouped CV on each fold's training sites (train.inner_folds "
+                            f"{config.train.inner_folds}, patience {c.early_stopping_rounds}, at most "
+                            f"{c.num_boost_round}); members refitted on all the fold's training sites")},
         "config_hash": config.stable_hash(), "versions": _versions(), "device": device,
         "xgboost_device": booster_device, "xgboost_cuda_build": xgboost_has_cuda(),
         "sites_path": table.path, "n_sites": len(folds), "n_samples": len(table.frame),

@@ -7,7 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from ciml_ter.causal import (
+    ORIENTED,
     discover_weights,
+    driver_weights,
+    group_weights,
+    link_assumptions,
     parent_scores,
     read_weights,
     run_pcmciplus,
@@ -85,8 +89,8 @@ def test_masked_missing_values_do_not_enter_the_tests(monkeypatch):
     a = run_pcmciplus(table(df).frame, FEATURES, config)
     original = causal._site_datasets
 
-    def huge_placeholder(frame, variables):
-        data, mask, n = original(frame, variables)
+    def huge_placeholder(frame, variables, tau_max=0):
+        data, mask, n = original(frame, variables, tau_max)
         return {k: np.where(mask[k], 1e6, v) for k, v in data.items()}, mask, n
 
     monkeypatch.setattr(causal, "_site_datasets", huge_placeholder)
@@ -104,7 +108,7 @@ def test_small_pft_falls_back_to_pooled_and_constant_feature_floor():
     df["copy"] = df["temperature"]  # perfectly collinear: no crash, no warning
     result = discover_weights(table(df, FEATURES + ["constant", "copy"]), small_config())
     wet = result["by_pft"]["WET"]
-    assert wet["fallback"] == "pooled" and wet["weights"] == result["pooled"]["weights"]
+    assert wet["fallback"] == "pooled" and "weights" not in wet
     assert "constant" in result["pooled"]["excluded"]
     assert result["pooled"]["weights"]["constant"] == min(result["pooled"]["weights"].values())
 
@@ -116,10 +120,99 @@ def test_causal_stage_writes_json(tmp_path):
     assert run_causal(path, out, small_config()) == read_weights(out)
     result = read_weights(out)
     assert set(result["pooled"]["weights"]) == set(FEATURES)
-    assert {"graph", "p_values", "val_matrix", "n_sites", "n_samples"} <= set(result["pooled"])
+    assert {"graph", "p_values", "val_matrix", "strength", "n_sites", "n_samples"} <= set(result["pooled"])
     assert result["n_sites"] == 24
     json.loads(out.read_text())
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(InputError, match="format"):
         read_weights(bad)
+
+
+def test_link_assumptions_forbid_ter_causing_a_driver():
+    """TER (index 3) may have drivers as causes; no driver lists TER among its causes, lagged or not."""
+    links = link_assumptions(3, tau_max=2)
+    assert links[3][(0, 0)] == links[3][(2, -2)] == "-?>" and links[3][(3, -1)] == "-?>"
+    for j in range(3):
+        assert not any(i == 3 for i, _ in links[j]), links[j]
+        assert links[j][((j + 1) % 3, 0)] == "o?o"
+
+
+@pytest.mark.parametrize("tau_max", [0, 1])
+def test_a_driver_caused_by_ter_never_becomes_a_parent(tau_max):
+    """``echo`` is made from TER (TER -> echo); temperature and moisture cause TER. The link
+    assumptions force every link into TER, so echo's comes out "-->" from tigramite, but TER
+    separates echo from both true parents, which a collider never does: echo is marked a child
+    of TER and is no parent."""
+    df = synthetic_sites(n_sites=30, nan_share=0.0)
+    rng = np.random.default_rng(5)
+    df["echo"] = 0.05 * df["ter"] + rng.normal(0, 1.5, len(df))
+    config = small_config()
+    config.causal.tau_max = tau_max
+    features = ["temperature", "moisture", "echo", "noise1"]
+    result = run_pcmciplus(table(df, features).frame, features, config)
+    assert result["parents"] == ["temperature", "moisture"]
+    assert result["graph"]["echo"] == "<--" and result["strength"]["echo"] == 0.0
+    assert abs(np.corrcoef(df["echo"], df["ter"])[0, 1]) > 0.7  # strongly associated all the same
+
+
+def test_a_collinear_group_without_a_parent_is_tested_through_its_representative(monkeypatch):
+    """When PCMCI+ finds no member of a collinear group (they mask each other), it runs again with
+    the group's member most correlated with TER; the others become its siblings, weighted by
+    ``sibling_share``."""
+    from ciml_ter import causal
+
+    rng = np.random.default_rng(1)
+    n = 400
+    heat = rng.normal(size=n)
+    frame = pd.DataFrame({"site": np.repeat([f"S{i}" for i in range(20)], 20), "pft": "ENF",
+                          "ta": heat + rng.normal(0, 0.1, n), "ts": heat + rng.normal(0, 0.3, n),
+                          "rain": rng.normal(size=n)})
+    frame["ter"] = 3 * frame["ta"] + frame["rain"] + rng.normal(0, 0.2, n)
+    calls = []
+
+    def fake_links(frame, usable, config, target):
+        calls.append(list(usable))
+        first = len(calls) == 1
+        return {f: (ORIENTED, 0.5, 0.0) if f == "rain" or (f == "ta" and not first) else ("", 0.0, 1.0)
+                for f in usable}
+
+    monkeypatch.setattr(causal, "_pcmciplus_links", fake_links)
+    config = small_config()
+    config.causal.sibling_share, config.causal.weight_power, config.causal.weight_floor = 0.5, 1.0, 0.01
+    result = run_pcmciplus(frame, ["ta", "ts", "rain"], config)
+    assert calls == [["ta", "ts", "rain"], ["ta", "rain"]]
+    assert result["group_tests"] == [{"group": ["ta", "ts"], "representative": "ta", "mark": ORIENTED}]
+    assert result["parents"] == ["ta", "rain"] and result["siblings"] == {"ts": "ta"}
+    w = result["weights"]
+    assert w["ts"] == pytest.approx(0.5 * w["ta"]) and w["ta"] == pytest.approx(w["rain"])
+
+
+def test_weights_from_strengths_closed_form():
+    """Parents: floor + (1 - floor) (s / max s)^power; ambiguous drivers: share x that; siblings:
+    share x their representative's; the rest: floor; then normalised."""
+    result = {"strength": {"a": 0.8, "b": 0.2, "c": 0.0, "d": 0.0, "e": 0.0}, "siblings": {"c": "a"},
+              "ambiguous_strength": {"e": 0.2}}
+    config = small_config().causal
+    config.weight_floor, config.weight_power, config.sibling_share = 0.1, 0.5, 0.25
+    raw = {"a": 1.0, "b": 0.1 + 0.9 * 0.5, "c": 0.25, "d": 0.1, "e": 0.25 * (0.1 + 0.9 * 0.5)}
+    total = sum(raw.values())
+    assert group_weights(result, list(raw), config) == pytest.approx({k: v / total for k, v in raw.items()})
+
+
+def test_per_pft_weights_are_averaged_by_row_share():
+    """"per_pft": each PFT's own weights (pooled for a PFT with too few sites) times its share of
+    the rows given; "pooled": the pooled weights."""
+    df = synthetic_sites(n_sites=30)
+    df.loc[df["site"].isin(["S000", "S003"]), "pft"] = "WET"
+    result = discover_weights(table(df), small_config())
+    c = small_config().causal
+    features = result["features"]
+    pfts = np.array(["ENF"] * 30 + ["DBF"] * 10 + ["WET"] * 60)
+    expected = (0.3 * np.array([result["by_pft"]["ENF"]["weights"][f] for f in features])
+                + 0.1 * np.array([result["by_pft"]["DBF"]["weights"][f] for f in features])
+                + 0.6 * np.array([result["pooled"]["weights"][f] for f in features]))
+    got = driver_weights(result, c, pfts)
+    assert [got[f] for f in features] == pytest.approx(list(expected / expected.sum()))
+    c.weights = "pooled"
+    assert driver_weights(result, c, pfts) == pytest.approx(result["pooled"]["weights"])

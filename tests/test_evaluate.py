@@ -114,6 +114,28 @@ def test_metrics_json_shape(evaluated):
     assert structure["shap_plain"].sum() == pytest.approx(1.0)
 
 
+def test_metrics_json_verdict(evaluated):
+    """A site-bootstrap interval of test MAE for the model and every baseline with test
+    estimates, the paired difference of the causal model and plain XGBoost, and its sentences."""
+    _, _, m = evaluated
+    v = m["verdict"]
+    boot = v["bootstrap"]
+    with_test = {k for k, b in m["baselines"].items() if "test" in b}
+    assert set(boot["models"]) == {"model"} | with_test == {"model", "xgboost_plain", "lloyd_taylor", "q10",
+                                                             "random_forest"}
+    for name, entry in boot["models"].items():
+        assert entry["low"] <= entry["mae"] <= entry["high"], name
+    assert boot["reference"] == "model" and set(boot["differences"]) == with_test
+    # rows without temperature have no Lloyd-Taylor estimate: left out of every model
+    assert boot["n_rows"] == m["baselines"]["lloyd_taylor"]["test"]["n"]
+    assert boot["n_rows"] + boot["n_rows_dropped"] == m["n_samples"] and boot["n_sites"] == m["n_sites"]
+    d = v["model_minus_xgboost_plain"]
+    assert d == boot["differences"]["xgboost_plain"] and d["low"] <= d["difference"] <= d["high"]
+    assert v["sentence"].startswith("The causal weights ") and "site-bootstrap interval" in v["sentence"]
+    assert f"test MAE {boot['models']['model']['mae']:.1f} vs {boot['models']['xgboost_plain']['mae']:.1f}" in v["sentence"]
+    assert v["ranking"].startswith("By test MAE the causal XGBoost ranks ") and "of 5 models" in v["ranking"]
+
+
 def test_evaluate_rejects_other_features(evaluated):
     tmp, _, _ = evaluated
     frame = pd.read_parquet(tmp / "sites.parquet").drop(columns="noise3")

@@ -150,6 +150,8 @@ def test_report_tables_have_the_numbers(report):
     assert metrics["causal XGBoost"][1:7] == ["12.3", "0.234", "0.812", "0.97", "0.880", "12345"]
     assert metrics["random forest"][1:4] == ["15.2", "0.310", "0.701"]
     assert metrics["Q10"][1] == "–" and "no temperature column" in metrics["Q10"][-1]
+    # no verdict in this metrics.json (as before evaluate wrote one): no interval, no sentence
+    assert "verdict" not in report.read_text(encoding="utf-8")
     # no slopes per PFT in metrics.json: those columns are left out, not shown empty
     assert tables["table-metrics-by-pft"] == [["PFT", "MAE (g C m-2 month-1)", "relative MAE (MAE / mean obs.)", "R²",
                                                "n (site-months)"], ["ENF", "10.5", "0.210", "0.770", "300"]]
@@ -289,7 +291,10 @@ TRUTH_ATTRS = {"formula": "R_REF*exp(E0*(1/(T_REF-T0)-1/(lst_night-T0)))*(1+soc3
 
 
 def _model_dir(path: Path, n: int, seed: int) -> Path:
-    """metrics.json (with every baseline), predictions.csv and structure.csv as evaluate writes them."""
+    """metrics.json (with every baseline and the verdict), predictions.csv and structure.csv as
+    evaluate writes them."""
+    from ciml_ter.stages.evaluate import verdict
+
     rng = np.random.default_rng(seed)
     obs = rng.gamma(2, 30, n)
     pred = pd.DataFrame({"site": [f"S-{k % 20:02d}" for k in range(n)], "ter_obs": obs,
@@ -304,8 +309,10 @@ def _model_dir(path: Path, n: int, seed: int) -> Path:
     pd.DataFrame({"feature": FEATURES, "pcmci_effect": [0.05, 0.6, 0.15, 0.2], "xgb_weight_causal": [0.1, 0.4, 0.2, 0.3],
                   "xgb_weight_plain": 0.25, "shap_causal": [0.02, 0.7, 0.1, 0.18], "shap_plain": 0.25}
                  ).to_csv(path / "structure.csv", index=False)
+    tests = {"model": pred["ter_test"].to_numpy(), **{k: pred[f"{k}_test"].to_numpy() for k in BASELINES}}
     metrics = {"model": {"test": entry, "causal": True, "by_pft": {"ENF": {"test": entry}}}, "baselines": baselines,
-               "units": "g C m-2 month-1", "n_folds": 5, "n_sites": 20}
+               "units": "g C m-2 month-1", "n_folds": 5, "n_sites": 20,
+               "verdict": verdict(obs, pred["site"].to_numpy(), tests, causal=True, seed=0, n_boot=200)}
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 
@@ -506,7 +513,13 @@ def test_synthetic_report_tables(found):
                           "trend s.e. (g C m-2 yr-2)"]
     assert regions[1:] == [["lat 23.5N-60N", "30", "0.0121", "0.520", "0.0412"]]  # no row of 0 cells
     metrics = tables["table-metrics"]
-    assert metrics[0][:2] == ["model", "MAE (g C m-2 month-1)"] and "note" not in metrics[0]  # no empty column
+    assert metrics[0][:3] == ["model", "MAE (g C m-2 month-1)", "test MAE (95 % site-bootstrap)"]
+    assert "note" not in metrics[0]  # no empty column
+    boot = json.loads((found["kw"]["model_dir"] / "metrics.json").read_text())["verdict"]["bootstrap"]["models"]
+    # one decimal: 3 significant digits of the column's largest number (a baseline's upper bound, above 10)
+    assert metrics[1][2] == "{mae:.1f} ({low:.1f}–{high:.1f})".format(**boot["model"])
+    sentence = " ".join(_Text(found["html"]).by_id["metrics-verdict"].split())
+    assert sentence.startswith("The causal weights helped: test MAE") and "By test MAE the causal XGBoost ranks" in sentence
     assert [row[0] for row in metrics[1:]] == ["causal XGBoost", "plain XGBoost", "Lloyd–Taylor", "Q10",
                                                "random forest"]
     shares = tables["table-driver-shares"]
@@ -524,6 +537,8 @@ def test_synthetic_report_real_towers_figure(given):
     sentence = text.by_id[f"{key}-text"]
     assert sentence.startswith("On 300 held-out site-months from 20 towers, the causal XGBoost explains 97 %")
     assert "the best baseline" not in sentence and "no baseline does better" in sentence
+    verdict = json.loads((given["kw"]["evaluations"][TOWERS]["model_dir"] / "metrics.json").read_text())["verdict"]
+    assert " ".join(text.by_id[f"{key}-verdict"].split()) == f"{verdict['sentence']} {verdict['ranking']}"
     towers = _Parsed(page).tables[f"table-{key}-metrics"]
     assert [row[0] for row in towers[1:]] == ["causal XGBoost", "plain XGBoost", "Lloyd–Taylor", "Q10",
                                               "random forest"]

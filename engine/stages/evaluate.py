@@ -1,10 +1,11 @@
 """``ciml-ter evaluate``: the model against its baselines on the same site-grouped folds.
 
 Writes ``metrics.json`` (model and baselines at every scale, model structure against the PCMCI+
-effects), CSV tables (summary, per PFT, per site, per latitude band, structure, predictions)
-and PNG figures. The plain-XGBoost baseline is trained into ``baseline_xgboost_plain/`` beside
-them and reused on a rerun with the same folds and config. The metrics and baselines
-themselves live in ``ciml_ter.evaluation``.
+effects, and a "verdict": site-bootstrap intervals of test MAE, the paired difference of the
+causal model and plain XGBoost, and sentences saying what they mean), CSV tables (summary, per
+PFT, per site, per latitude band, structure, predictions) and PNG figures. The plain-XGBoost
+baseline is trained into ``baseline_xgboost_plain/`` beside them and reused on a rerun with the
+same folds and config. The metrics and baselines themselves live in ``ciml_ter.evaluation``.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from ciml_ter.causal import run_pcmciplus
 from ciml_ter.config import PipelineConfig
 from ciml_ter.ensemble import load_ensemble
 from ciml_ter.errors import InputError
-from ciml_ter.evaluation import (metrics, random_forest_baseline, scale_metrics, shap_importance,
-                                 spearman, temperature_baseline, temperature_kelvin, weight_importance)
+from ciml_ter.evaluation import (BASELINE_NAMES, metrics, random_forest_baseline, scale_metrics,
+                                 shap_importance, site_bootstrap, spearman, temperature_baseline,
+                                 temperature_kelvin, weight_importance)
 from ciml_ter.files import atomic_write
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import SiteTable, read_site_table
@@ -84,6 +86,53 @@ def _figures(out: Path, frame, oof, overall, by_pft_rows, structure: pd.DataFram
     return ["scatter_obs_est.png", "pft_mae.png", "importance.png"]
 
 
+def _versus(difference: dict, level: float) -> str:
+    """"(difference -0.8, 95 % site-bootstrap interval -1.5 to -0.1)"; ", which includes 0" added
+    when it does."""
+    low, high = difference["low"], difference["high"]
+    return (f"(difference {difference['difference']:+z.1f}, {100 * level:g} % site-bootstrap interval "
+            f"{low:z.1f} to {high:z.1f}{', which includes 0' if low <= 0 <= high else ''})")
+
+
+def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], causal: bool, seed: int,
+            n_boot: int = 1000, level: float = 0.95) -> dict:
+    """Site-bootstrap test MAEs (g C m-2 month-1) of the model (``tests["model"]``) and each
+    baseline on the rows every one estimates, the paired difference "model - xgboost_plain" and
+    two sentences: whether the causal weights helped (``sentence``) and how the model ranks
+    against the best baseline (``ranking``)."""
+    tests = {k: v for k, v in tests.items() if np.isfinite(v).any()}
+    if causal and "xgboost_plain" not in tests:
+        raise ValueError("verdict: a causal model needs the test estimates of the xgboost_plain baseline")
+    boot = site_bootstrap(obs, tests, sites, n_boot=n_boot, seed=seed, level=level, reference="model")
+    mae = {k: v["mae"] for k, v in boot["models"].items()}
+    name = "causal XGBoost" if causal else "XGBoost"
+    out: dict = {"bootstrap": boot, "model_minus_xgboost_plain": None}
+    if causal:
+        d = out["model_minus_xgboost_plain"] = boot["differences"]["xgboost_plain"]
+        how = "helped" if d["high"] < 0 else "did not help" if d["low"] > 0 else "made no clear difference"
+        out["sentence"] = (f"The causal weights {how}: test MAE {mae['model']:.1f} vs {mae['xgboost_plain']:.1f} "
+                           f"without them {_versus(d, level)}.")
+    else:
+        out["sentence"] = "The model was trained without causal weights: there are no causal weights to judge."
+    # without causal weights, the plain XGBoost baseline is the model itself
+    others = {k: v for k, v in mae.items() if k != "model" and (causal or k != "xgboost_plain")}
+    if others:
+        best = min(others, key=others.get)
+        best_name, d = BASELINE_NAMES.get(best, best), boot["differences"][best]
+        how = ("is better than" if d["high"] < 0 else "is worse than" if d["low"] > 0
+               else "is not clearly different from")
+        out["ranking"] = (f"By test MAE the {name} ranks {1 + sum(v < mae['model'] for v in others.values())} "
+                          f"of {len(others) + 1} models; it {how} the best baseline, {best_name}: test MAE "
+                          f"{mae['model']:.1f} vs {others[best]:.1f} {_versus(d, level)}.")
+    return out
+
+
+def _mean_fold_weights(ensemble) -> list[float]:
+    """Each feature's causal weight, averaged over the folds (NaN for a plain model)."""
+    by_fold = list((ensemble.manifest["weights"] or {}).values())
+    return [float(np.mean([w[f] for w in by_fold])) if by_fold else np.nan for f in ensemble.features]
+
+
 def _baseline_config(ensemble, config: PipelineConfig) -> PipelineConfig:
     cfg = ensemble.config
     cfg.device, cfg.train.workers, cfg.train.causal = config.device, config.train.workers, False
@@ -96,17 +145,20 @@ def _plain_ensemble(ensemble, table, folds, config, out: Path, progress: Progres
         return ensemble
     where = out / BASELINE_DIR
     cfg = _baseline_config(ensemble, config)
+    fold_settings = ensemble.manifest.get("fold_settings", {})
     if (where / "manifest.json").is_file():
         try:
             old = load_ensemble(where)
             if (old.folds == folds and old.features == ensemble.features
-                    and old.manifest["config_hash"] == cfg.stable_hash()):
+                    and old.manifest["config_hash"] == cfg.stable_hash()
+                    and old.manifest.get("fold_settings", {}) == fold_settings):
                 return old
         except InputError:
             pass
     known = table.frame["site"].isin(list(folds)).to_numpy()
     sub = SiteTable(table.frame[known].reset_index(drop=True), table.features, table.path)
-    return train_ensemble(sub, cfg, where, weights=None, folds=folds, progress=progress)
+    return train_ensemble(sub, cfg, where, causal_result=None, folds=folds, progress=progress,
+                          spec=ensemble.predictors, fold_settings=fold_settings)
 
 
 def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
@@ -150,6 +202,8 @@ def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
     predictions["ter_obs"], predictions["ter_test"] = obs, oof
     predictions["ter_overall"], predictions["ter_std"] = overall, std
 
+    tests = {"model": oof}
+
     def add(name, test, over=None, **extra):
         entry = scale_metrics(frame, test, over, hl)
         entry = {k: entry[k] for k in ("test", "overall", "site_scale", "by_pft", "by_lat_band") if k in entry}
@@ -157,7 +211,7 @@ def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
         if not covered.all():
             entry["model_on_same_rows"] = metrics(obs[covered], oof[covered])
         baselines[name] = {**entry, **extra}
-        predictions[f"{name}_test"] = test
+        predictions[f"{name}_test"] = tests[name] = test
 
     plain = _plain_ensemble(ensemble, table, folds, config, out, progress)
     plain_oof, _ = plain.predict_oof(x, table.sites)
@@ -184,15 +238,14 @@ def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
     tick("random-forest baseline")
 
     # model structure: XGBoost weight importance and SHAP vs PCMCI+ effects
-    causal_info = ensemble.manifest.get("causal_info")
-    if causal_info is None:
-        causal_info = run_pcmciplus(frame, ensemble.features, ensemble.config)
+    causal_info = ensemble.manifest.get("causal_info") or {}
+    if "val_matrix" not in causal_info:
+        causal_info = run_pcmciplus(frame, ensemble.predictors.drivers, ensemble.config)
     effects = np.abs([causal_info["val_matrix"].get(f, 0.0) for f in ensemble.features])
     effects = effects / effects.sum() if effects.sum() > 0 else effects
     rows = np.random.default_rng(config.seed).permutation(len(x))[:shap_rows]
     structure = pd.DataFrame({"feature": ensemble.features, "pcmci_effect": effects,
-                              "causal_weight": [(ensemble.manifest["weights"] or {}).get(f, np.nan)
-                                                for f in ensemble.features],
+                              "causal_weight": _mean_fold_weights(ensemble),
                               "xgb_weight_causal": weight_importance(ensemble) if ensemble is not plain else np.nan,
                               "xgb_weight_plain": weight_importance(plain),
                               "shap_causal": shap_importance(ensemble, x[rows]) if ensemble is not plain else np.nan,
@@ -209,7 +262,11 @@ def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
         "model": {**model_metrics, "model_id": ensemble.model_id, "causal": ensemble.manifest["causal"],
                   "n_unseen_sites": len(set(table.sites[~known]))},
         "baselines": baselines,
+        "verdict": verdict(obs, table.sites, tests, ensemble.manifest["causal"], config.seed),
         "structure": structure_summary,
+        "training": {"rounds": ensemble.manifest.get("rounds"), "predictors": ensemble.manifest.get("predictors"),
+                     "fold_settings": ensemble.manifest.get("fold_settings", {}),
+                     "causal": {k: causal_info.get(k) for k in ("parents", "children_of_ter", "ambiguous", "siblings")}},
         "units": TER_UNITS,
         "config_hash": ensemble.manifest["config_hash"],
         "evaluation_config_hash": config.stable_hash(),

@@ -26,6 +26,7 @@ from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_output
 from ciml_ter.inference import predict_rows
 from ciml_ter.parallel import map_tiles
+from ciml_ter.predictors import igbp_labels, pixel_matrix
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.tiles import RunDir, Tile, auto_tile_edge, land_tiles, make_tiles
 from ciml_ter.units import TER_UNITS
@@ -87,10 +88,13 @@ def predict_tile(job: TileJob) -> dict:
     t = job.tile
     sub = _cube(job.features).isel(lat=slice(t.y0, t.y1), lon=slice(t.x0, t.x1))
     land = np.asarray(sub.land.values).astype(bool)
-    stack = np.stack([np.asarray(sub[f].values, dtype=np.float32)[:, land] for f in ensemble.features],
-                     axis=-1)  # (months, n_land, features)
-    n_months, n_land, n_features = stack.shape
-    rows = stack.reshape(-1, n_features)
+    spec = ensemble.predictors
+    drivers = {f: np.asarray(sub[f].values, dtype=np.float32)[:, land] for f in spec.drivers}  # (months, n_land)
+    lat = np.broadcast_to(np.asarray(sub.lat.values, dtype=np.float64)[:, None], land.shape)[land]
+    labels = igbp_labels(np.asarray(sub.pft.values)[land], dict(sub.pft.attrs)) if spec.igbp_classes else None
+    months = pd.DatetimeIndex(sub.time.values)
+    n_months, n_land = len(months), int(land.sum())
+    rows = pixel_matrix(drivers, lat, months, labels, spec)  # (months x n_land, features)
     on_batch = None
     if _row_sink is not None:
         from ciml_ter.progress import Rate
@@ -101,7 +105,7 @@ def predict_tile(job: TileJob) -> dict:
                           device=job.device, on_batch=on_batch)
     if job.shap:
         log.info("tile %s: largest |SHAP sum + base - TER| %.3g g C m-2 month-1", t.name, result.shap_gap)
-    empty = np.isnan(rows).all(axis=1)  # no predictor at all: no estimate
+    empty = np.isnan(rows[:, :len(spec.drivers)]).all(axis=1)  # no driver at all: no estimate
 
     def grid(values):
         out = np.full((n_months,) + land.shape, np.nan, dtype=np.float32)
@@ -217,6 +221,9 @@ def run(model_dir: Path, features: Path, run_dir: Path, config: PipelineConfig,
     if "features" not in cube.attrs:
         raise InputError(f"{features}: no 'features' attribute; expected a cube from 'ciml-ter features'")
     ensemble.check_features(json.loads(cube.attrs["features"]), str(features))
+    if ensemble.predictors.igbp_classes and "pft" not in cube:
+        raise InputError(f"{features}: model {model_dir} takes IGBP classes (predictors.igbp) but the cube has no "
+                         "'pft' land-cover layer; give the cube a 'pft' layer or train with igbp = false")
     months = _check_months(pd.DatetimeIndex(cube.time.values), features)
     land = np.asarray(cube.land.values).astype(bool)
     rundir = RunDir(run_dir)

@@ -32,7 +32,9 @@ Inputs of :func:`write_report`:
   the others under "Tables" at the end.
 - ``model_dir``: a directory with ``metrics.json`` as written by ``ciml-ter evaluate``
   (``{"model": {"test": {...}, "causal": bool, "by_pft": {pft: {"test": {...}}}}, "baselines":
-  {name: {"test": {...}} or {"skipped": reason}}, "units": ...}``), optionally its
+  {name: {"test": {...}} or {"skipped": reason}}, "units": ..., "verdict": {...}}``; the verdict,
+  absent from older files, adds site-bootstrap intervals beside the test MAE and its sentences
+  under the table), optionally its
   ``predictions.csv`` and ``structure.csv``, and PNG figures. The metrics of the model and each
   baseline become tables (models named as the CLI names them: "causal XGBoost", "plain
   XGBoost", "Lloyd–Taylor", "Q10", "random forest"); observed vs estimated TER per model (from
@@ -47,8 +49,9 @@ Inputs of :func:`write_report`:
 
 Element ids (lower case, runs of other characters as "-"): the notice ``notice``; figures
 ``map-<name>``, ``series-<name>``, ``model-<figure>``; tables ``table-<name>``, ``table-metrics``,
-``table-metrics-by-pft``; for an evaluation section the same with ``<section>-`` before
-``metrics``/``scatter-obs-est``, and its text ``<section>-text``.
+``table-metrics-by-pft``, the verdict's sentences under the metrics ``metrics-verdict``; for an
+evaluation section the same with ``<section>-`` before ``metrics``/``scatter-obs-est``/``verdict``,
+and its text ``<section>-text``.
 """
 from __future__ import annotations
 
@@ -492,19 +495,50 @@ def _metric_frame(rows: list[dict], units: str) -> pd.DataFrame:
     return frame.rename(columns={c: METRIC_HEADERS[c].format(units=units) for c in METRIC_COLUMNS})
 
 
+def _bootstrap(metrics: dict) -> dict | None:
+    """The site bootstrap of the verdict of ``ciml-ter evaluate`` (None in an older metrics.json)."""
+    return (metrics.get("verdict") or {}).get("bootstrap")
+
+
 def _metrics_table(metrics: dict) -> pd.DataFrame:
+    """Test metrics per model; with a verdict, "MAE (low–high)" of the site bootstrap beside the MAE."""
     rows = [{"model": name, **{k: e.get("test", {}).get(k) for k in METRIC_COLUMNS}, "note": e.get("skipped", "")}
             for name, e in _entries(metrics).items()]
-    return _metric_frame(rows, metrics.get("units", TER_UNITS))
+    frame = _metric_frame(rows, metrics.get("units", TER_UNITS))
+    boot = _bootstrap(metrics)
+    if boot:
+        keys = ["model", *metrics.get("baselines", {})]  # the order of _entries
+        scored = [k for k in keys if k in boot["models"]]
+        text = iter(_column_text(np.array([boot["models"][k][c] for k in scored for c in ("mae", "low", "high")],
+                                          dtype=np.float64)))
+        cells = {k: f"{next(text)} ({next(text)}–{next(text)})" for k in scored}
+        frame.insert(2, f"test MAE ({100 * boot['level']:g} % site-bootstrap)", [cells.get(k, np.nan) for k in keys])
+    return frame
 
 
 def _metrics_note(metrics: dict) -> str:
     folds, sites = metrics.get("n_folds"), metrics.get("n_sites")
     how = f"{folds}-fold cross-validation grouped by site" if folds else "cross-validation grouped by site"
-    return (f"Held out: each site-month is estimated by the models of the fold that left its site out "
+    note = (f"Held out: each site-month is estimated by the models of the fold that left its site out "
             f"({how}{f', {sites} sites' if sites else ''}). Relative MAE is the MAE over the mean "
             f"observed TER; the slopes are those of the least-squares lines of observed on estimated and "
             f"estimated on observed TER (1: no bias in scale).")
+    boot = _bootstrap(metrics)
+    if boot:
+        dropped = boot["n_rows_dropped"]
+        note += (f" Site bootstrap: the MAE on the {boot['n_rows']} site-months every model estimates"
+                 f"{f' ({dropped} left out)' if dropped else ''}, and in brackets the {100 * boot['level']:g} % "
+                 f"interval of the MAE over {boot['n_boot']} resamples of the {boot['n_sites']} sites with "
+                 f"replacement (whole sites, as their months are not independent).")
+    return note
+
+
+def _verdict_text(page: _Page, section: str, name: str, metrics: dict) -> None:
+    """The verdict's sentences (causal weights, ranking against the best baseline), if any."""
+    verdict = metrics.get("verdict") or {}
+    sentences = [verdict[k] for k in ("sentence", "ranking") if verdict.get(k)]
+    if sentences:
+        page.text(section, name, " ".join(sentences))
 
 
 def _scatter_columns(metrics: dict, predictions: pd.DataFrame) -> dict[str, str]:
@@ -540,6 +574,7 @@ def _model_section(page: _Page, model_dir: Path, truth_parents: dict | None = No
     section = "Model accuracy"
     page.table(section, "table-metrics", "Held-out (test) metrics at the flux towers", _metrics_table(metrics),
                _metrics_note(metrics))
+    _verdict_text(page, section, "metrics-verdict", metrics)
     by_pft = metrics.get("model", {}).get("by_pft", {})
     if by_pft:
         pft_rows = [{"PFT": pft, **{k: m.get("test", {}).get(k) for k in METRIC_COLUMNS}} for pft, m in by_pft.items()]
@@ -600,6 +635,7 @@ def _evaluation_section(page: _Page, section: str, spec: dict) -> None:
     page.text(section, f"{key}-text", text)
     page.table(section, f"table-{key}-metrics", spec.get("caption", f"Held-out (test) metrics, {section}"),
                _metrics_table(metrics), _metrics_note(metrics))
+    _verdict_text(page, section, f"{key}-verdict", metrics)
     if predictions is not None:
         page.figure(section, f"{key}-scatter-obs-est", _scatter_caption(predictions, units, spec.get("where", section)),
                     _png(_scatter_figure(predictions, _scatter_columns(metrics, predictions), units)),
