@@ -28,6 +28,7 @@ from ciml_ter.config import PipelineConfig
 from ciml_ter.device import get_namespace, resolve_device, xgboost_device
 from ciml_ter.ensemble import MergedEnsemble, load_ensemble, merge_members
 from ciml_ter.inference import batch_rows_for, predict_rows
+from ciml_ter.causal import fixed_weights
 from ciml_ter.training import train_ensemble
 
 N_FEATURES = 21
@@ -39,12 +40,13 @@ def trained_model(model_dir: Path, folds: int, seeds: int, note=print) -> tuple[
     """Train (CPU workers) and merge the benchmark ensemble; returns it and the timings (s).
     ``note(message)`` hears each step."""
     config = PipelineConfig()
+    config.predictors.season = config.predictors.climatology = False  # the table's columns only
     config.device = "cpu"
     config.train.folds, config.train.seeds = folds, seeds
     table, weights = synthetic_table(200 if folds * seeds > 3 else 40, 100, N_FEATURES)
     note(f"training {folds} x {seeds} members on {len(table.frame):,} site-months (CPU workers)")
     start = time.perf_counter()
-    train_ensemble(table, config, model_dir, weights=weights)
+    train_ensemble(table, config, model_dir, causal_result=fixed_weights(weights))
     seconds = {"train_cpu": time.perf_counter() - start}
     note(f"trained in {seconds['train_cpu']:.1f} s; merging")
     start = time.perf_counter()

@@ -217,6 +217,7 @@ def _host(a):
 
 def training_section(s: Session) -> dict:
     """10 x 20 ensemble on 20,000 site-months: CPU workers, then the GPU with 4 and 1 threads."""
+    from ciml_ter.causal import fixed_weights
     from ciml_ter.training import train_ensemble
 
     n_sites, folds, seeds = (20, 3, 1) if s.dry else (200, 10, 20)
@@ -229,12 +230,13 @@ def training_section(s: Session) -> dict:
             out["runs"].append({"device": device, "gpu_workers": gpu_workers, "skipped": "out of time"})
             continue
         config = PipelineConfig()
+        config.predictors.season = config.predictors.climatology = False  # the table's columns only
         config.device = device
         config.train.folds, config.train.seeds = folds, seeds
         config.train.gpu_workers = max(1, gpu_workers)
         s.note(f"training {folds} x {seeds} on {device}" + (f" with {gpu_workers} threads" if device == "cuda" else ""))
         start = time.perf_counter()
-        ensemble = train_ensemble(table, config, s.work / f"train-{device}-{gpu_workers}", weights=weights)
+        ensemble = train_ensemble(table, config, s.work / f"train-{device}-{gpu_workers}", causal_result=fixed_weights(weights))
         seconds = time.perf_counter() - start
         s.note(f"trained in {seconds:.1f} s")
         oof, _ = ensemble.predict_oof(table.x, table.sites)

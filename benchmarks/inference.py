@@ -26,6 +26,7 @@ from ciml_ter.config import PipelineConfig, save_config
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.ensemble import load_ensemble, merge_members
 from ciml_ter.inference import predict_rows
+from ciml_ter.causal import fixed_weights
 from ciml_ter.training import train_ensemble
 
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -67,11 +68,12 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     n_rows, n_ref, grid = (2_000, 200, 24) if args.quick else (20_000, 1_000, 64)
     config = PipelineConfig()
+    config.predictors.season = config.predictors.climatology = False  # the table's columns only
     config.train.folds, config.train.seeds = (3, 1) if args.quick else (10, 2)
     table, weights = synthetic_table(40 if args.quick else 200, 100, 21)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        train_ensemble(table, config, work / "model", weights=weights)
+        train_ensemble(table, config, work / "model", causal_result=fixed_weights(weights))
         members = load_ensemble(work / "model").members
         t_merge, merged = timed(lambda: merge_members(members), repeats=1)
         trees = merged.n_trees

@@ -20,6 +20,7 @@ import pandas as pd
 from ciml_ter.config import PipelineConfig
 from benchmarks.common import RESULTS, environment
 from ciml_ter.sitetable import site_table_from_frame
+from ciml_ter.causal import fixed_weights
 from ciml_ter.training import train_ensemble
 
 def synthetic_table(n_sites: int, n_months: int, n_features: int, seed: int = 0):
@@ -50,6 +51,7 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     n_sites, n_months, n_features = (20, 100, 26) if args.quick else (200, 100, 26)
     config = PipelineConfig()
+    config.predictors.season = config.predictors.climatology = False  # the table's columns only
     config.device = args.device
     config.train.workers = args.workers
     if args.quick:
@@ -57,7 +59,7 @@ def main(argv=None) -> Path:
     table, weights = synthetic_table(n_sites, n_months, n_features)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        ensemble = train_ensemble(table, config, tmp, weights=weights)
+        ensemble = train_ensemble(table, config, tmp, causal_result=fixed_weights(weights))
         seconds = time.perf_counter() - started
         best = [m["best_iteration"] for m in ensemble.manifest["members"]]
         workers, nthread = ensemble.manifest["workers"], ensemble.manifest["nthread"]

@@ -3,18 +3,18 @@
 Each site is one dataset of tigramite's "multiple datasets" mode (its months in time order);
 missing values are masked (mask_type "xyz": a sample is left out of a conditional-independence
 test when any variable of that test is missing at that month), never filled in. The test is
-RobustParCorr, with ``config.causal.tau_max`` (0: contemporaneous links only) and
+ParCorr on normal scores (each variable rank-transformed once, as RobustParCorr does in every
+test), with ``config.causal.tau_max`` (0: contemporaneous links only) and
 ``config.causal.pc_alpha``.
 
 Link assumptions (``link_assumptions``): a driver may cause TER, TER causes no driver (at the
 monthly scale respiration does not drive the weather or the canopy), drivers are free among
-themselves. Forcing every link into TER would make a parent of anything TER drives, so the
-forced parents are checked against the data (``_children_of_ter``): two of them that PCMCI+
-separated by conditioning on TER cannot both cause it (a collider never separates), and the
-driver in most such conflicts is marked a child of TER ("<--"); a tie leaves the drivers
-ambiguous ("o-o"). A feature is a parent only when its link stays oriented feature --> TER;
-strength = |val_matrix| of a parent's link, 0 otherwise. Ambiguous drivers are weighted like
-siblings (below), children of TER keep the floor.
+themselves. So no lagged link runs from TER into a driver, and every contemporaneous link
+between a driver and TER is oriented into TER. A feature is a parent only when its link is
+oriented feature --> TER; any other mark on it (none should arise under these assumptions, the
+rule does not rely on it) is "ambiguous" and weighted like a sibling (below). Strength =
+|val_matrix| of a parent's link, 0 otherwise. The assumption is a premise, not a finding: a
+driver that TER itself moved within the same month would be taken for a parent.
 
 Collinear drivers (e.g. air and soil temperature and incoming long-wave radiation) can mask each
 other in the conditional tests so that none of them keeps a link. Drivers whose |Pearson r|
@@ -51,8 +51,20 @@ log = logging.getLogger(__name__)
 FORMAT = "ciml-ter-causal-weights/2"
 MIN_SAMPLES = 20  # fewer complete site-months than this cannot support PCMCI+ tests
 ORIENTED = "-->"  # the only mark on a feature -> TER link that makes the feature a parent
-CHILD = "<--"  # a driver that TER drives (``_children_of_ter``): no parent
-AMBIGUOUS = "o-o"  # a driver the data cannot place on either side of TER: weighted like a sibling
+
+
+def normal_scores(values: np.ndarray) -> np.ndarray:
+    """Each column's values replaced by their normal scores, Phi^-1(rank / (n + 1)) over the
+    column's finite values (ties share their mean rank); NaN stays NaN."""
+    from scipy.stats import norm, rankdata
+
+    out = np.full(values.shape, np.nan)
+    for j in range(values.shape[1]):
+        finite = np.isfinite(values[:, j])
+        n = int(finite.sum())
+        if n:
+            out[finite, j] = norm.ppf(rankdata(values[finite, j]) / (n + 1))
+    return out
 
 
 def _site_datasets(frame, variables: list[str], tau_max: int = 0) -> tuple[dict, dict, int]:
@@ -62,9 +74,10 @@ def _site_datasets(frame, variables: list[str], tau_max: int = 0) -> tuple[dict,
     tigramite's per-dataset loop in each test."""
     data, mask = {}, {}
     n_samples = 0
-    groups = frame.groupby("site", sort=True) if tau_max > 0 else [("all sites", frame)]
-    for i, (_, group) in enumerate(groups):
-        values = group[variables].to_numpy(dtype=np.float64)
+    scores = normal_scores(frame[variables].to_numpy(dtype=np.float64))
+    groups = frame.groupby("site", sort=True).indices.values() if tau_max > 0 else [np.arange(len(frame))]
+    for i, rows in enumerate(groups):
+        values = scores[rows]
         missing = ~np.isfinite(values)
         if missing.all(axis=1).all():
             continue
@@ -114,7 +127,7 @@ def _pcmciplus_links(frame, usable: list[str], config: PipelineConfig, target: s
     (strongest lag); None when there are too few complete site-months."""
     from scipy.stats import ConstantInputWarning
     from tigramite import data_processing as pp
-    from tigramite.independence_tests.robust_parcorr import RobustParCorr
+    from tigramite.independence_tests.parcorr import ParCorr
     from tigramite.pcmci import PCMCI
 
     c = config.causal
@@ -125,7 +138,7 @@ def _pcmciplus_links(frame, usable: list[str], config: PipelineConfig, target: s
         return None
     mode = "multiple" if len(data) > 1 else "single"
     dataframe = pp.DataFrame(data, mask=mask, var_names=variables, analysis_mode=mode)
-    pcmci = PCMCI(dataframe=dataframe, cond_ind_test=RobustParCorr(mask_type="xyz", significance="analytic"),
+    pcmci = PCMCI(dataframe=dataframe, cond_ind_test=ParCorr(mask_type="xyz", significance="analytic"),
                   verbosity=0)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         # perfectly collinear predictors (e.g. a duplicated column) leave constant residuals:
@@ -142,37 +155,7 @@ def _pcmciplus_links(frame, usable: list[str], config: PipelineConfig, target: s
         lag = max(lags, key=lambda g: abs(val[i, t, g])) if lags else 0
         out[f] = (str(graph[i, t, lag]), float(np.nan_to_num(val[i, t, lag], nan=0.0)),
                   float(np.nan_to_num(p[i, t, lag], nan=1.0)))
-    linked = [i for i, f in enumerate(usable) if graph[i, t, 0] == ORIENTED]
-    for i, mark in _children_of_ter(linked, graph, results["sepsets"], t).items():
-        f = usable[i]
-        out[f] = (mark, *out[f][1:])
     return out
-
-
-def _children_of_ter(linked: list[int], graph, sepsets: dict, t: int) -> dict[int, str]:
-    """Drivers the link assumptions forced into TER although the data say TER drives them.
-
-    Two contemporaneous "parents" a and b that PCMCI+ separated by conditioning on TER contradict
-    a -> TER <- b (a collider is never in a separating set): at least one of them is a child of
-    TER. Greedily, the driver in most such conflicts is marked CHILD (TER -> driver) and left out
-    until no conflict remains; drivers left in a tie are marked AMBIGUOUS. Neither is a parent."""
-    def separated_by_ter(a, b):
-        return graph[a, b, 0] == "" and any((t, 0) in sepsets.get(((x, 0), y), ()) or t in sepsets.get(((x, 0), y), ())
-                                            for x, y in ((a, b), (b, a)))
-
-    conflicts = {(a, b) for k, a in enumerate(linked) for b in linked[k + 1:] if separated_by_ter(a, b)}
-    marks = {}
-    while conflicts:
-        count = {i: sum(i in pair for pair in conflicts) for i in {i for pair in conflicts for i in pair}}
-        top = max(count.values())
-        worst = [i for i, n in count.items() if n == top]
-        if len(worst) > 1 and all(n == top for n in count.values()):
-            marks.update({i: AMBIGUOUS for i in worst})
-            break
-        for i in worst:
-            marks[i] = CHILD
-        conflicts = {pair for pair in conflicts if not set(pair) & set(worst)}
-    return marks
 
 
 def run_pcmciplus(frame, features: list[str], config: PipelineConfig, target: str = "ter") -> dict:
@@ -211,14 +194,13 @@ def run_pcmciplus(frame, features: list[str], config: PipelineConfig, target: st
     result = {
         "graph": dict(zip(features, graph)),
         "parents": parents,
-        "children_of_ter": [f for f, g in zip(features, graph) if g == CHILD],
-        "ambiguous": [f for f, g in zip(features, graph) if g == AMBIGUOUS],
-        "ambiguous_strength": {f: abs(m[1]) for f, m in zip(features, marks) if m[0] == AMBIGUOUS},
+        "ambiguous": [f for f, g in zip(features, graph) if g and g != ORIENTED],
+        "ambiguous_strength": {f: abs(m[1]) for f, m in zip(features, marks) if m[0] and m[0] != ORIENTED},
         "strength": dict(zip(features, map(float, strength))),
         "p_values": {f: m[2] for f, m in zip(features, marks)},
         "val_matrix": {f: m[1] for f, m in zip(features, marks)},
         "group_tests": group_tests,
-        "siblings": {f: t["representative"] for t in group_tests if t["mark"] in (ORIENTED, AMBIGUOUS)
+        "siblings": {f: t["representative"] for t in group_tests if t["mark"]
                      for f in t["group"] if f != t["representative"]},
         "excluded": excluded,
         "n_sites": n_sites,
@@ -310,7 +292,7 @@ def discover_weights(table, config: PipelineConfig,
     result = {
         "format": FORMAT, "target": "ter", "features": features,
         "pooled": pooled, "by_pft": by_pft, "pft_shares": pft_shares(frame["pft"]),
-        "settings": {"method": "PCMCI+", "test": "RobustParCorr", "mask_type": "xyz",
+        "settings": {"method": "PCMCI+", "test": "ParCorr on normal scores", "mask_type": "xyz",
                      "analysis_mode": "multiple (one per site) when tau_max > 0, else the sites stacked", "tau_min": 0, "tau_max": c.tau_max,
                      "pc_alpha": c.pc_alpha, "link_assumptions": "driver -?> ter; no ter -> driver; "
                      "drivers o?o among themselves", "parents": f"only oriented links ({ORIENTED} ter)",
@@ -339,7 +321,7 @@ def summary(result: dict) -> dict:
         return {"fixed_weights": result["fixed_weights"]}
     pooled = result["pooled"]
     return {"val_matrix": pooled["val_matrix"], "parents": pooled["parents"],
-            "children_of_ter": pooled["children_of_ter"], "ambiguous": pooled["ambiguous"],
+            "ambiguous": pooled["ambiguous"],
             "siblings": pooled["siblings"], "strength": pooled["strength"], "p_values": pooled["p_values"], "settings": result["settings"],
             "n_sites": result["n_sites"], "n_samples": result["n_samples"]}
 

@@ -61,9 +61,9 @@ class CausalConfig:
     weights: str = "per_pft"
     min_pft_sites: int = 5
     collinear_r: float = 0.8
-    sibling_share: float = 0.5
-    weight_floor: float = 0.01
-    weight_power: float = 1.0
+    sibling_share: float = 0.4
+    weight_floor: float = 0.1
+    weight_power: float = 0.8
 
 
 @dataclass
@@ -82,12 +82,12 @@ class XGBoostConfig:
     huber_slope: float = 20.0
     learning_rate: float = 0.05
     max_depth: int = 5
-    min_child_weight: float = 3.0
+    min_child_weight: float = 40.0
     gamma: float = 0.0
-    reg_lambda: float = 1.0
-    subsample: float = 0.8
+    reg_lambda: float = 20.0
+    subsample: float = 0.7
     colsample_bylevel: float = 0.6
-    colsample_bynode: float = 0.8
+    colsample_bynode: float = 0.5
     num_boost_round: int = 2000
     early_stopping_rounds: int = 200
 

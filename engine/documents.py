@@ -1,6 +1,6 @@
 """The JSON documents the engine writes and reads back (causal weights, model and run manifests,
 metrics and summaries). Documents that identify themselves carry a ``format`` key
-("ciml-ter-ensemble/1", "ciml-ter-run/1", "ciml-ter-causal-weights/1")."""
+("ciml-ter-ensemble/1", "ciml-ter-run/1", "ciml-ter-causal-weights/2")."""
 from __future__ import annotations
 
 import json

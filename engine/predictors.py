@@ -113,9 +113,10 @@ def plan(table, config: PipelineConfig) -> PredictorSpec:
     p = config.predictors
     frame = table.frame
     drivers = [f for f in table.features if not (p.season and f == "month")]
-    if p.season and "time" not in frame.columns:
-        raise InputError(f"{table.path}: predictors.season needs the column 'time' (month start), found none; "
-                         "set [predictors] season = false")
+    absent = [c for c in ("time", "lat") if p.season and c not in frame.columns]
+    if absent:
+        raise InputError(f"{table.path}: predictors.season needs the column(s) {', '.join(absent)} (month start, "
+                         "degrees N), found none; set [predictors] season = false")
     time_varying = [f for f in drivers if f not in NOT_DRIVERS
                     and (frame.groupby("site")[f].nunique(dropna=True) > 1).any()]
     classes = sorted(set(table_labels(frame)) - {"", "nan", "ALL"}) if p.igbp else []

@@ -10,9 +10,8 @@
   names), plus
     - ``lat``: signed latitude, kept as a predictor (the sign tells the hemisphere, which
       together with ``month`` places the season; an ``abs_lat`` would lose that);
-    - ``month``: 1-12 of the observation; with ``cyclic_month=True`` also ``month_sin`` and
-      ``month_cos`` (off by default: they are exact functions of ``month`` and such
-      deterministic twins confuse conditional-independence tests in causal discovery).
+    - ``month``: 1-12 of the observation (a model with ``[predictors] season`` takes the
+      hemisphere-aware season terms instead, see :mod:`ciml_ter.predictors`).
 * **cube mode**: predictors from a feature cube (``ciml-ter features``) at each site's pixel
   (nearest, or the 3 x 3 median), joined by month; sites outside the grid or on water and
   months outside the cube's period are left out and reported (:func:`cube_predictors`).
@@ -114,21 +113,16 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
     return obs, report
 
 
-def site_only_predictors(obs: pd.DataFrame, *, meteo: Sequence[str] = SITE_ONLY_METEO,
-                         cyclic_month: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Site-only predictors: tower meteorology + ``lat`` + ``month`` (+ sin/cos)."""
+def site_only_predictors(obs: pd.DataFrame, *, meteo: Sequence[str] = SITE_ONLY_METEO
+                         ) -> tuple[pd.DataFrame, list[str]]:
+    """Site-only predictors: tower meteorology + ``lat`` + ``month``."""
     table = obs.loc[:, list(BASE_COLUMNS)].copy()
     table["time"] = pd.to_datetime(table["time"]).astype("datetime64[ns]")
     for var in meteo:
         table[var] = obs[var].astype(float) if var in obs.columns else np.nan
     month = pd.DatetimeIndex(table["time"]).month.to_numpy()
     table["month"] = month.astype(np.int64)
-    predictors = [*meteo, "lat", "month"]
-    if cyclic_month:
-        table["month_sin"] = np.sin(2 * np.pi * (month - 0.5) / 12.0)
-        table["month_cos"] = np.cos(2 * np.pi * (month - 0.5) / 12.0)
-        predictors += ["month_sin", "month_cos"]
-    return table, predictors
+    return table, [*meteo, "lat", "month"]
 
 
 def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
@@ -186,8 +180,7 @@ def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
 
 
 def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
-                     features: Path | None = None, meteo: Sequence[str] = SITE_ONLY_METEO,
-                     cyclic_month: bool = False, window: int = 1,
+                     features: Path | None = None, meteo: Sequence[str] = SITE_ONLY_METEO, window: int = 1,
                      site_table: Path | None = None) -> tuple[pd.DataFrame, SiteTableReport]:
     """Build the site-month table from FLUXNET folders and ABCflux CSVs.
 
@@ -206,7 +199,7 @@ def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[
                                  dropped_sites=dropped)
         table.attrs["predictors"] = list(predictors)
         return table, report
-    table, predictors = site_only_predictors(obs, meteo=meteo, cyclic_month=cyclic_month)
+    table, predictors = site_only_predictors(obs, meteo=meteo)
     missing = {}
     for var in meteo:
         absent = table.groupby("site")[var].apply(lambda s: bool(s.isna().all()))

@@ -246,7 +246,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     pfts = table.frame["pft"].astype(str).to_numpy()
     weights = {}
     if causal_result is not None:
-        for k in range(n_folds):
+        for k in (k for k in range(n_folds) if configs[k].train.causal):
             drivers = driver_weights(causal_result, configs[k].causal, pfts[fold_of_row != k])
             weights[k] = feature_weights(drivers, spec)
     x = table_matrix(table.frame, spec, table.path)
@@ -302,7 +302,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     c = config.xgboost
     save_manifest(out_dir, {
         "target": TARGET, "units": TER_UNITS,
-        "features": spec.features, "predictors": spec.as_dict(), "causal": causal_result is not None,
+        "features": spec.features, "predictors": spec.as_dict(), "causal": bool(weights),
         "weights": None if not weights else {str(k): dict(zip(spec.features, map(float, w)))
                                              for k, w in weights.items()},
         "causal_info": None if causal_result is None else summary(causal_result),

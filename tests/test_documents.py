@@ -23,7 +23,7 @@ def test_bad_documents_are_named(tmp_path, text, message):
 
 def test_weights_reader_uses_it(tmp_path):
     (tmp_path / "w.json").write_text('{"format": "ciml-ter-ensemble/1"}')
-    with pytest.raises(InputError, match="expected a causal weights file .* of format 'ciml-ter-causal-weights/1'"):
+    with pytest.raises(InputError, match="expected a causal weights file .* of format 'ciml-ter-causal-weights/2'"):
         read_weights(tmp_path / "w.json")
-    (tmp_path / "ok.json").write_text('{"format": "ciml-ter-causal-weights/1", "pooled": {}}')
+    (tmp_path / "ok.json").write_text('{"format": "ciml-ter-causal-weights/2", "pooled": {}}')
     assert read_weights(tmp_path / "ok.json")["pooled"] == {}

@@ -79,6 +79,7 @@ def evaluated(tmp_path_factory):
     config.train.folds, config.train.seeds, config.train.workers = 3, 2, 1
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
+    config.xgboost.min_child_weight = 5.0  # the default (40) is chosen for thousands of site-months, not 480
     train_command(tmp / "sites.parquet", tmp / "model", config)
     out = evaluate_command(tmp / "model", tmp / "eval", config, temperature="temperature", rf_trees=20,
                            shap_rows=300)
@@ -109,7 +110,13 @@ def test_metrics_json_shape(evaluated):
                  "predictions.csv", "scatter_obs_est.png", "pft_mae.png", "importance.png"):
         assert (out / name).stat().st_size > 0, name
     structure = pd.read_csv(out / "structure.csv")
-    assert list(structure["feature"]) == FEATURES
+    context = ["season_sin", "season_cos", *[f"clim_{f}" for f in FEATURES]]
+    assert list(structure["feature"]) == FEATURES + context  # the default context predictors
+    assert (structure.set_index("feature").loc[context, "pcmci_effect"] == 0).all()  # not tested by PCMCI+
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    rounds = training["rounds"]
+    assert set(rounds["by_fold"]) == {"0", "1", "2"} and rounds["min"] <= rounds["median"] <= rounds["max"]
+    assert training["predictors"]["climatology"] == FEATURES
     assert structure["xgb_weight_causal"].sum() == pytest.approx(1.0)
     assert structure["shap_plain"].sum() == pytest.approx(1.0)
 

@@ -48,7 +48,19 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
     f = xr.open_dataset(world["features"], engine="zarr", consolidated=False)
     ensemble = load_ensemble(world["model"])
     land = world["land"].astype(bool)
-    x = np.stack([f[name].values[:, land] for name in ensemble.features], axis=-1).reshape(-1, len(ensemble.features))
+    spec = ensemble.predictors
+    assert spec.season and spec.climatology and not spec.igbp_classes  # the world's config
+    drivers = np.stack([f[name].values[:, land] for name in spec.drivers], axis=-1)  # (months, pixels, d)
+    n_months, n_pixels = drivers.shape[:2]
+    # the context columns, by hand: season from month and hemisphere, each pixel's mean over the months
+    month = pd.DatetimeIndex(f.time.values).month.to_numpy()[:, None]
+    lat = np.broadcast_to(f.lat.values[:, None], land.shape)[land][None, :]
+    phase = 2 * np.pi * ((month - 0.5) / 12 + 0.5 * (lat < 0))
+    clim = np.stack([np.nanmean(f[name].values[:, land], axis=0) for name in spec.climatology], axis=-1)
+    x = np.concatenate([drivers, np.sin(phase)[..., None], np.cos(phase)[..., None],
+                        np.broadcast_to(clim, (n_months, n_pixels, clim.shape[-1]))], axis=-1)
+    x = x.reshape(-1, len(ensemble.features))
+    assert ensemble.features == [*spec.drivers, "season_sin", "season_cos", *[f"clim_{d}" for d in spec.climatology]]
     mean, std = ensemble.predict(x.astype(np.float32))
     np.testing.assert_allclose(out.ter.values[:, land].ravel(), mean, rtol=1e-5)
     np.testing.assert_allclose(out.ter_std.values[:, land].ravel(), std, rtol=1e-4, atol=1e-4)

@@ -96,17 +96,13 @@ def test_read_site_table_errors(tmp_path):
         sitetable.read_site_table(tmp_path / "bad.parquet")
 
 
-def test_cyclic_month_option():
+def test_site_only_predictors_month_and_missing_meteo():
     obs = pd.DataFrame({"site": "X", "lat": 10.0, "lon": 20.0, "pft": "UNK",
                         "time": pd.to_datetime(["2001-01-01", "2001-07-01"]), "ter": [1.0, 2.0]})
-    table, predictors = sitetable.site_only_predictors(obs, meteo=("TA_F",), cyclic_month=True)
-    assert predictors == ["TA_F", "lat", "month", "month_sin", "month_cos"]
+    table, predictors = sitetable.site_only_predictors(obs, meteo=("TA_F",))
+    assert predictors == ["TA_F", "lat", "month"]
     assert table["TA_F"].isna().all()
     assert table["month"].tolist() == [1, 7]
-    # mid-month angles: January and July are opposite on the circle
-    np.testing.assert_allclose(table["month_sin"].to_numpy(), -table["month_sin"].to_numpy()[::-1])
-    c = np.cos(np.pi / 12)
-    np.testing.assert_allclose(table["month_cos"].to_numpy(), [c, -c])
 
 
 def test_fluxnet_and_abcflux_together(tmp_path):

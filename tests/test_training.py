@@ -11,16 +11,20 @@ from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
 from ciml_ter.ensemble import load_ensemble
 from ciml_ter.sitetable import read_site_table, site_table_from_frame
-from ciml_ter.training import assign_folds, train_ensemble, validation_sites
+from ciml_ter.causal import fixed_weights
+from ciml_ter.predictors import plan, table_matrix
+from ciml_ter.training import assign_folds, inner_splits, train_ensemble, xgb_params
 from test_causal import FEATURES, synthetic_sites
 
 
 def small_config(workers=1) -> PipelineConfig:
+    """Three folds x two seeds, rounds by inner CV, the table's predictors only (no context)."""
     config = PipelineConfig()
     config.device = "cpu"
     config.train.folds, config.train.seeds, config.train.workers = 3, 2, workers
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
+    config.predictors.season = config.predictors.climatology = False
     return config
 
 
@@ -37,7 +41,7 @@ def frame():
 def trained(tmp_path_factory, frame):
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     out = tmp_path_factory.mktemp("model")
-    return table, train_ensemble(table, small_config(workers=2), out, weights=WEIGHTS)
+    return table, train_ensemble(table, small_config(workers=2), out, causal_result=fixed_weights(WEIGHTS))
 
 
 def test_folds_are_grouped_by_site():
@@ -63,25 +67,32 @@ def test_fold_advice_names_a_value_that_works(n_sites, n_folds, advised):
     assert all(len(set(sites[fold_of_row != k])) >= 2 for k in range(advised))
 
 
-def test_early_stopping_split_is_whole_sites():
-    rng = np.random.default_rng(0)
-    train = np.repeat(np.array([f"S{i}" for i in range(20)]), 5)
-    held = validation_sites(train, 0.1, rng)
-    assert len(held) == 2 and set(held) <= set(train)
-    assert len(validation_sites(np.array(["a", "a", "b"]), 0.1, rng)) == 1
+def test_inner_splits_hold_out_whole_sites_once():
+    sites = np.repeat(np.array([f"S{i}" for i in range(10)]), 5)
+    splits = inner_splits(sites, 3, seed=1)
+    assert len(splits) == 3
+    held = np.concatenate([h for _, h in splits])
+    assert sorted(held) == list(range(len(sites)))  # every row held out exactly once
+    for fit, h in splits:
+        assert not set(sites[fit]) & set(sites[h]) and len(fit) + len(h) == len(sites)
+    assert len(inner_splits(sites[:10], 5, seed=1)) == 2  # at most one fold per site
 
 
 def test_manifest_and_no_leakage(trained):
     table, ensemble = trained
     m = ensemble.manifest
     assert len(ensemble.members) == 3 * 2
-    assert m["features"] == FEATURES and m["weights"]["temperature"] == pytest.approx(0.5)
+    assert m["features"] == FEATURES and m["weights"]["0"]["temperature"] == pytest.approx(0.5)
     assert m["config_hash"] == small_config(workers=2).stable_hash()
     assert {"xgboost", "numpy", "ciml_ter"} <= set(m["versions"])
     assert set(m["folds"]) == set(table.sites)
     for member in m["members"]:
         assert (ensemble.path / member["file"]).is_file()
-        assert 0 <= member["best_iteration"] < member["num_boosted_rounds"]
+        assert member["best_iteration"] == member["num_boosted_rounds"] - 1
+        assert member["num_boosted_rounds"] == m["rounds"]["by_fold"][str(member["fold"])]
+    rounds = m["rounds"]
+    assert set(rounds["by_fold"]) == {"0", "1", "2"} and set(rounds["inner_cv_mae"]) == {"0", "1", "2"}
+    assert rounds["min"] <= rounds["p25"] <= rounds["median"] <= rounds["p75"] <= rounds["max"] <= 200
 
 
 def test_members_never_see_their_held_out_sites(frame, tmp_path):
@@ -90,34 +101,74 @@ def test_members_never_see_their_held_out_sites(frame, tmp_path):
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     config = small_config()
     config.train.seeds = 1
-    a = train_ensemble(table, config, tmp_path / "a", weights=WEIGHTS)
+    a = train_ensemble(table, config, tmp_path / "a", causal_result=fixed_weights(WEIGHTS))
     poisoned = frame.copy()
     held = [s for s, k in a.folds.items() if k == 0]
     poisoned.loc[poisoned["site"].isin(held), "ter"] = 1e4
     b = train_ensemble(site_table_from_frame(poisoned, "poisoned", FEATURES), config, tmp_path / "b",
-                       weights=WEIGHTS, folds=a.folds)
+                       causal_result=fixed_weights(WEIGHTS), folds=a.folds)
     x = a.matrix(table)
     assert np.array_equal(a.fold_predictions(x)[0], b.fold_predictions(x)[0])
     assert not np.array_equal(a.fold_predictions(x)[1], b.fold_predictions(x)[1])
 
 
-def test_prediction_uses_best_iteration(trained):
+def test_members_are_refitted_on_all_their_training_sites(trained):
+    """Each member equals a booster fitted on every row of its fold's training sites (none held
+    back) with the fold's rounds, the fold's feature weights and the member's seed."""
+    table, ensemble = trained
+    config = small_config(workers=2)
+    fold_of_row = np.array([ensemble.folds[s] for s in table.sites])
+    for member in ensemble.members[::3]:
+        rows = fold_of_row != member.fold
+        w = np.array([ensemble.manifest["weights"][str(member.fold)][f] for f in FEATURES], dtype=np.float32)
+        params = xgb_params(config, config.seed * 1000 + member.seed, ensemble.manifest["nthread"], "cpu",
+                            table.y[rows])
+        booster = xgb.train(params, xgb.DMatrix(table.x[rows], label=table.y[rows], feature_weights=w),
+                            member.best_iteration + 1)
+        d = xgb.DMatrix(table.x)
+        np.testing.assert_array_equal(booster.predict(d), member.booster.predict(d))
+
+
+def test_ensemble_prediction_is_the_members_mean(trained):
     table, ensemble = trained
     x = ensemble.matrix(table)
-    member = max(ensemble.members, key=lambda m: m.booster.num_boosted_rounds() - m.best_iteration)
-    assert member.booster.num_boosted_rounds() > member.best_iteration + 1, "no extra trees to test with"
     d = xgb.DMatrix(x)
-    best = member.booster.predict(d, iteration_range=(0, member.best_iteration + 1))
-    full = member.booster.predict(d)
+    member = ensemble.members[0]
     fold_members = [m for m in ensemble.members if m.fold == member.fold]
-    expected = np.mean([m.booster.predict(d, iteration_range=(0, m.best_iteration + 1))
-                        for m in fold_members], axis=0)
+    expected = np.mean([m.booster.predict(d) for m in fold_members], axis=0)
     # the fold's merged booster sums every member's scaled leaves in float32: rtol 1e-5
     np.testing.assert_allclose(ensemble.fold_predictions(x)[member.fold], expected, rtol=1e-5)
-    assert not np.allclose(best, full)
-    everything = np.mean([m.booster.predict(d, iteration_range=(0, m.best_iteration + 1))
-                          for m in ensemble.members], axis=0)
+    everything = np.mean([m.booster.predict(d) for m in ensemble.members], axis=0)
     np.testing.assert_allclose(ensemble.predict(x)[0], everything, rtol=1e-5)
+
+
+def test_fixed_rounds_when_patience_is_zero(frame, tmp_path):
+    config = small_config()
+    config.train.seeds = 1
+    config.xgboost.early_stopping_rounds, config.xgboost.num_boost_round = 0, 17
+    ensemble = train_ensemble(site_table_from_frame(frame, "t", FEATURES), config, tmp_path)
+    assert ensemble.manifest["rounds"]["by_fold"] == {"0": 17, "1": 17, "2": 17}
+    assert ensemble.manifest["rounds"]["rule"].startswith("fixed")
+    assert {m.booster.num_boosted_rounds() for m in ensemble.members} == {17}
+
+
+def test_context_predictors_in_training_and_in_the_manifest(frame, tmp_path):
+    """Season, IGBP and climatology columns are built by ``predictors`` for the model; the
+    manifest lists them and ``matrix`` rebuilds the same columns from the table."""
+    config = small_config()
+    config.train.seeds = 1
+    config.predictors.season = config.predictors.igbp = config.predictors.climatology = True
+    table = site_table_from_frame(frame, "t", FEATURES)
+    ensemble = train_ensemble(table, config, tmp_path)
+    spec = plan(table, config)
+    assert ensemble.features == spec.features == [*FEATURES, "season_sin", "season_cos", "igbp_DBF", "igbp_ENF",
+                                                  "igbp_GRA", *[f"clim_{f}" for f in FEATURES]]
+    assert ensemble.manifest["predictors"] == spec.as_dict()
+    np.testing.assert_array_equal(ensemble.matrix(table), table_matrix(table.frame, spec))
+    used = set()
+    for m in ensemble.members:
+        used |= set(m.booster.get_score(importance_type="weight"))
+    assert used & {"f6", "f7"} or used & {"season_sin", "season_cos"}, used  # the season is used
 
 
 def test_out_of_fold_and_std(trained):
@@ -192,7 +243,7 @@ def test_bad_input(tmp_path, frame, caplog):
         read_site_table(tmp_path / "none.parquet")
     with pytest.raises(InputError, match="no causal weight for feature"):
         train_ensemble(site_table_from_frame(frame, "t", FEATURES), small_config(), tmp_path,
-                       weights={"temperature": 1.0})
+                       causal_result=fixed_weights({"temperature": 1.0}))
 
 
 def test_auto_trains_small_tables_on_the_cpu(monkeypatch, caplog):
@@ -236,7 +287,7 @@ def test_training_and_prediction_on_each_device(tmp_path, frame, device):
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     config = small_config()
     config.device = device
-    ensemble = train_ensemble(table, config, tmp_path / "m", weights=WEIGHTS)
+    ensemble = train_ensemble(table, config, tmp_path / "m", causal_result=fixed_weights(WEIGHTS))
     assert ensemble.manifest["device"] == device
     assert ensemble.manifest["xgboost_device"] == ("cpu" if device == "cpu" else "cuda:0")
     oof, _ = ensemble.predict_oof(table.x, table.sites)
@@ -246,3 +297,27 @@ def test_training_and_prediction_on_each_device(tmp_path, frame, device):
     cpu_mean, cpu_std = ensemble.predict(table.x, device="cpu")
     np.testing.assert_allclose(mean, cpu_mean, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(std, cpu_std, rtol=1e-3, atol=1e-3)
+
+
+def test_per_pft_weights_reach_training(frame, tmp_path):
+    """With causal.weights "per_pft", fold k trains with the PFTs' weights averaged by their share
+    of fold k's training rows: the manifest's weights are exactly those, and differ from pooled."""
+    from ciml_ter.causal import discover_weights, driver_weights
+    from ciml_ter.training import feature_weights
+
+    config = small_config()
+    config.train.seeds = 1
+    config.causal.min_pft_sites = 3
+    table = site_table_from_frame(frame, "t", FEATURES)
+    result = discover_weights(table, config)
+    assert all("fallback" not in entry for entry in result["by_pft"].values())
+    ensemble = train_ensemble(table, config, tmp_path / "m", causal_result=result)
+    spec = plan(table, config)
+    fold_of_row = np.array([ensemble.folds[s] for s in table.sites])
+    pfts = table.frame["pft"].to_numpy()
+    for k in range(3):
+        expected = feature_weights(driver_weights(result, config.causal, pfts[fold_of_row != k]), spec)
+        got = [ensemble.manifest["weights"][str(k)][f] for f in FEATURES]
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    pooled = [result["pooled"]["weights"][f] for f in FEATURES]
+    assert not np.allclose(got, pooled, atol=1e-3)

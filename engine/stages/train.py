@@ -42,12 +42,13 @@ def run(sites_path: str | Path, out_dir: str | Path, config: PipelineConfig,
     spec = plan(table, config)
     out_dir = Path(out_dir)
     result = None
-    if weights_path is not None and config.train.causal:
+    causal_folds = config.train.causal or any(s.get("train", {}).get("causal") for s in (fold_settings or {}).values())
+    if weights_path is not None and causal_folds:
         result = causal.read_weights(weights_path)
         if result["features"] != spec.drivers:
             raise InputError(f"{weights_path}: causal weights are for {', '.join(result['features'])}, the model's "
                              f"drivers are {', '.join(spec.drivers)}; rerun `ciml-ter causal` with this config")
-    elif config.train.causal:
+    elif causal_folds:
         out_dir.mkdir(parents=True, exist_ok=True)
         result = causal.discover_weights(table, config, progress=progress, features=spec.drivers)
         causal.write_weights(result, out_dir / WEIGHTS)
