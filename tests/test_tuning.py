@@ -92,3 +92,24 @@ def test_settings_for_other_sites_are_refused(tuned, tmp_path):
     with pytest.raises(InputError, match="expected a settings file"):
         read_settings(bad)
     assert np.isfinite(read_settings(root / "settings.toml").document["inner_mae_mean"])
+
+
+def test_tune_and_train_settings_from_the_command_line(tuned, tmp_path):
+    """`ciml-ter tune` writes the file and says so in one line; `train --settings` refuses --folds
+    beside it, and a settings file for other sites is one error line with exit code 2."""
+    from _support import run_cli
+
+    root, frame, sites, _ = tuned
+    result = run_cli("tune", "--sites", str(sites), "--out", str(tmp_path / "s.toml"), "--trials", "2",
+                     "--folds", "3", "--no-causal")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {tmp_path / 's.toml'}: 3 folds x 2 trials")
+    document = read_settings(tmp_path / "s.toml").document
+    assert all(not entry["settings"]["train"]["causal"] for entry in document["fold"])
+    clash = run_cli("train", "--sites", str(sites), "--out", str(tmp_path / "m"), "--settings",
+                    str(tmp_path / "s.toml"), "--folds", "4")
+    assert clash.returncode == 2 and "--settings and --folds exclude each other" in clash.stderr
+    fewer = write(frame[frame["site"] != "S000"], tmp_path / "fewer.parquet")
+    other = run_cli("train", "--sites", str(fewer), "--out", str(tmp_path / "m"), "--settings", str(tmp_path / "s.toml"))
+    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "tuned on other sites" in other.stderr
+    assert not (tmp_path / "m").exists()

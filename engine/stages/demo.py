@@ -24,13 +24,11 @@ from ciml_ter.units import TER_UNITS
 
 # A European window at 1 degree, ten years: small enough for 2 cores, long enough for trends.
 # Its classes follow the generator's climate zones ("climate"), not the real MCD12C1 biomes that
-# `ciml-ter synth` uses by default: on the real biomes today's causal step (pooled PCMCI+, no
-# link assumptions) takes the decoy lst_day and npv for parents (precision 0.6, recall 0.75 on
-# this window, measured 2026-11-26): the demo's truth check needs a causal step that orients
-# links and handles collinear drivers first.
+# `ciml-ter synth` uses by default (see README "The demo").
 WORLD = {"res": 1.0, "years": (2001, 2010), "bbox": (-10.0, 35.0, 30.0, 60.0), "n_sites": 100, "seed": 0,
          "landcover": "climate"}
-SETTINGS = {"train": {"folds": 5, "seeds": 2}, "xgboost": {"learning_rate": 0.1},
+# pooled causal weights only: per-PFT PCMCI+ runs would double the causal step on 2 cores
+SETTINGS = {"train": {"folds": 5, "seeds": 2}, "xgboost": {"learning_rate": 0.1}, "causal": {"weights": "pooled"},
             "predict": {"tile_size": 16, "shap": True}, "grid": {"res": 1.0, "years": [2001, 2010]}}
 STAGES = 10  # synth, the pipeline's six (features ... report), truth, real towers, report
 
