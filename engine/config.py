@@ -54,7 +54,9 @@ class CausalConfig:
     which weights train the model ("pooled" over all sites, or "per_pft": the PFTs' weights
     averaged by their share of the rows, pooled for a PFT with fewer than ``min_pft_sites``
     sites); |Pearson r| from which a non-parent driver is a parent's collinear sibling, and the
-    share of that parent's weight it gets; floor weight and power of the strengths."""
+    share of that parent's weight it gets; floor weight and power of the strengths; ``guard``:
+    a fold keeps its causal weights only when the site-grouped CV that chooses its rounds scores
+    them no worse than none (``training._choose_rounds``)."""
 
     pc_alpha: float = 0.05
     tau_max: int = 0
@@ -64,6 +66,7 @@ class CausalConfig:
     sibling_share: float = 0.4
     weight_floor: float = 0.1
     weight_power: float = 0.8
+    guard: bool = True
 
 
 @dataclass

@@ -115,18 +115,20 @@ def _init_worker(x, y, sites, weights, configs, device, nthread):
                  configs={k: config_from_dict(c) for k, c in configs.items()})
 
 
-def _dmatrix(rows: np.ndarray, fold: int):
+def _dmatrix(rows: np.ndarray, fold: int, weighted: bool = True):
     import xgboost as xgb
 
     d = _DATA
-    w = d["weights"].get(fold)
+    w = d["weights"].get(fold) if weighted else None
     kw = {"feature_weights": w} if w is not None else {}
     return xgb.DMatrix(d["x"][rows], label=d["y"][rows], **kw)
 
 
-def _choose_rounds(task: tuple) -> tuple[str, int, int, float]:
+def _choose_rounds(task: tuple) -> tuple:
     """Rounds for one fold: site-grouped CV on its training rows, mean held-out MAE, patience
-    ``early_stopping_rounds``; returns ("rounds", fold, rounds, best mean MAE)."""
+    ``early_stopping_rounds``. A fold with causal weights and ``causal.guard`` is cross-validated
+    with and without them and keeps them only when they score no worse. Returns ("rounds", fold,
+    rounds, best mean MAE, weights kept, guard record or None)."""
     import xgboost as xgb
 
     fold, train_idx = task
@@ -134,21 +136,33 @@ def _choose_rounds(task: tuple) -> tuple[str, int, int, float]:
     config: PipelineConfig = d["configs"][fold]
     splits = inner_splits(d["sites"][train_idx], config.train.inner_folds, config.seed * 1000 + fold)
     params = xgb_params(config, config.seed * 1000, d["nthread"], d["device"], d["y"][train_idx])
-    curve = xgb.cv(params, _dmatrix(train_idx, fold), num_boost_round=config.xgboost.num_boost_round,
-                   folds=splits, early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
-    return "rounds", fold, len(curve), float(curve["test-mae-mean"].iloc[-1])
+
+    def curve(weighted):
+        result = xgb.cv(params, _dmatrix(train_idx, fold, weighted), num_boost_round=config.xgboost.num_boost_round,
+                        folds=splits, early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
+        return len(result), float(result["test-mae-mean"].iloc[-1])
+
+    weighted = d["weights"].get(fold) is not None
+    rounds, mae = curve(weighted)
+    guard = None
+    if weighted and config.causal.guard:
+        plain_rounds, plain_mae = curve(False)
+        guard = {"inner_mae_with": mae, "inner_mae_without": plain_mae, "kept": mae <= plain_mae}
+        if not guard["kept"]:
+            rounds, mae, weighted = plain_rounds, plain_mae, False
+    return "rounds", fold, rounds, mae, weighted, guard
 
 
 def _train_member(task: tuple) -> tuple:
-    """One (fold, seed) member on all the fold's training rows for the fold's rounds; returns
-    ("member", fold, seed, UBJSON bytes, rounds)."""
+    """One (fold, seed) member on all the fold's training rows for the fold's rounds, with or
+    without the fold's causal weights; returns ("member", fold, seed, UBJSON bytes, rounds)."""
     import xgboost as xgb
 
-    fold, seed, train_idx, rounds = task
+    fold, seed, train_idx, rounds, weighted = task
     d = _DATA
     config: PipelineConfig = d["configs"][fold]
     params = xgb_params(config, config.seed * 1000 + seed, d["nthread"], d["device"], d["y"][train_idx])
-    booster = xgb.train(params, _dmatrix(train_idx, fold), num_boost_round=rounds, verbose_eval=False)
+    booster = xgb.train(params, _dmatrix(train_idx, fold, weighted), num_boost_round=rounds, verbose_eval=False)
     return "member", fold, seed, bytes(booster.save_raw("ubj")), rounds
 
 
@@ -223,7 +237,9 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     ``folds`` (site -> fold) reuses a fold assignment; ``fold_settings`` (fold -> nested settings,
     from ``ciml-ter tune``) overrides the config per fold. Each fold's rounds come from
     ``_choose_rounds`` (or are ``num_boost_round`` when ``early_stopping_rounds`` is 0); every
-    member is then fitted on all the fold's training sites.
+    member is then fitted on all the fold's training sites. With ``causal.guard``, that CV also
+    runs without the fold's causal weights, and a fold keeps them only when they score no worse
+    on its inner held-out sites (``causal_guard`` in the manifest).
     """
     from ciml_ter.causal import driver_weights, summary
     from ciml_ter.device import xgboost_device, xgboost_has_cuda
@@ -257,15 +273,21 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     workers, nthread = _plan_workers(config, device, max(len(choose), n_folds * n_seeds))
     initargs = (x, table.y, table.sites, weights, {k: c.to_dict() for k, c in configs.items()},
                 booster_device, nthread)
-    rounds, cv_mae, members = dict(fixed), {}, []
+    rounds, cv_mae, guards, members = dict(fixed), {}, {}, []
     started = time.perf_counter()
     total = len(choose) + n_folds * n_seeds
 
     def record(result):
         if result[0] == "rounds":
-            _, fold, n, mae = result
+            _, fold, n, mae, weighted, guard = result
             rounds[fold], cv_mae[fold] = n, mae
-            message = f"fold {fold}: {n} rounds (inner CV MAE {mae:.1f})"
+            if guard is not None:
+                guards[fold] = guard
+            if not weighted:
+                weights.pop(fold, None)
+            message = f"fold {fold}: {n} rounds (inner CV MAE {mae:.1f})" + (
+                "" if guard is None else f", causal weights {'kept' if guard['kept'] else 'dropped'} (without them "
+                f"{guard['inner_mae_without']:.1f})")
         else:
             _, fold, seed, raw, n = result
             entry = save_member(out_dir, fold, seed, raw, n - 1, n)
@@ -277,7 +299,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     def phases(pool_map):
         for result in pool_map(_choose_rounds, choose):
             record(result)
-        tasks = [(k, s, train_rows[k], rounds[k]) for k in range(n_folds) for s in range(n_seeds)]
+        tasks = [(k, s, train_rows[k], rounds[k], k in weights) for k in range(n_folds) for s in range(n_seeds)]
         for result in pool_map(_train_member, tasks):
             record(result)
 
@@ -306,6 +328,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         "weights": None if not weights else {str(k): dict(zip(spec.features, map(float, w)))
                                              for k, w in weights.items()},
         "causal_info": None if causal_result is None else summary(causal_result),
+        "causal_guard": {str(k): v for k, v in sorted(guards.items())},
         "folds": dict(sorted(folds.items())), "n_folds": n_folds,
         "n_seeds": n_seeds, "members": members, "config": config.to_dict(),
         "fold_settings": {str(k): v for k, v in sorted(fold_settings.items())},

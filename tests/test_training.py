@@ -25,6 +25,7 @@ def small_config(workers=1) -> PipelineConfig:
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
     config.predictors.season = config.predictors.climatology = False
+    config.causal.guard = False  # test_causal_guard_* turn it on
     return config
 
 
@@ -321,3 +322,23 @@ def test_per_pft_weights_reach_training(frame, tmp_path):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     pooled = [result["pooled"]["weights"][f] for f in FEATURES]
     assert not np.allclose(got, pooled, atol=1e-3)
+
+
+@pytest.mark.parametrize("favoured, kept", [(("temperature", "moisture"), True), (("noise3",), False)])
+def test_causal_guard_keeps_weights_only_when_they_do_not_hurt(frame, tmp_path, favoured, kept):
+    """Weights on the true drivers score no worse than none on the inner held-out sites and are
+    kept; weights that starve the model of its drivers are dropped, fold by fold, and said so."""
+    config = small_config()
+    config.train.seeds = 1
+    config.causal.guard = True
+    config.xgboost.colsample_bynode, config.xgboost.colsample_bylevel = 0.3, 1.0
+    weights = {f: 0.002 for f in FEATURES}
+    weights.update({f: 1.0 for f in favoured})
+    table = site_table_from_frame(frame, "t", FEATURES)
+    ensemble = train_ensemble(table, config, tmp_path, causal_result=fixed_weights(weights))
+    guard = ensemble.manifest["causal_guard"]
+    assert set(guard) == {"0", "1", "2"}
+    assert all(g["kept"] == (g["inner_mae_with"] <= g["inner_mae_without"]) for g in guard.values())
+    assert all(g["kept"] is kept for g in guard.values()), guard
+    assert set(ensemble.manifest["weights"] or {}) == ({"0", "1", "2"} if kept else set())
+    assert ensemble.manifest["causal"] is kept
