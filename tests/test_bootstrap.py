@@ -121,3 +121,16 @@ def test_verdict_sentences():
     v = verdict(obs, sites, {**tests, "xgboost_plain": tests["model"]}, causal=False, seed=0)
     assert "no causal weights to judge" in v["sentence"] and v["model_minus_xgboost_plain"] is None
     assert "ranks 1 of 2 models" in v["ranking"] and "Q10" in v["ranking"]
+
+
+def test_verdict_says_what_the_causal_guard_did():
+    rng = np.random.default_rng(5)
+    sites = np.repeat([f"S{k}" for k in range(20)], 12)
+    obs = rng.gamma(2, 30, len(sites))
+    tests = {"model": obs + rng.normal(0, 5, len(sites)), "xgboost_plain": obs + rng.normal(0, 6, len(sites))}
+    guard = {"0": {"kept": True}, "1": {"kept": False}, "2": {"kept": True}}
+    v = verdict(obs, sites, tests, causal=True, seed=0, guard=guard)
+    assert v["sentence"].endswith(" The causal guard kept them in 2 of 3 folds.")
+    dropped = {k: {"kept": False} for k in guard}
+    v = verdict(obs, sites, {**tests, "xgboost_plain": tests["model"]}, causal=False, seed=0, guard=dropped)
+    assert v["sentence"].startswith("The causal guard dropped the causal weights in all 3 folds")

@@ -7,6 +7,7 @@ import os
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -115,7 +116,6 @@ def test_feature_mismatch_is_refused(world, tmp_path):
 def test_missing_or_repeated_months_are_refused(world, tmp_path):
     """A cube whose time axis skips a month is refused before any run directory is made."""
     from ciml_ter.stages.predict import _check_months
-    import pandas as pd
 
     with xr.open_dataset(world["features"], engine="zarr", consolidated=False) as ds:
         gappy = ds.isel(time=[0, 1, 3]).load()

@@ -95,11 +95,12 @@ def _versus(difference: dict, level: float) -> str:
 
 
 def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], causal: bool, seed: int,
-            n_boot: int = 1000, level: float = 0.95) -> dict:
+            n_boot: int = 1000, level: float = 0.95, guard: dict | None = None) -> dict:
     """Site-bootstrap test MAEs (g C m-2 month-1) of the model (``tests["model"]``) and each
     baseline on the rows every one estimates, the paired difference "model - xgboost_plain" and
-    two sentences: whether the causal weights helped (``sentence``) and how the model ranks
-    against the best baseline (``ranking``)."""
+    two sentences: whether the causal weights helped (``sentence``, which also says in how many
+    folds the causal guard kept them, from the manifest's ``causal_guard``) and how the model
+    ranks against the best baseline (``ranking``)."""
     tests = {k: v for k, v in tests.items() if np.isfinite(v).any()}
     if causal and "xgboost_plain" not in tests:
         raise ValueError("verdict: a causal model needs the test estimates of the xgboost_plain baseline")
@@ -112,8 +113,14 @@ def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], ca
         how = "helped" if d["high"] < 0 else "did not help" if d["low"] > 0 else "made no clear difference"
         out["sentence"] = (f"The causal weights {how}: test MAE {mae['model']:.1f} vs {mae['xgboost_plain']:.1f} "
                            f"without them {_versus(d, level)}.")
+    elif guard:
+        out["sentence"] = (f"The causal guard dropped the causal weights in all {len(guard)} folds (they scored worse "
+                           "than none on each fold's inner held-out sites): the model is the plain XGBoost.")
     else:
         out["sentence"] = "The model was trained without causal weights: there are no causal weights to judge."
+    if causal and guard:
+        kept = sum(g["kept"] for g in guard.values())
+        out["sentence"] += f" The causal guard kept them in {kept} of {len(guard)} folds."
     # without causal weights, the plain XGBoost baseline is the model itself
     others = {k: v for k, v in mae.items() if k != "model" and (causal or k != "xgboost_plain")}
     if others:
@@ -262,9 +269,11 @@ def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
         "model": {**model_metrics, "model_id": ensemble.model_id, "causal": ensemble.manifest["causal"],
                   "n_unseen_sites": len(set(table.sites[~known]))},
         "baselines": baselines,
-        "verdict": verdict(obs, table.sites, tests, ensemble.manifest["causal"], config.seed),
+        "verdict": verdict(obs, table.sites, tests, ensemble.manifest["causal"], config.seed,
+                           guard=ensemble.manifest.get("causal_guard")),
         "structure": structure_summary,
         "training": {"rounds": ensemble.manifest.get("rounds"), "predictors": ensemble.manifest.get("predictors"),
+                     "causal_guard": ensemble.manifest.get("causal_guard", {}),
                      "fold_settings": ensemble.manifest.get("fold_settings", {}),
                      "causal": {k: causal_info.get(k) for k in ("parents", "ambiguous", "siblings")}},
         "units": TER_UNITS,
