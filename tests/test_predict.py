@@ -57,7 +57,8 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
     month = pd.DatetimeIndex(f.time.values).month.to_numpy()[:, None]
     lat = np.broadcast_to(f.lat.values[:, None], land.shape)[land][None, :]
     phase = 2 * np.pi * ((month - 0.5) / 12 + 0.5 * (lat < 0))
-    clim = np.stack([np.nanmean(f[name].values[:, land], axis=0) for name in spec.climatology], axis=-1)
+    clim = np.stack([np.nanmean(f[name].values[:, land].astype(np.float64), axis=0) for name in spec.climatology],
+                    axis=-1)  # in float64, as the model does: a float32 mean can cross a split threshold
     x = np.concatenate([drivers, np.sin(phase)[..., None], np.cos(phase)[..., None],
                         np.broadcast_to(clim, (n_months, n_pixels, clim.shape[-1]))], axis=-1)
     x = x.reshape(-1, len(ensemble.features))
