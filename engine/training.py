@@ -60,17 +60,21 @@ def assign_folds(sites, n_folds: int, seed: int = 0, source: str = "<table>") ->
         raise InputError(f"{source}: {n_folds} folds grouped by site do not fit {n} sites (each fold must "
                          f"hold at least one site and leave {MIN_TRAINING_SITES} to train on); "
                          f"use --folds {best}")
+    return deal_sites(unique, n_folds, seed)
+
+
+def deal_sites(unique: np.ndarray, n_folds: int, seed: int) -> dict[str, int]:
+    """Site -> fold: the sorted unique sites, shuffled with ``seed`` and dealt round-robin."""
     order = np.random.default_rng(seed).permutation(len(unique))
     return {str(unique[i]): int(k % n_folds) for k, i in enumerate(order)}
 
 
 def inner_splits(sites: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Site-grouped (fit rows, held-out rows) index pairs over ``sites`` (at most one fold per site)."""
-    unique = np.unique(sites)
+    unique = np.unique(np.asarray(sites).astype(str))
     n_folds = min(n_folds, len(unique))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    fold_of_site = dict(zip(unique[order], np.arange(len(unique)) % n_folds))
-    fold = np.array([fold_of_site[s] for s in sites])
+    fold_of_site = deal_sites(unique, n_folds, seed)
+    fold = np.array([fold_of_site[str(s)] for s in sites])
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]
 
 
@@ -97,14 +101,14 @@ def xgb_params(config: PipelineConfig, seed: int, nthread: int, device: str, y: 
             "seed": int(seed), "nthread": int(nthread), "device": device}
 
 
-def fold_config(config: PipelineConfig, settings: dict | None) -> PipelineConfig:
-    """``config`` with one fold's settings (nested sections, e.g. {"xgboost": {...}}) laid over it."""
+def fold_config(config: PipelineConfig, settings: dict | None, source: str = "fold settings") -> PipelineConfig:
+    """``config`` with nested settings (sections, e.g. {"xgboost": {...}}) laid over it."""
     if not settings:
         return config
     merged = config.to_dict()
     for section, values in settings.items():
         merged[section] = {**merged[section], **values}
-    return config_from_dict(merged, "fold settings")
+    return config_from_dict(merged, source)
 
 
 _DATA: dict = {}

@@ -153,10 +153,10 @@ class Settings:
 
     def config(self, config: PipelineConfig) -> PipelineConfig:
         """``config`` with the file's predictors (those the search used)."""
-        merged = config.to_dict()
-        merged["predictors"] = dict(self.predictors)
-        merged["train"] = {**merged["train"], "folds": max(self.folds.values()) + 1}
-        return config_from_dict(merged, self.path)
+        from ciml_ter.training import fold_config
+
+        return fold_config(config, {"predictors": self.predictors, "train": {"folds": max(self.folds.values()) + 1}},
+                           self.path)
 
 
 def write_settings(document: dict, path: str | Path) -> Path:
