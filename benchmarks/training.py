@@ -3,7 +3,7 @@
     python -m benchmarks.training [--quick] [--device cpu|cuda] [--workers N]
 
 Default: 10 folds x 20 seeds on 20,000 site-months (200 sites x 100 months) x 26 features,
-with the default XGBoost settings (up to 10000 rounds, early stopping 30) and causal-like
+with the default XGBoost settings (rounds by inner CV, patience 200) and causal-like
 feature weights. ``--quick``: 3 folds x 2 seeds on 2,000 site-months. Writes
 benchmarks/results/training-<device>-<date>.json with the device, versions, sizes and seconds.
 """

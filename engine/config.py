@@ -56,7 +56,8 @@ class CausalConfig:
     sites); |Pearson r| from which a non-parent driver is a parent's collinear sibling, and the
     share of that parent's weight it gets; floor weight and power of the strengths; ``guard``:
     a fold keeps its causal weights only when the site-grouped CV that chooses its rounds scores
-    them no worse than none (``training._choose_rounds``)."""
+    them better than none by at least ``guard_margin`` (a fraction of the MAE without them;
+    ``training._choose_rounds``)."""
 
     pc_alpha: float = 0.05
     tau_max: int = 0
@@ -67,6 +68,7 @@ class CausalConfig:
     weight_floor: float = 0.1
     weight_power: float = 0.8
     guard: bool = True
+    guard_margin: float = 0.01
 
 
 @dataclass
@@ -233,6 +235,7 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "causal.collinear_r": (lambda v: 0 < v <= 1, "a correlation in (0, 1]"),
     "causal.sibling_share": (lambda v: 0 <= v <= 1, "a share in [0, 1]"),
     "causal.weight_power": (lambda v: 0 <= v <= 4, "a power in [0, 4]"),
+    "causal.guard_margin": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
     "xgboost.tree_method": (lambda v: v in ("hist", "approx", "exact"), "'hist', 'approx' or 'exact'"),
     "xgboost.objective": (lambda v: v in IDENTITY_OBJECTIVES, "one of " + ", ".join(map(repr, IDENTITY_OBJECTIVES))),
     "xgboost.huber_slope": (lambda v: v > 0, "a slope > 0 (g C m-2 month-1)"),

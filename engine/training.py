@@ -131,7 +131,8 @@ def _dmatrix(rows: np.ndarray, fold: int, weighted: bool = True):
 def _choose_rounds(task: tuple) -> tuple:
     """Rounds for one fold: site-grouped CV on its training rows, mean held-out MAE, patience
     ``early_stopping_rounds``. A fold with causal weights and ``causal.guard`` is cross-validated
-    with and without them and keeps them only when they score no worse. Returns ("rounds", fold,
+    with and without them and keeps them only when they lower the MAE by at least the fraction
+    ``causal.guard_margin`` of the MAE without them. Returns ("rounds", fold,
     rounds, best mean MAE, weights kept, guard record or None)."""
     import xgboost as xgb
 
@@ -151,7 +152,9 @@ def _choose_rounds(task: tuple) -> tuple:
     guard = None
     if weighted and config.causal.guard:
         plain_rounds, plain_mae = curve(False)
-        guard = {"inner_mae_with": mae, "inner_mae_without": plain_mae, "kept": mae <= plain_mae}
+        margin = config.causal.guard_margin
+        guard = {"inner_mae_with": mae, "inner_mae_without": plain_mae, "margin": margin,
+                 "kept": mae <= (1 - margin) * plain_mae}
         if not guard["kept"]:
             rounds, mae, weighted = plain_rounds, plain_mae, False
     return "rounds", fold, rounds, mae, weighted, guard
@@ -242,8 +245,8 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     from ``ciml-ter tune``) overrides the config per fold. Each fold's rounds come from
     ``_choose_rounds`` (or are ``num_boost_round`` when ``early_stopping_rounds`` is 0); every
     member is then fitted on all the fold's training sites. With ``causal.guard``, that CV also
-    runs without the fold's causal weights, and a fold keeps them only when they score no worse
-    on its inner held-out sites (``causal_guard`` in the manifest).
+    runs without the fold's causal weights, and a fold keeps them only when they beat none by
+    ``causal.guard_margin`` on its inner held-out sites (``causal_guard`` in the manifest).
     """
     from ciml_ter.causal import driver_weights, summary
     from ciml_ter.device import xgboost_device, xgboost_has_cuda

@@ -324,13 +324,16 @@ def test_per_pft_weights_reach_training(frame, tmp_path):
     assert not np.allclose(got, pooled, atol=1e-3)
 
 
-@pytest.mark.parametrize("favoured, kept", [(("temperature", "moisture"), True), (("noise3",), False)])
-def test_causal_guard_keeps_weights_only_when_they_do_not_hurt(frame, tmp_path, favoured, kept):
-    """Weights on the true drivers score no worse than none on the inner held-out sites and are
-    kept; weights that starve the model of its drivers are dropped, fold by fold, and said so."""
+@pytest.mark.parametrize("favoured, margin, kept", [(("temperature", "moisture"), 0.01, True),
+                                                    (("temperature", "moisture"), 0.9, False),
+                                                    (("noise3",), 0.0, False)])
+def test_causal_guard_keeps_weights_only_when_they_help(frame, tmp_path, favoured, margin, kept):
+    """Weights on the true drivers beat none by the guard margin on the inner held-out sites and
+    are kept, unless the margin asks for more than they give; weights that starve the model of
+    its drivers are dropped even with no margin; fold by fold, and said so."""
     config = small_config()
     config.train.seeds = 1
-    config.causal.guard = True
+    config.causal.guard, config.causal.guard_margin = True, margin
     config.xgboost.colsample_bynode, config.xgboost.colsample_bylevel = 0.3, 1.0
     weights = {f: 0.002 for f in FEATURES}
     weights.update({f: 1.0 for f in favoured})
@@ -338,7 +341,8 @@ def test_causal_guard_keeps_weights_only_when_they_do_not_hurt(frame, tmp_path, 
     ensemble = train_ensemble(table, config, tmp_path, causal_result=fixed_weights(weights))
     guard = ensemble.manifest["causal_guard"]
     assert set(guard) == {"0", "1", "2"}
-    assert all(g["kept"] == (g["inner_mae_with"] <= g["inner_mae_without"]) for g in guard.values())
+    assert all(g["margin"] == margin for g in guard.values())
+    assert all(g["kept"] == (g["inner_mae_with"] <= (1 - margin) * g["inner_mae_without"]) for g in guard.values())
     assert all(g["kept"] is kept for g in guard.values()), guard
     assert set(ensemble.manifest["weights"] or {}) == ({"0", "1", "2"} if kept else set())
     assert ensemble.manifest["causal"] is kept

@@ -114,8 +114,8 @@ def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], ca
         out["sentence"] = (f"The causal weights {how}: test MAE {mae['model']:.1f} vs {mae['xgboost_plain']:.1f} "
                            f"without them {_versus(d, level)}.")
     elif guard:
-        out["sentence"] = (f"The causal guard dropped the causal weights in all {len(guard)} folds (they scored worse "
-                           "than none on each fold's inner held-out sites): the model is the plain XGBoost.")
+        out["sentence"] = (f"The causal guard dropped the causal weights in all {len(guard)} folds (on each fold's "
+                           "inner held-out sites they did not beat none by the guard margin): the model is the plain XGBoost.")
     else:
         out["sentence"] = "The model was trained without causal weights: there are no causal weights to judge."
     if causal and guard:
