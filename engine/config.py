@@ -64,9 +64,9 @@ class CausalConfig:
     weights: str = "per_pft"
     min_pft_sites: int = 5
     collinear_r: float = 0.8
-    sibling_share: float = 0.4
-    weight_floor: float = 0.1
-    weight_power: float = 0.8
+    sibling_share: float = 0.56
+    weight_floor: float = 0.01
+    weight_power: float = 0.54
     guard: bool = True
     guard_margin: float = 0.01
 

@@ -9,15 +9,17 @@ from ciml_ter.errors import ConfigError
 
 def test_defaults_follow_the_method_paper_and_the_tuning():
     """The paper's structure (hist, depth 5, learning rate 0.05, 10 x 20) with the settings the
-    nested search chose on the shipped towers (README "Choosing the defaults")."""
+    nested searches chose on the shipped towers and the synthetic world (README "Choosing the
+    defaults")."""
     c = PipelineConfig()
     assert (c.xgboost.learning_rate, c.xgboost.max_depth, c.xgboost.min_child_weight) == (0.05, 5, 40.0)
     assert (c.xgboost.objective, c.xgboost.gamma, c.xgboost.reg_lambda) == ("reg:absoluteerror", 0.0, 20.0)
     assert (c.xgboost.subsample, c.xgboost.colsample_bylevel, c.xgboost.colsample_bynode) == (0.7, 0.6, 0.5)
     assert (c.xgboost.num_boost_round, c.xgboost.early_stopping_rounds, c.train.inner_folds) == (2000, 200, 3)
     assert (c.predictors.season, c.predictors.igbp, c.predictors.climatology) == (True, False, True)
+    assert c.causal.guard and c.causal.guard_margin == 0.01
     assert (c.causal.weights, c.causal.weight_floor, c.causal.weight_power, c.causal.sibling_share) == (
-        "per_pft", 0.1, 0.8, 0.4)
+        "per_pft", 0.01, 0.54, 0.56)
     assert (c.train.folds, c.train.seeds) == (10, 20)
     assert (c.causal.pc_alpha, c.causal.tau_max) == (0.05, 0)
     assert c.features.levels == (0.75, 0.5, 0.25) and c.features.extreme_share == 0.05
