@@ -170,13 +170,14 @@ def _plain_ensemble(ensemble, table, folds, config, out: Path, progress: Progres
 
 def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
         sites_path: str | Path | None = None, temperature: str | None = None,
-        progress: ProgressCallback = None, rf_trees: int = 200, shap_rows: int = 2000) -> Path:
+        progress: ProgressCallback = None, rf_trees: int = 200, shap_rows: int = 1000) -> Path:
     """metrics.json, CSV tables and PNG figures of the model at ``model_dir`` in ``out_dir``.
 
     ``sites_path`` defaults to the table the model was trained on (its manifest). Baselines use
     the model's folds; the plain XGBoost baseline is trained into ``out_dir/baseline_xgboost_plain``
     (reused on a rerun with the same folds and config). ``temperature`` picks the column of the
-    Lloyd-Taylor/Q10 baselines (default: TA_F, else lst_night, else lst_day). Returns ``out_dir``.
+    Lloyd-Taylor/Q10 baselines (default: TA_F, else lst_night, else lst_day). The model structure's mean |SHAP|
+    is taken over ``shap_rows`` random rows. Returns ``out_dir``.
     """
     ensemble = load_ensemble(model_dir)
     sites_path = sites_path or ensemble.manifest.get("sites_path")
