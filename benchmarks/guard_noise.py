@@ -3,7 +3,7 @@ without causal weights, under several booster seeds.
 
     python -m benchmarks.guard_noise [--sites S.parquet] [--seeds 3]
 
-The guard (``training._choose_rounds``) keeps a fold's causal weights only when they lower that
+The guard (``training._choose_rounds``, through ``training.inner_cv``) keeps a fold's causal weights only when they lower that
 CV's MAE by ``causal.guard_margin``. This measures, per outer fold, the spread (max - min, in %
 of the mean) of the same CV's MAE across booster seeds (subsample and column sampling): a gain
 below that spread is not evidence. Default table: the shipped FLUXNET2015 sample in site-only
@@ -23,7 +23,7 @@ from benchmarks.common import RESULTS, environment
 from ciml_ter.config import PipelineConfig
 from ciml_ter.predictors import plan, table_matrix
 from ciml_ter.sitetable import TARGET, read_site_table
-from ciml_ter.training import assign_folds, inner_splits, xgb_params
+from ciml_ter.training import assign_folds, inner_cv, inner_splits, xgb_params
 
 
 def seed_spread(sites_path: Path, n_seeds: int, config: PipelineConfig) -> list[dict]:
@@ -44,9 +44,7 @@ def seed_spread(sites_path: Path, n_seeds: int, config: PipelineConfig) -> list[
         maes = []
         for seed in range(n_seeds):
             params = xgb_params(config, config.seed * 1000 + seed, 0, "cpu", y[train])
-            cv = xgb.cv(params, data, num_boost_round=config.xgboost.num_boost_round, folds=splits,
-                        early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
-            maes.append(float(cv["test-mae-mean"].iloc[-1]))
+            maes.append(inner_cv(params, data, splits, config)[1])
         rows.append({"fold": k, "inner_mae_by_seed": maes,
                      "spread_percent": float(100 * np.ptp(maes) / np.mean(maes))})
     return rows

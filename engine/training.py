@@ -128,14 +128,22 @@ def _dmatrix(rows: np.ndarray, fold: int, weighted: bool = True):
     return xgb.DMatrix(d["x"][rows], label=d["y"][rows], **kw)
 
 
+def inner_cv(params: dict, data, splits: list, config: PipelineConfig) -> tuple[int, float]:
+    """(rounds, mean held-out MAE at those rounds) of ``xgb.cv`` on DMatrix ``data`` over the
+    site-grouped ``splits``, up to ``num_boost_round`` with patience ``early_stopping_rounds``."""
+    import xgboost as xgb
+
+    result = xgb.cv(params, data, num_boost_round=config.xgboost.num_boost_round, folds=splits,
+                    early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
+    return len(result), float(result["test-mae-mean"].iloc[-1])
+
+
 def _choose_rounds(task: tuple) -> tuple:
     """Rounds for one fold: site-grouped CV on its training rows, mean held-out MAE, patience
     ``early_stopping_rounds``. A fold with causal weights and ``causal.guard`` is cross-validated
     with and without them and keeps them only when they lower the MAE by at least the fraction
     ``causal.guard_margin`` of the MAE without them. Returns ("rounds", fold,
     rounds, best mean MAE, weights kept, guard record or None)."""
-    import xgboost as xgb
-
     fold, train_idx = task
     d = _DATA
     config: PipelineConfig = d["configs"][fold]
@@ -143,9 +151,7 @@ def _choose_rounds(task: tuple) -> tuple:
     params = xgb_params(config, config.seed * 1000, d["nthread"], d["device"], d["y"][train_idx])
 
     def curve(weighted):
-        result = xgb.cv(params, _dmatrix(train_idx, fold, weighted), num_boost_round=config.xgboost.num_boost_round,
-                        folds=splits, early_stopping_rounds=config.xgboost.early_stopping_rounds, verbose_eval=False)
-        return len(result), float(result["test-mae-mean"].iloc[-1])
+        return inner_cv(params, _dmatrix(train_idx, fold, weighted), splits, config)
 
     weighted = d["weights"].get(fold) is not None
     rounds, mae = curve(weighted)

@@ -114,8 +114,9 @@ def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], ca
         out["sentence"] = (f"The causal weights {how}: test MAE {mae['model']:.1f} vs {mae['xgboost_plain']:.1f} "
                            f"without them {_versus(d, level)}.")
     elif guard:
-        out["sentence"] = (f"The causal guard dropped the causal weights in all {len(guard)} folds (on each fold's "
-                           "inner held-out sites they did not beat none by the guard margin): the model is the plain XGBoost.")
+        out["sentence"] = (f"The causal guard dropped the causal weights in all {len(guard)} folds (on each "
+                           "fold's inner held-out sites they did not beat none by the guard margin): the model "
+                           "is the plain XGBoost.")
     else:
         out["sentence"] = "The model was trained without causal weights: there are no causal weights to judge."
     if causal and guard:
@@ -176,8 +177,8 @@ def run(model_dir: str | Path, out_dir: str | Path, config: PipelineConfig,
     ``sites_path`` defaults to the table the model was trained on (its manifest). Baselines use
     the model's folds; the plain XGBoost baseline is trained into ``out_dir/baseline_xgboost_plain``
     (reused on a rerun with the same folds and config). ``temperature`` picks the column of the
-    Lloyd-Taylor/Q10 baselines (default: TA_F, else lst_night, else lst_day). The model structure's mean |SHAP|
-    is taken over ``shap_rows`` random rows. Returns ``out_dir``.
+    Lloyd-Taylor/Q10 baselines (default: TA_F, else lst_night, else lst_day). The model
+    structure's mean |SHAP| is taken over ``shap_rows`` random rows. Returns ``out_dir``.
     """
     ensemble = load_ensemble(model_dir)
     sites_path = sites_path or ensemble.manifest.get("sites_path")
