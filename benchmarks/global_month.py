@@ -25,7 +25,7 @@ import numpy as np
 from benchmarks.common import RESULTS, DeviceMemoryPeak, environment, global_land_cells, write_result
 from benchmarks.training import synthetic_table
 from ciml_ter.config import PipelineConfig
-from ciml_ter.device import get_namespace, resolve_device, xgboost_device
+from ciml_ter.device import CPU, Device
 from ciml_ter.ensemble import MergedEnsemble, load_ensemble, merge_members
 from ciml_ter.inference import batch_rows_for, predict_rows
 from ciml_ter.causal import fixed_weights
@@ -46,7 +46,7 @@ def trained_model(model_dir: Path, folds: int, seeds: int, note=print) -> tuple[
     table, weights = synthetic_table(200 if folds * seeds > 3 else 40, 100, N_FEATURES)
     note(f"training {folds} x {seeds} members on {len(table.frame):,} site-months (CPU workers)")
     start = time.perf_counter()
-    train_ensemble(table, config, model_dir, causal_result=fixed_weights(weights))
+    train_ensemble(table, config, model_dir, CPU, causal_result=fixed_weights(weights))
     seconds = {"train_cpu": time.perf_counter() - start}
     note(f"trained in {seconds['train_cpu']:.1f} s; merging")
     start = time.perf_counter()
@@ -69,17 +69,17 @@ def _sync(xp) -> None:
         xp.cuda.Device().synchronize()
 
 
-def time_month(merged: MergedEnsemble, device: str, pixels: int, budget: float, note=print) -> dict:
+def time_month(merged: MergedEnsemble, device: Device, pixels: int, budget: float, note=print) -> dict:
     """Seconds for mean + std and for mean + std + SHAP of ``pixels`` rows on ``device``.
 
     Each pass first times a probe of ``PROBE_ROWS`` rows; when that projects the month beyond
     ``budget`` seconds, the pass is not run and its time is the projection (marked so)."""
-    xp = get_namespace(device)
-    merged.to(xgboost_device(device))
+    xp = device.xp
+    merged.to(device)
     rows = month_rows(xp, pixels)
     _sync(xp)
     out: dict = {"batch_rows": {}, "probe_seconds": {}, "seconds": {}, "projected": {}}
-    with DeviceMemoryPeak(device) as memory:
+    with DeviceMemoryPeak(device.kind) as memory:
         for name, shap in (("mean_std", False), ("mean_std_shap", True)):
             batch = batch_rows_for(device, N_FEATURES, len(merged.folds), shap)
             out["batch_rows"][name] = batch
@@ -117,13 +117,13 @@ def main(argv=None) -> Path:
     parser.add_argument("--quick", action="store_true", help="3 x 1 models, 20,000 pixels")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = Device.resolve(args.device)
     pixels = args.pixels or (20_000 if args.quick else global_land_cells(0.05))
     folds, seeds = (3, 1) if args.quick else (10, 20)
     with tempfile.TemporaryDirectory() as tmp:
         merged, seconds = trained_model(Path(tmp) / "model", folds, seeds)
     timing = time_month(merged, device, pixels, args.budget)
-    result = {**environment(device), "suite": "global_month", "quick": args.quick,
+    result = {**environment(device.kind), "suite": "global_month", "quick": args.quick,
               "sizes": {"pixels": pixels, "features": N_FEATURES, "members": merged.n_members,
                         "folds": len(merged.folds), "trees_total": merged.n_trees,
                         "missing_share": MISSING_SHARE},
@@ -131,7 +131,7 @@ def main(argv=None) -> Path:
               "goal_seconds_h100": {"mean_std": 30, "mean_std_shap": 300},
               "notes": "model trained on the CPU and merged (one booster per fold + one for SHAP); "
                        "predictors drawn on the device; SHAP checked to sum to the prediction"}
-    path = write_result(args.out, f"global-month-{device}-{result['date']}{'-quick' if args.quick else ''}", result)
+    path = write_result(args.out, f"global-month-{device.kind}-{result['date']}{'-quick' if args.quick else ''}", result)
     print(json.dumps({k: result[k] for k in ("sizes", "seconds", "row_trees_per_s")}, indent=1))
     return path
 

@@ -41,7 +41,7 @@ from benchmarks.kernels import cloudy_daily
 from benchmarks.training import synthetic_table
 from ciml_ter import kernels
 from ciml_ter.config import PipelineConfig
-from ciml_ter.device import get_namespace, resolve_device
+from ciml_ter.device import CPU, Device
 
 SECTIONS = ("environment", "global_month", "envelope_global", "pytest_gpu", "training", "parity")
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,13 +52,13 @@ class Session:
 
     def __init__(self, dry: bool, out: Path, budget: float):
         self.dry, self.out = dry, out
-        self.device = "cpu" if dry else resolve_device("cuda")
-        self.xp = get_namespace(self.device)
+        self.device = CPU if dry else Device.resolve("cuda")
+        self.xp = self.device.xp
         self.budget, self.deadline = budget, time.monotonic() + budget
         self.current = ""  # the section running now
         self.work = Path(tempfile.mkdtemp(prefix="gpu-session-"))
         self.merged = None  # the global-month ensemble, reused by ``parity``
-        env = environment(self.device)
+        env = environment(self.device.kind)
         gpu = env["machine"].get("gpu", "cpu-dry").replace(" ", "-")
         self.name = f"gpu-session-{gpu}-{env['date']}"
         self.doc = {**env, "suite": "gpu_session", "dry": dry, "budget_s": budget, "sections": {}}
@@ -75,7 +75,7 @@ class Session:
         self.save()
 
     def sync(self) -> None:
-        if self.device == "cuda":
+        if self.device.kind == "cuda":
             self.xp.cuda.Device().synchronize()
 
     def save(self) -> Path:
@@ -106,7 +106,7 @@ def environment_section(s: Session) -> dict:
              "--format=csv"], capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
         out["nvidia_smi"] = f"not available: {exc}"
-    if s.device == "cuda":
+    if s.device.kind == "cuda":
         import cupy
         import numba.cuda
 
@@ -170,7 +170,7 @@ def envelope_global_section(s: Session) -> dict:
     days = 365
     # per pixel: float32 input, float64 copy, 5 float64 envelope arrays, 1 SCVTG buffer
     per_pixel = days * (4 + 8 * 7)
-    if s.device == "cuda":
+    if s.device.kind == "cuda":
         chunk = int(s.xp.cuda.runtime.memGetInfo()[0] * 0.5 // per_pixel)
     else:
         chunk = land
@@ -222,21 +222,22 @@ def training_section(s: Session) -> dict:
 
     n_sites, folds, seeds = (20, 3, 1) if s.dry else (200, 10, 20)
     table, weights = synthetic_table(n_sites, 100, 26)
-    runs = [("cpu", 0)] if s.dry else [("cpu", 0), (s.device, 4), (s.device, 1)]
+    runs = [(CPU, 0)] if s.dry else [(CPU, 0), (s.device, 4), (s.device, 1)]
     out: dict = {"sizes": {"site_months": len(table.frame), "features": 26, "folds": folds, "seeds": seeds},
                  "runs": []}
     for device, gpu_workers in runs:
         if s.left() < 60 and out["runs"]:
-            out["runs"].append({"device": device, "gpu_workers": gpu_workers, "skipped": "out of time"})
+            out["runs"].append({"device": device.kind, "gpu_workers": gpu_workers, "skipped": "out of time"})
             continue
         config = PipelineConfig()
         config.predictors.season = config.predictors.climatology = False  # the table's columns only
-        config.device = device
+        config.device = device.kind
         config.train.folds, config.train.seeds = folds, seeds
         config.train.gpu_workers = max(1, gpu_workers)
-        s.note(f"training {folds} x {seeds} on {device}" + (f" with {gpu_workers} threads" if device == "cuda" else ""))
+        s.note(f"training {folds} x {seeds} on {device}" + (f" with {gpu_workers} threads" if device.kind == "cuda" else ""))
         start = time.perf_counter()
-        ensemble = train_ensemble(table, config, s.work / f"train-{device}-{gpu_workers}", causal_result=fixed_weights(weights))
+        ensemble = train_ensemble(table, config, s.work / f"train-{device.kind}-{gpu_workers}", device,
+                                  causal_result=fixed_weights(weights))
         seconds = time.perf_counter() - start
         s.note(f"trained in {seconds:.1f} s")
         oof, _ = ensemble.predict_oof(table.x, table.sites)
@@ -277,8 +278,8 @@ def parity_section(s: Session) -> dict:
     both("lswi", kernels.lswi, nir, red)
     if s.merged is not None:
         rows = global_month.month_rows(np, 2_000)  # SHAP on the CPU: about 1e7 row.trees/s
-        gpu = predict_rows(s.merged.to(_xgb(s.device)), xp.asarray(rows), shap=True, device=s.device)
-        cpu = predict_rows(s.merged.to("cpu"), rows, shap=True, device="cpu")
+        gpu = predict_rows(s.merged.to(s.device), xp.asarray(rows), shap=True, device=s.device)
+        cpu = predict_rows(s.merged.to(CPU), rows, shap=True, device=CPU)
         out["ensemble"] = {"ter": float(np.max(np.abs(gpu.ter - cpu.ter))),
                            "ter_std": float(np.max(np.abs(gpu.ter_std - cpu.ter_std))),
                            "shap": float(np.nanmax(np.abs(gpu.shap - cpu.shap))),
@@ -287,19 +288,13 @@ def parity_section(s: Session) -> dict:
     return out
 
 
-def _xgb(device):
-    from ciml_ter.device import xgboost_device
-
-    return xgboost_device(device)
-
-
 def _merged_vs_members(s: Session, rows) -> dict:
     """Max |merged prediction - mean of the members' predictions| on the device."""
     from ciml_ter.ensemble import load_ensemble
 
     members = load_ensemble(s.work / "model").members
     for m in members:
-        m.booster.set_param({"device": _xgb(s.device)})
+        m.booster.set_param({"device": s.device.xgboost})
     x = s.xp.asarray(rows)
     mean = np.mean([_host(m.booster.inplace_predict(x, iteration_range=m.iteration_range)) for m in members], axis=0)
     merged = np.sum([_host(b.inplace_predict(x)) * n for b, n in zip(s.merged.fold_boosters, s.merged.fold_sizes)],

@@ -53,9 +53,10 @@ def seed_spread(sites_path: Path, n_seeds: int, config: PipelineConfig) -> list[
 def shipped_sample_table(out: Path) -> Path:
     """The shipped FLUXNET2015 sample as a site-only table at ``out``."""
     from ciml_ter.data.flux import SHIPPED_SAMPLE
-    from ciml_ter.stages import sites
+    from ciml_ter.sitetable import build_site_table, write_site_table
 
-    sites.run(out, [SHIPPED_SAMPLE])
+    frame, report = build_site_table([SHIPPED_SAMPLE])
+    write_site_table(frame, out, mode=report.mode)
     return out
 
 

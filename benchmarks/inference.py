@@ -25,6 +25,7 @@ from benchmarks.training import synthetic_table
 from ciml_ter.config import PipelineConfig, save_config
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.ensemble import load_ensemble, merge_members
+from ciml_ter.device import CPU
 from ciml_ter.inference import predict_rows
 from ciml_ter.causal import fixed_weights
 from ciml_ter.training import train_ensemble
@@ -73,7 +74,7 @@ def main(argv=None) -> Path:
     table, weights = synthetic_table(40 if args.quick else 200, 100, 21)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        train_ensemble(table, config, work / "model", causal_result=fixed_weights(weights))
+        train_ensemble(table, config, work / "model", CPU, causal_result=fixed_weights(weights))
         members = load_ensemble(work / "model").members
         t_merge, merged = timed(lambda: merge_members(members), repeats=1)
         trees = merged.n_trees

@@ -24,8 +24,9 @@ import numba
 import numpy as np
 
 from benchmarks.common import RESULTS, environment, timed, write_result
-from ciml_ter.device import resolve_device
-from ciml_ter.kernels import AUTHALIC_RADIUS_M, GridWindow, SinusoidalTile, bin_sinusoidal
+from ciml_ter.device import Device
+from ciml_ter.grid import GridWindow
+from ciml_ter.kernels import AUTHALIC_RADIUS_M, SinusoidalTile, bin_sinusoidal
 
 TILE_M = 1111950.5197665  # MODIS tile width, m
 X0, Y0 = -20015109.354, 10007554.677  # upper-left corner of tile h00v00, m
@@ -100,7 +101,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--quick", action="store_true", help="a 600 x 600 block instead of the whole tile")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = Device.resolve(args.device).kind
     n = 600 if args.quick else 2400
     tile = SinusoidalTile(X0 + H * TILE_M, Y0 - V * TILE_M, TILE_M / 2400, AUTHALIC_RADIUS_M)
     window = covering_window(tile, n, RES)

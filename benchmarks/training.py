@@ -21,6 +21,7 @@ from ciml_ter.config import PipelineConfig
 from benchmarks.common import RESULTS, environment
 from ciml_ter.sitetable import site_table_from_frame
 from ciml_ter.causal import fixed_weights
+from ciml_ter.device import Device
 from ciml_ter.training import train_ensemble
 
 def synthetic_table(n_sites: int, n_months: int, n_features: int, seed: int = 0):
@@ -59,7 +60,7 @@ def main(argv=None) -> Path:
     table, weights = synthetic_table(n_sites, n_months, n_features)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        ensemble = train_ensemble(table, config, tmp, causal_result=fixed_weights(weights))
+        ensemble = train_ensemble(table, config, tmp, Device.resolve(args.device), causal_result=fixed_weights(weights))
         seconds = time.perf_counter() - started
         best = [m["best_iteration"] for m in ensemble.manifest["members"]]
         workers, nthread = ensemble.manifest["workers"], ensemble.manifest["nthread"]

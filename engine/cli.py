@@ -60,12 +60,20 @@ CONFIG_OPTION = typer.Option(None, "--config", help="Pipeline config (TOML); def
 DEVICE_HELP = "cpu, cuda or auto (default: the config's device, 'auto')."
 
 
-def _device(config, given: Optional[str]) -> str:
-    """``--device`` if given, else the config's, checked once before any work: "cuda" without a
-    usable GPU is a DeviceError. Returns the resolved "cpu" or "cuda"."""
-    from ciml_ter.device import resolve_device
+def _runtime(config, progress=None, say=None):
+    """The stages' runtime: the config's device (command-line ``--device`` already laid over it)
+    resolved once, before any work ("cuda" without a usable GPU is a DeviceError), lines to the
+    console, and ``progress``."""
+    from ciml_ter.device import Device
+    from ciml_ter.stages import Runtime
 
-    return resolve_device(config.device if given is None else given)
+    return Runtime(Device.resolve(config.device), say or (lambda line: out.print(line, markup=False)), progress)
+
+
+def _say(summary) -> None:
+    """Print a stage summary's lines."""
+    for line in summary.lines():
+        out.print(line, markup=False)
 
 
 def _with_options(config, **overrides):
@@ -80,12 +88,10 @@ def _with_options(config, **overrides):
     return config_from_dict(data, "command line")
 
 
-def _print_metrics(metrics_path: Path) -> None:
-    """A table of test metrics of the model and each baseline (from metrics.json)."""
-    from ciml_ter.documents import read_json
+def _print_metrics(metrics: dict) -> None:
+    """A table of test metrics of the model and each baseline (a metrics.json document)."""
     from ciml_ter.evaluation import BASELINE_NAMES
 
-    metrics = read_json(metrics_path, "metrics.json of `ciml-ter evaluate`")
     table = Table(title=f"test metrics on held-out sites ({metrics['units']})")
     for column in ("model", "MAE", "rMAE", "R2", "slope obs~est", "n"):
         table.add_column(column)
@@ -205,16 +211,6 @@ def _parse_years(text: str) -> tuple[int, int]:
     return first, last
 
 
-def _parse_bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise CimlTerError(f"--bbox {text!r}: expected four numbers W,S,E,N in degrees, e.g. -10,35,30,60")
-    return values
-
-
 @app.command()
 def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr, truth.nc, fluxnet/."),
           res: float = typer.Option(0.5, "--res", help="Resolution in degrees (0.05 to 1, dividing 1)."),
@@ -231,15 +227,13 @@ def synth(world: Path = typer.Option(..., "--out", help="Directory for cube.zarr
                                                "are drawn on the GPU: other random numbers than on the CPU."),
           config_path: Optional[Path] = CONFIG_OPTION):
     """A synthetic world with known TER truth: input cube, truth and FLUXNET-format towers."""
-    from ciml_ter.stages import synth as stage
+    from ciml_ter.grid import parse_bbox
+    from ciml_ter.stages.synth import synthesize
 
-    device = _device(_load(config_path), device)
+    config = _with_options(_load(config_path), device=device)
     with _progress("synth") as update:
-        summary = stage.run(world, res=res, years=_parse_years(years), bbox=_parse_bbox(bbox), n_sites=n_sites,
-                            seed=seed, months=months, device=device, landcover=landcover, progress=update)
-    out.print(f"wrote {summary['out']}: {summary['grid'][0]} x {summary['grid'][1]} grid, "
-              f"{summary['land_pixels']:,} land pixels, {summary['days']} days, {summary['sites']} towers; "
-              f"truth parents: {', '.join(summary['parents'])}; decoys: {', '.join(summary['decoys'])}")
+        _say(synthesize(world, config, _runtime(config, update), res=res, years=_parse_years(years),
+                        bbox=parse_bbox(bbox), n_sites=n_sites, seed=seed, months=months, landcover=landcover))
 
 
 @app.command()
@@ -266,24 +260,21 @@ def ingest(paths: Optional[list[Path]] = typer.Argument(None, help="MODIS/VIIRS 
     QC applied, SoilGrids / Earth Engine rasters, land cover. A rerun skips dates already written;
     under mpirun/srun the granules are shared out over the ranks."""
     from ciml_ter.config import config_path as path_of
-    from ciml_ter.stages import ingest as stage
+    from ciml_ter.grid import parse_bbox
+    from ciml_ter.stages.ingest import ingest as stage
 
     config = _with_options(_load(config_path), ingest__res=res, ingest__months=months, ingest__rasters=raster or None,
                            ingest__landcover="" if landcover == "none" else landcover,
-                           ingest__min_valid_fraction=min_valid,
-                           grid__bbox=list(_parse_bbox(bbox)) if bbox is not None else None)
-    device = _device(config, device)
+                           ingest__min_valid_fraction=min_valid, device=device,
+                           grid__bbox=list(parse_bbox(bbox)) if bbox is not None else None)
+    runtime = _runtime(config)
     inputs = list(paths) if paths else [Path(p) for p in config.paths.granules]
     if not inputs:
         raise CimlTerError("no inputs: give granule files or folders, or set [paths] granules in the config")
-    summary = stage.run(inputs, path_of(config, "cube", cube_out, option="--out"), **stage.options_from(config),
-                        device=device, log=lambda line: out.print(line, markup=False))
+    summary = stage(inputs, path_of(config, "cube", cube_out, option="--out"), config, runtime)
     if summary is None:
         return  # a worker rank: rank 0 reports
-    written = sum(len(v) for v in summary.written.values())
-    out.print(f"wrote {summary.out}: {written} date(s), {len(summary.static_written)} static layer(s); "
-              f"{sum(len(v) for v in summary.skipped_present.values())} date(s) already there; "
-              f"{len(summary.unknown)} unknown file(s) skipped")
+    _say(summary)
     if not summary.ok:
         raise CimlTerError(f"{len(summary.bad)} granule(s) could not be read (the other inputs were ingested; "
                            f"their dates are not marked complete): "
@@ -299,16 +290,11 @@ def features(cube: Path = typer.Option(..., "--cube", help="Input cube (Zarr sto
              device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
              config_path: Optional[Path] = CONFIG_OPTION):
     """Build the monthly predictor cube: composites, NIRv/LSWI, SCVTG, static layers, resampling."""
-    from ciml_ter.stages import features as stage
+    from ciml_ter.stages.features import make_features
 
-    config = _load(config_path)
-    device = _device(config, device)
+    config = _with_options(_load(config_path), device=device)
     with _progress("features") as update:
-        summary = stage.run(cube, features_out, res=res, config=config.features, device=device,
-                                 progress=update)
-    out.print(f"wrote {summary['out']}: {len(summary['features'])} features x {summary['months']} months "
-              f"on a {summary['grid'][0]} x {summary['grid'][1]} grid (factor {summary['factor']}, "
-              f"SCVTG years {summary['scvtg_years']}, {summary['device']})")
+        _say(make_features(cube, features_out, config, _runtime(config, update), res=res))
 
 
 @app.command()
@@ -316,12 +302,11 @@ def causal(sites_table: Path = typer.Option(..., "--sites", help="Site-month tab
            weights_out: Path = typer.Option(..., "--out", help="Causal weights to write (JSON)."),
            config_path: Optional[Path] = CONFIG_OPTION):
     """PCMCI+ causal feature weights (pooled and per PFT) from a site-month table."""
-    from ciml_ter.stages import causal as stage
+    from ciml_ter.stages.causal import discover
 
+    config = _load(config_path)
     with _progress("causal") as update:
-        result = stage.run(sites_table, weights_out, _load(config_path), progress=update)
-    parents = result["pooled"]["parents"]
-    out.print(f"wrote {weights_out}: parents of ter: {', '.join(parents) if parents else 'none found'}")
+        _say(discover(sites_table, weights_out, config, _runtime(config, update)))
 
 
 @app.command()
@@ -338,8 +323,7 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
                                                   "(its folds, predictors and each fold's settings)."),
           config_path: Optional[Path] = CONFIG_OPTION):
     """Train the ensemble (folds x seeds, grouped by site) and evaluate it against baselines."""
-    from ciml_ter.stages import evaluate as evaluate_stage
-    from ciml_ter.stages import train as stage
+    from ciml_ter.stages.pipeline import train_and_evaluate
 
     if weights and no_causal:
         raise CimlTerError("--weights and --no-causal exclude each other: give one")
@@ -347,13 +331,11 @@ def train(sites_table: Path = typer.Option(..., "--sites", help="Site-month tabl
         raise CimlTerError("--settings and --folds exclude each other: the settings file fixes the folds")
     config = _with_options(_load(config_path), train__folds=folds, train__seeds=seeds,
                            device=device, train__causal=False if no_causal else None)
-    _device(config, None)  # the setting stays as given: "auto" chooses by table size when training
-    with _progress("train") as update:
-        path = stage.run(sites_table, model_dir, config, weights_path=weights, progress=update,
-                         settings_path=settings)
-        evaluate_stage.run(path, path, config, sites_path=sites_table, progress=update)
-    _print_metrics(Path(path) / "metrics.json")
-    out.print(f"wrote {path} (metrics.json, tables, figures)")
+    with _progress("train") as update:  # with "auto", the table size chooses the training device
+        summary = train_and_evaluate(sites_table, model_dir, config, _runtime(config, update), weights=weights,
+                                     settings=settings)
+    _print_metrics(summary.evaluation.document)
+    _say(summary)
 
 
 @app.command()
@@ -363,15 +345,15 @@ def tune(sites_table: Path = typer.Option(..., "--sites", help="Site-month table
          trials: int = typer.Option(30, "--trials", min=1, help="Optuna trials per outer fold."),
          folds: Optional[int] = typer.Option(None, "--folds", help="Outer folds grouped by site (default 10)."),
          no_causal: bool = typer.Option(False, "--no-causal", help="Search without causal weights."),
+         device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
          config_path: Optional[Path] = CONFIG_OPTION):
     """Choose each outer fold's XGBoost and causal-weighting settings on its own training sites."""
-    from ciml_ter.stages import tune as stage
+    from ciml_ter.stages.tune import tune as stage
 
-    config = _with_options(_load(config_path), train__folds=folds, train__causal=False if no_causal else None)
+    config = _with_options(_load(config_path), train__folds=folds, train__causal=False if no_causal else None,
+                           device=device)
     with _progress("tune") as update:
-        document = stage.run(sites_table, settings_out, config, trials=trials, progress=update)
-    out.print(f"wrote {settings_out}: {len(document['fold'])} folds x {trials} trials in {document['seconds']:.0f} s; "
-              f"mean inner MAE {document['inner_mae_mean']:.2f}")
+        _say(stage(sites_table, settings_out, config, _runtime(config, update), trials=trials))
 
 
 @app.command()
@@ -383,15 +365,14 @@ def evaluate(model_dir: Path = typer.Option(..., "--model", help="Model director
                                                        "for Lloyd-Taylor/Q10 (default TA_F, lst_night, lst_day)."),
              config_path: Optional[Path] = CONFIG_OPTION):
     """Metrics of a trained model (test and overall, by site, PFT, latitude band) and baselines."""
-    from ciml_ter.stages import evaluate as stage
+    from ciml_ter.stages.evaluate import evaluate as stage
 
     config = _load(config_path)
-    _device(config, None)  # the plain-XGBoost baseline trains on the config's device
-    with _progress("evaluate") as update:
-        path = stage.run(model_dir, eval_out, config, sites_path=sites_table, temperature=temperature,
-                         progress=update)
-    _print_metrics(Path(path) / "metrics.json")
-    out.print(f"wrote {path}")
+    with _progress("evaluate") as update:  # the plain-XGBoost baseline trains on the config's device
+        summary = stage(model_dir, eval_out, config, _runtime(config, update), sites=sites_table,
+                        temperature=temperature)
+    _print_metrics(summary.document)
+    _say(summary)
 
 
 @app.command()
@@ -413,22 +394,16 @@ def predict(model_dir: Optional[Path] = typer.Option(None, "--model", help="Mode
     """Ensemble TER (mean, std across folds, SHAP) for every land pixel and month, tiled; under
     mpirun/srun rank 0 hands tiles out; a rerun resumes, skipping finished tiles."""
     from ciml_ter.config import config_path as path_of
-    from ciml_ter.stages import predict as stage
+    from ciml_ter.stages.predict import predict as stage
 
-    config = _load(config_path)
-    device = _device(config, device)
+    config = _with_options(_load(config_path), device=device)
     paths = [path_of(config, name, given, year, option) for name, given, option in
              (("model", model_dir, "--model"), ("features", features_cube, "--features"), ("run", run_dir, "--out"))]
     shap = config.predict.shap if shap is None else shap
     with _progress("predict") as update:
-        summary = stage.run(*paths, config, shap=shap, device=device, restart=restart, progress=update)
-    if summary is None:
-        return  # a worker rank: rank 0 reports
-    out.print(f"{summary['tiles']} land tiles ({summary['ocean_tiles']} ocean tiles skipped): "
-              f"{summary['finished_before']} finished before, {summary['computed']} computed by "
-              f"{summary['workers']} worker(s) in {summary['seconds']:.1f} s "
-              f"({summary['rows']:,} pixel-months, {summary['members']} models, {summary['device']})")
-    out.print(f"wrote {summary['out']}")
+        summary = stage(*paths, config, _runtime(config, update), shap=shap, restart=restart)
+    if summary is not None:  # None on a worker rank: rank 0 reports
+        _say(summary)
 
 
 @app.command()
@@ -443,17 +418,12 @@ def analyze(run_dir: Path = typer.Option(..., "--run", help="Run directory from 
             config_path: Optional[Path] = CONFIG_OPTION):
     """Budgets (Pg C/yr), trends (Mann-Kendall + Theil-Sen), SHAP driver shares, regions, and
     comparison with other products."""
-    from ciml_ter.stages import analyze as stage
+    from ciml_ter.stages.analyze import analyze as stage
 
+    config = _load(config_path)
     with _progress("analyze") as update:
-        summary = stage.run(run_dir, analysis_out, _load(config_path), compare=compare,
-                            region_masks=region_mask, sites=sites_table, progress=update)
-    b = summary["budget"]
-    line = f"mean annual TER {b['mean_pg_c_yr']:.3f} Pg C/yr over {len(b['years'])} year(s)"
-    if "trend" in summary:
-        line += f"; trend {summary['trend']['slope']:+.4f} Pg C/yr2 ({summary['trend']['percent_per_step']:+.2f} %/yr)"
-    out.print(line)
-    out.print(f"wrote {analysis_out}")
+        _say(stage(run_dir, analysis_out, config, _runtime(config, update), compare=compare,
+                   region_masks=region_mask, sites=sites_table))
 
 
 @app.command()
@@ -463,10 +433,11 @@ def report(run_dir: Path = typer.Option(..., "--run", help="Run directory from '
                                                     "with metrics.json and figures."),
            html_out: Path = typer.Option(..., "--out", help="HTML file to write.")):
     """One self-contained HTML report: maps, budget series, drivers, model metrics."""
-    from ciml_ter.stages import report as stage
+    from ciml_ter.config import PipelineConfig
+    from ciml_ter.stages.report import report as stage
 
-    path = stage.run(run_dir, html_out, analysis_dir=analysis_dir, model_dir=model_dir)
-    out.print(f"wrote {path}")
+    config = PipelineConfig()
+    _say(stage(run_dir, html_out, config, _runtime(config), analysis=analysis_dir, model=model_dir))
 
 
 @app.command()
@@ -482,12 +453,12 @@ def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or f
     With --features the predictors come from the cube at each site's pixel; without it they are
     each tower's own monthly meteorology plus latitude and month (site-only mode).
     """
-    from ciml_ter.stages import sites as stage
+    from ciml_ter.config import PipelineConfig
+    from ciml_ter.stages.sites import build_sites
 
-    frame, report = stage.run(table, fluxnet, abcflux, features=features_cube, window=window)
-    for line in report.lines():
-        out.print(line, markup=False)
-    out.print(f"wrote {table}: {len(frame):,} site-months of {frame['site'].nunique()} sites")
+    config = PipelineConfig()
+    _say(build_sites(table, config, _runtime(config), fluxnet=fluxnet, abcflux=abcflux, features=features_cube,
+                     window=window))
 
 
 @app.command()
@@ -496,29 +467,32 @@ def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) wit
     """The whole chain from the config's [paths]: features, sites, causal + train, predict,
     analyze, report; stages whose output exists are skipped (a rerun resumes)."""
     from ciml_ter.config import load_config
-    from ciml_ter.stages import run as stage
+    from ciml_ter.stages.pipeline import run_pipeline
 
     config = load_config(config_path)
-    _device(config, None)
     with _progress("run") as update:
-        result = stage.run(config, lambda line: out.print(line, markup=False), progress=update, year=year)
-    out.print(f"report: {result['paths']['report'].resolve()}")
+        _say(run_pipeline(config, _runtime(config, update), year=year))
 
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs."),
          fluxnet: Optional[Path] = typer.Option(None, "--fluxnet", help="Real FLUXNET2015 monthly files "
-                                                "(default: the 20-site FLUXNET2015 sample shipped with ciml-ter).")):
+                                                "(default: the 20-site FLUXNET2015 sample shipped with ciml-ter)."),
+         quick: bool = typer.Option(False, "--quick", help="A smaller world (30 x 20 degrees, 6 years, 60 "
+                                    "towers) and 3 folds x 1 seed: the five-minute walk-through."),
+         device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+         config_path: Optional[Path] = CONFIG_OPTION):
     """The whole engine on a small synthetic world with known truth (synth, features, sites,
     causal, train, predict with SHAP, analyze) plus real towers, ending with an HTML report."""
-    from ciml_ter.stages import demo as stage
+    from ciml_ter.stages.demo import demo as stage
 
     if fluxnet is not None and not fluxnet.is_dir():  # checked before minutes of work
         raise CimlTerError(f"--fluxnet {fluxnet}: expected a folder of FLUXNET2015 / ONEFlux monthly CSVs, "
                            f"found {'a file' if fluxnet.exists() else 'nothing'}")
 
+    config = _with_options(_load(config_path), device=device)
     with _progress("demo") as update:
-        stage.run(out_dir, lambda line: out.print(line, markup=False), fluxnet=fluxnet, progress=update)
+        _say(stage(out_dir, config, _runtime(config, update), fluxnet=fluxnet, quick=quick))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """One configuration tree for the whole pipeline: dataclasses, TOML load/save, validation, hash.
 
-Defaults follow the method paper and DESIGN.md section 4. Every value is checked on load; an
+Defaults follow the method paper (docs/architecture.md, "Method"). Every value is checked on load; an
 unknown key, a wrong type or an out-of-range value raises ConfigError naming the file and key.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from ciml_ter.errors import ConfigError
+from ciml_ter.grid import BBOX_RULE, bbox_ok
 from ciml_ter.kernels.scvtg import DEFAULT_LEVELS, scvtg_names
 
 
@@ -73,7 +74,7 @@ class CausalConfig:
 
 @dataclass
 class XGBoostConfig:
-    """XGBoost hyper-parameters (DESIGN.md section 4). ``gamma`` is in units of the variance of
+    """XGBoost hyper-parameters (the method's; docs/architecture.md, "Method"). ``gamma`` is in units of the variance of
     one row's squared gradient (``training.gain_scale``: var(ter) for squared error, huber_slope² for
     pseudo-Huber, 1 for absolute error), so that it means the same for any TER scale. The
     objective is one with an identity link (the members are merged by their leaf values);
@@ -206,10 +207,10 @@ class PipelineConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def stable_hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting but the paths and
-        the ingest settings (moving a run's files, or how its input cube was assembled, does not
-        change what the model and predictions compute from them)."""
-        settings = {k: v for k, v in self.to_dict().items() if k not in ("paths", "ingest")}
+        """SHA-256 (first 16 hex digits) of the canonical JSON of every setting but the device, the
+        paths and the ingest settings (where a run computes, where its files are, or how its input
+        cube was assembled does not change what the model and predictions compute from them)."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("device", "paths", "ingest")}
         text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -218,8 +219,7 @@ class PipelineConfig:
 _RULES: dict[str, tuple[typing.Callable, str]] = {
     "device": (lambda v: v in ("auto", "cpu", "cuda"), "one of 'auto', 'cpu', 'cuda'"),
     "grid.res": (lambda v: 0 < v <= 10, "a resolution in degrees in (0, 10]"),
-    "grid.bbox": (lambda v: -180 <= v[0] < v[2] <= 180 and -90 <= v[1] < v[3] <= 90,
-                  "W, S, E, N with -180 <= W < E <= 180 and -90 <= S < N <= 90"),
+    "grid.bbox": (bbox_ok, BBOX_RULE),
     "grid.years": (lambda v: 1980 <= v[0] <= v[1] <= 2100, "first, last years with first <= last"),
     "features.levels": (lambda v: len(v) > 0 and all(0 < x < 1 for x in v), "fractions in (0, 1)"),
     "features.extreme_share": (lambda v: 0 < v < 0.5, "a fraction in (0, 0.5)"),
@@ -262,7 +262,8 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "ingest.res": (lambda v: 0 < v <= 10, "a resolution in degrees in (0, 10]"),
     "ingest.months": (lambda v: v == "" or re.fullmatch(r"\d{4}-\d{2}:\d{4}-\d{2}", v) is not None,
                       "'' (all) or 'YYYY-MM:YYYY-MM'"),
-    "ingest.rasters": (lambda v: all(re.fullmatch(r"[a-z0-9_]+=.+", r) for r in v), "'VAR=GLOB' entries"),
+    "ingest.rasters": (lambda v: all(re.fullmatch(r"[a-z0-9_]+(\[[^\]=]+\])?=.+", r) for r in v),
+                       "'VAR=GLOB' or 'VAR[UNITS]=GLOB' entries"),
     "ingest.min_valid_fraction": (lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
 }
 

@@ -1,4 +1,5 @@
-"""Device choice: NumPy on the CPU or CuPy on a CUDA GPU, and which GPU an MPI rank uses.
+"""Device choice: one ``Device`` value (NumPy on the CPU or CuPy on a CUDA GPU, which GPU this MPI
+rank uses, XGBoost's device string), resolved once at entry and passed explicitly.
 
 GPU libraries are imported lazily, on first use, and the result is cached; importing
 ``ciml_ter`` never imports CuPy, cuDF, cuML or mpi4py.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,9 +23,8 @@ DEVICES = ("auto", "cpu", "cuda")
 LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK",
                         "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 
-__all__ = ["DEVICES", "array_module", "is_cupy_array", "optional_module", "cupy_or_none",
-           "gpu_count", "resolve_device", "get_namespace", "to_device", "to_host",
-           "local_rank", "gpu_for_rank", "use_rank_gpu", "xgboost_has_cuda", "xgboost_device"]
+__all__ = ["CPU", "DEVICES", "Device", "array_module", "is_cupy_array", "optional_module", "cupy_or_none",
+           "gpu_count", "to_host", "local_rank", "gpu_for_rank", "xgboost_has_cuda"]
 
 
 @functools.cache
@@ -63,40 +64,97 @@ def _why_no_gpu() -> str:
     return f"CuPy sees {n} CUDA devices"
 
 
-def resolve_device(device: str | None = "auto", *arrays) -> str:
-    """Return "cpu" or "cuda" for a ``device=`` option and/or the arrays to work on.
+@dataclass(frozen=True)
+class Device:
+    """Where a computation runs, resolved once at entry and handed to every stage and worker.
 
-    "auto" (or None) follows the arrays (CuPy -> "cuda") and otherwise picks "cuda" when a GPU
-    is present. "cuda" without a GPU raises DeviceError: there is no silent CPU fallback.
+    ``kind`` "cpu" or "cuda"; ``index`` the CUDA ordinal of this process's GPU (local rank mod
+    GPU count; 0 on the CPU); ``requested`` what the user asked for ("auto", "cpu" or "cuda"),
+    which the training rule ``for_rows`` needs. Picklable: the array module and XGBoost's device
+    string are derived, never stored.
     """
-    device = "auto" if device is None else str(device).lower()
-    if device not in DEVICES:
-        raise DeviceError(f"device: expected one of {', '.join(DEVICES)}, found {device!r}")
-    on_gpu = any(is_cupy_array(a) for a in arrays)
-    if device == "cpu":
-        return "cpu"
-    if device == "cuda" or on_gpu:
-        if cupy_or_none() is None:
-            raise DeviceError(f"device 'cuda' was requested but no CUDA GPU is usable: {_why_no_gpu()}")
-        return "cuda"
-    return "cuda" if cupy_or_none() is not None else "cpu"
 
+    kind: str = "cpu"
+    index: int = 0
+    requested: str = field(default="cpu", compare=False)  # same place however it was asked for
 
-def get_namespace(device: str):
-    """The array module for a resolved device: numpy for "cpu", cupy for "cuda"."""
-    if device == "cpu":
-        return np
-    if device == "cuda":
+    @classmethod
+    def resolve(cls, requested: str | Device | None = "auto", *arrays, environ=None) -> Device:
+        """The device for a ``device=`` option and/or the arrays to work on (heat's
+        ``sanitize_device``): "auto" (or None) follows the arrays (CuPy -> "cuda") and otherwise
+        takes the GPU when one is present; "cuda" without a usable GPU raises DeviceError (no
+        silent CPU fallback). A Device passes through unchanged."""
+        if isinstance(requested, Device):
+            return requested
+        requested = "auto" if requested is None else str(requested).lower()
+        if requested not in DEVICES:
+            raise DeviceError(f"device: expected one of {', '.join(DEVICES)}, found {requested!r}")
+        on_gpu = any(is_cupy_array(a) for a in arrays)
+        if requested == "cpu":
+            return cls("cpu", 0, requested)
+        if requested == "cuda" or on_gpu:
+            if cupy_or_none() is None:
+                raise DeviceError(f"device 'cuda' was requested but no CUDA GPU is usable: {_why_no_gpu()}")
+        elif cupy_or_none() is None:
+            return cls("cpu", 0, requested)
+        return cls("cuda", gpu_for_rank(local_rank(environ), gpu_count()), requested)
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+    @property
+    def xp(self):
+        """The array module: numpy on the CPU, cupy on the GPU."""
+        if self.kind == "cpu":
+            return np
         cp = cupy_or_none()
         if cp is None:
             raise DeviceError(f"device 'cuda' was requested but no CUDA GPU is usable: {_why_no_gpu()}")
         return cp
-    raise DeviceError(f"device: expected 'cpu' or 'cuda', found {device!r}")
+
+    @property
+    def xgboost(self) -> str:
+        """XGBoost's ``device``: "cpu" or "cuda:<index>" (plain "cuda" would be GPU 0 on every
+        rank). DeviceError when the installed XGBoost has no CUDA support: it would otherwise run
+        on the CPU with only a warning."""
+        if self.kind == "cpu":
+            return "cpu"
+        if not xgboost_has_cuda():
+            import xgboost
+
+            raise DeviceError(f"device 'cuda' was requested but the installed xgboost {xgboost.__version__} "
+                              f"was built without CUDA; install a CUDA build (the PyPI manylinux wheel) or "
+                              f"use --device cpu")
+        return f"cuda:{self.index}"
+
+    def for_rank(self, environ=None, n_gpus: int | None = None) -> Device:
+        """The same kind on this process's GPU (local rank mod GPU count): for a worker that got
+        a Device resolved on another MPI rank."""
+        if self.kind == "cpu":
+            return self
+        n = gpu_count() if n_gpus is None else n_gpus
+        return replace(self, index=gpu_for_rank(local_rank(environ), n))
+
+    def for_rows(self, n_rows: int, gpu_min_rows: int) -> Device:
+        """The device for training on ``n_rows`` site-months: an explicit "cpu"/"cuda" is kept;
+        "auto" takes the GPU only from ``gpu_min_rows`` rows (below that, members trained one
+        after another on the GPU are slower than CPU workers side by side)."""
+        if self.requested == "auto" and self.kind == "cuda" and n_rows < gpu_min_rows:
+            return Device("cpu", 0, self.requested)
+        return self
+
+    def use(self) -> Device:
+        """Make this GPU CuPy's current device (nothing on the CPU); returns self."""
+        if self.kind == "cuda":
+            self.xp.cuda.Device(self.index).use()
+        return self
+
+    def asarray(self, a):
+        """``a`` on this device (no copy when it is already there)."""
+        return self.xp.asarray(a) if self.kind == "cuda" else to_host(a)
 
 
-def to_device(a, device: str):
-    """Copy a host or device array to ``device`` ("cpu" or "cuda"); no copy if already there."""
-    return get_namespace(device).asarray(a) if device == "cuda" else to_host(a)
+CPU = Device()  # the default where no device is given: NumPy, XGBoost "cpu"
 
 
 def to_host(a) -> np.ndarray:
@@ -124,35 +182,8 @@ def gpu_for_rank(rank_on_node: int, n_gpus: int) -> int:
     return rank_on_node % n_gpus
 
 
-def use_rank_gpu(environ=None) -> int:
-    """Make this rank's GPU (local rank mod GPU count) the current CuPy device; return its index."""
-    index = gpu_for_rank(local_rank(environ), gpu_count())
-    get_namespace("cuda").cuda.Device(index).use()
-    return index
-
-
 def xgboost_has_cuda() -> bool:
     """Whether the installed XGBoost was built with CUDA (``xgboost.build_info()``)."""
     import xgboost
 
     return bool(xgboost.build_info().get("USE_CUDA", False))
-
-
-def xgboost_device(device: str, environ=None, n_gpus: int | None = None) -> str:
-    """XGBoost's ``device`` for a resolved device: "cpu", or "cuda:<i>" with this rank's GPU
-    (local rank mod ``n_gpus``, from ``environ``; plain "cuda" would put every rank on GPU 0).
-
-    DeviceError when the installed XGBoost has no CUDA support: it would otherwise run on the
-    CPU with only a warning.
-    """
-    if device == "cpu":
-        return "cpu"
-    if device != "cuda":
-        raise DeviceError(f"device: expected 'cpu' or 'cuda', found {device!r}")
-    if not xgboost_has_cuda():
-        import xgboost
-
-        raise DeviceError(f"device 'cuda' was requested but the installed xgboost {xgboost.__version__} "
-                          f"was built without CUDA; install a CUDA build (the PyPI manylinux wheel) or "
-                          f"use --device cpu")
-    return f"cuda:{gpu_for_rank(local_rank(environ), gpu_count() if n_gpus is None else n_gpus)}"

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ciml_ter.config import IDENTITY_OBJECTIVES, PipelineConfig, config_from_dict
+from ciml_ter.device import CPU, Device
 from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_write
@@ -62,13 +63,13 @@ class MergedEnsemble:
     all_members: object  # xgboost.Booster, margin = mean of every member
     n_members: int
     n_trees: int  # trees of all members up to their best iterations
-    device: str = "cpu"
+    device: Device = CPU
 
-    def to(self, xgboost_device: str) -> MergedEnsemble:
-        """Make every booster predict on ``xgboost_device`` ("cpu", "cuda" or "cuda:<i>")."""
+    def to(self, device: Device) -> MergedEnsemble:
+        """Make every booster predict on ``device`` (XGBoost's "cpu" or "cuda:<i>")."""
         for booster in (*self.fold_boosters, self.all_members):
-            booster.set_param({"device": xgboost_device})
-        self.device = "cpu" if xgboost_device == "cpu" else "cuda"
+            booster.set_param({"device": device.xgboost})
+        self.device = device
         return self
 
 
@@ -230,21 +231,19 @@ class Ensemble:
         """The members merged into per-fold and all-member boosters (``merge_members``)."""
         return merge_members(self.members)
 
-    def merged_on(self, device: str) -> MergedEnsemble:
-        """``merged``, its boosters moved to ``device`` ("cpu" or "cuda": this rank's GPU)."""
-        from ciml_ter.device import xgboost_device
-
+    def merged_on(self, device: Device) -> MergedEnsemble:
+        """``merged``, its boosters moved to ``device``."""
         merged = self.merged
-        return merged if merged.device == device else merged.to(xgboost_device(device))
+        return merged if merged.device == device else merged.to(device)
 
-    def predict(self, x, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, x, device: Device = CPU) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean over all members and std across fold means for rows ``x``."""
         p = predict_rows(self.merged_on(device), x, device=device)
         return p.ter.astype(np.float64), p.ter_std.astype(np.float64)
 
     def fold_predictions(self, x: np.ndarray) -> np.ndarray:
         """(n_folds, n) mean over seeds of each fold's members (``inference.fold_means``)."""
-        merged = self.merged_on("cpu")
+        merged = self.merged_on(CPU)
         out = np.full((self.manifest["n_folds"], x.shape[0]), np.nan)
         out[merged.folds] = fold_means(merged, x, np)
         return out

@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from ciml_ter.device import CPU
 from ciml_ter.errors import InputError
 from ciml_ter.gridstats import annual_totals, budget, in_band, lat_bands
 from ciml_ter.kernels import pixel_area
@@ -317,7 +318,7 @@ def weight_importance(ensemble) -> np.ndarray:
 
 def shap_importance(ensemble, x: np.ndarray) -> np.ndarray:
     """Mean |SHAP| of the ensemble (pred_contribs, best iterations) per feature, normalised."""
-    values = predict_rows(ensemble.merged_on("cpu"), x, shap=True).shap
+    values = predict_rows(ensemble.merged_on(CPU), x, shap=True).shap
     imp = np.abs(values).mean(axis=0).astype(np.float64)
     return imp / imp.sum() if imp.sum() > 0 else imp
 

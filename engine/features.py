@@ -18,7 +18,7 @@ import xarray as xr
 from ciml_ter import kernels
 from ciml_ter.config import FeaturesConfig
 from ciml_ter.data.contract import RULES, canonical_units
-from ciml_ter.device import to_host
+from ciml_ter.device import Device, to_host
 from ciml_ter.errors import InputError
 from ciml_ter.kernels.scvtg import scvtg_names
 
@@ -56,30 +56,32 @@ class FeaturePlan:
     budget_source: str  # "config", "cpu budget" or "free device memory"
 
 
-def band_budget(device: str, xp) -> tuple[int, str]:
-    """Bytes one band may use on ``device`` and where that figure comes from.
+def band_budget(kind: str, xp) -> tuple[int, str]:
+    """Bytes one band may use on a device of ``kind`` (array module ``xp``) and where that figure
+    comes from.
 
     "cuda": DEVICE_MEMORY_SHARE of the free GPU memory (``memGetInfo``) plus the bytes CuPy's
     pool holds free; "cpu": CPU_BUDGET_BYTES.
     """
-    if device == "cpu":
+    if kind == "cpu":
         return CPU_BUDGET_BYTES, "cpu budget"
     free, _total = xp.cuda.runtime.memGetInfo()
     free += xp.get_default_memory_pool().free_bytes()
     return int(free * DEVICE_MEMORY_SHARE), "free device memory"
 
 
-def band_bytes_per_row(n_lon: int, n_days: int, n_months: int, n_features: int, device: str) -> int:
-    """Estimated peak bytes of ``_band`` per grid row on ``device`` ("cpu" or "cuda"): the daily
-    stacks (DAILY_BYTES per day and pixel) and the float32 monthly outputs with their scratch."""
-    return n_lon * (DAILY_BYTES[device] * n_days + (4 * n_features + MONTHLY_SCRATCH_BYTES) * n_months)
+def band_bytes_per_row(n_lon: int, n_days: int, n_months: int, n_features: int, kind: str) -> int:
+    """Estimated peak bytes of ``_band`` per grid row on a device of ``kind`` ("cpu" or "cuda"):
+    the daily stacks (DAILY_BYTES per day and pixel) and the float32 monthly outputs with their
+    scratch."""
+    return n_lon * (DAILY_BYTES[kind] * n_days + (4 * n_features + MONTHLY_SCRATCH_BYTES) * n_months)
 
 
 def band_rows_for(n_lat: int, n_lon: int, n_days: int, n_months: int, n_features: int,
-                  budget_bytes: int, factor: int = 1, device: str = "cpu") -> int:
+                  budget_bytes: int, factor: int = 1, kind: str = "cpu") -> int:
     """Rows per band whose estimated working set fits ``budget_bytes``: a multiple of the
     resampling ``factor``, at least ``factor`` and at most ``n_lat`` (a multiple of it)."""
-    per_row = band_bytes_per_row(n_lon, n_days, n_months, n_features, device)
+    per_row = band_bytes_per_row(n_lon, n_days, n_months, n_features, kind)
     return int(min(n_lat, max(factor, budget_bytes // per_row // factor * factor)))
 
 
@@ -92,10 +94,9 @@ def _resolution(ds: xr.Dataset) -> float:
     return float(abs(ds.lat.values[1] - ds.lat.values[0])) if ds.lat.size > 1 else 1.0
 
 
-def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig, device: str,
-         xp) -> FeaturePlan:
+def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig, device: Device) -> FeaturePlan:
     """Check the target resolution and choose months, SCVTG years and band height (from
-    ``config.band_rows``, else from the memory budget of ``device`` with array module ``xp``)."""
+    ``config.band_rows``, else from the memory budget of ``device``)."""
     native = _resolution(ds)
     factor = 1 if res is None else res / native
     if res is not None and (abs(factor - round(factor)) > 1e-6 or round(factor) < 1):
@@ -120,9 +121,9 @@ def plan(ds: xr.Dataset, name: str, res: float | None, config: FeaturesConfig, d
         band = min(ds.lat.size, max(factor, config.band_rows // factor * factor))
         budget, source = None, "config"
     else:
-        budget, source = band_budget(device, xp)
+        budget, source = band_budget(device.kind, device.xp)
         band = band_rows_for(ds.lat.size, ds.lon.size, len(days), len(months), len(features), budget,
-                             factor, device)
+                             factor, device.kind)
     return FeaturePlan(factor, months, years, band, features, budget, source)
 
 

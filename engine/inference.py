@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ciml_ter.device import get_namespace, to_host
+from ciml_ter.device import CPU, Device, to_host
 
 # |sum of SHAP + base - prediction| must stay within ABS + REL x (sum of |terms|): both sides
 # are float32 sums over the features and over every tree, in different orders.
@@ -37,7 +37,7 @@ class Prediction:
     shap_gap: float | None = None  # largest |SHAP sum + base - ter| over the rows
 
 
-def batch_rows_for(device: str, n_features: int, n_folds: int, shap: bool,
+def batch_rows_for(device: Device, n_features: int, n_folds: int, shap: bool,
                    free_bytes: int | None = None) -> int:
     """Rows per batch: ``CPU_BATCH_ROWS`` (``CPU_SHAP_BATCH_ROWS`` with SHAP) on the CPU; on the
     GPU as many as half of the free device memory holds (``free_bytes``, read from CuPy when
@@ -46,10 +46,10 @@ def batch_rows_for(device: str, n_features: int, n_folds: int, shap: bool,
     Per row on the device: the predictors (4 bytes each), XGBoost's copy of them for SHAP
     (about 12 bytes per value), the fold margins (8 bytes each) and the SHAP output (4 bytes
     per feature + bias), doubled for XGBoost's scratch."""
-    if device == "cpu":
+    if device.kind == "cpu":
         return CPU_SHAP_BATCH_ROWS if shap else CPU_BATCH_ROWS
     if free_bytes is None:
-        free_bytes = get_namespace("cuda").cuda.runtime.memGetInfo()[0]
+        free_bytes = device.xp.cuda.runtime.memGetInfo()[0]
     per_row = 2 * (4 * n_features + 8 * n_folds + (16 * n_features + 4 * (n_features + 1) if shap else 0))
     lo, hi = GPU_BATCH_ROWS
     rows = int(free_bytes // 2 // per_row) // lo * lo
@@ -89,7 +89,7 @@ def shap_sum_gap(contrib: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def predict_rows(model, x, shap: bool = False, batch_rows: int = 0,
-                 device: str = "cpu", on_batch=None) -> Prediction:
+                 device: Device = CPU, on_batch=None) -> Prediction:
     """Ensemble estimate for rows ``x`` (n, n_features; float32; NaN = missing) from a
     ``ensemble.MergedEnsemble`` ``model``, in batches
     (``batch_rows``; 0 = ``batch_rows_for`` the device); ``on_batch(rows_done, n)`` after each.
@@ -99,9 +99,9 @@ def predict_rows(model, x, shap: bool = False, batch_rows: int = 0,
     estimate (``shap_sum_gap``; the largest gap is returned).
     """
     if model.device != device:
-        raise ValueError(f"merged ensemble is on {model.device!r}, predict_rows was asked for {device!r}; "
+        raise ValueError(f"merged ensemble is on {str(model.device)!r}, predict_rows was asked for {str(device)!r}; "
                          f"call MergedEnsemble.to first")
-    xp = get_namespace(device)
+    xp = device.xp
     x = xp.asarray(x, dtype=xp.float32)
     n = x.shape[0]
     batch_rows = batch_rows or batch_rows_for(device, x.shape[1], len(model.folds), shap)

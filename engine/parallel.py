@@ -77,10 +77,15 @@ def map_tiles(work: Callable, items: Iterable, on_done: Callable | None = None) 
         return None if mapped is None else mapped(work, list(items), on_done)
 
 
-def is_root() -> bool:
-    """True on rank 0, or when not under MPI."""
+def mpi_rank() -> int:
+    """This process's rank in MPI_COMM_WORLD (0 when not under MPI)."""
     if not under_mpi():
-        return True
+        return 0
     from mpi4py import MPI
 
-    return MPI.COMM_WORLD.Get_rank() == 0
+    return MPI.COMM_WORLD.Get_rank()
+
+
+def is_root() -> bool:
+    """True on rank 0, or when not under MPI."""
+    return mpi_rank() == 0

@@ -1,4 +1,4 @@
-"""Site-month tables (DESIGN.md section 3): flux observations + predictors -> Parquet.
+"""Site-month tables (docs/architecture.md, "Input contract"): flux observations + predictors -> Parquet.
 
 ``build_site_table`` reads FLUXNET/ONEFlux folders and ABCflux CSVs
 (:mod:`ciml_ter.data.flux`), then attaches predictors. Two predictor sources are planned:

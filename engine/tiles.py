@@ -1,4 +1,5 @@
-"""Tiles of the output grid, the run directory's manifest, atomic tile files and resume.
+"""Tiles of the output grid, the run directory's manifest, atomic tile files, resume, and the
+run's output ``ter.nc`` (written by ``RunDir.stitch``, read by ``RunDir.read_output``).
 
 A run directory holds ``manifest.json`` (format ``ciml-ter-run/1``: config hash, model id,
 grid, tile list; read back through ``documents.read_document``) and
@@ -16,17 +17,52 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from ciml_ter import __version__
 from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_output, atomic_write
+from ciml_ter.units import TER_UNITS
 
 MANIFEST = "manifest.json"
+OUTPUT = "ter.nc"
 FORMAT = "ciml-ter-run/1"
 TILE_DIR = "tiles"
 # Manifest keys that must match for a rerun to reuse finished tiles.
 IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables")
+
+
+@dataclass
+class TerOutput:
+    """A run's ``ter.nc``: cell centres (degrees), month starts, ``ter`` and ``ter_std``
+    (time, lat, lon) in g C m-2 month-1 (float64), ``shap`` {feature: (time, lat, lon)} when
+    asked for, and the file's global attributes."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    months: pd.DatetimeIndex
+    ter: np.ndarray
+    ter_std: np.ndarray
+    shap: dict[str, np.ndarray]
+    attrs: dict
+
+    @property
+    def land(self) -> np.ndarray:
+        """Cells with an estimate in at least one month."""
+        return np.isfinite(self.ter).any(axis=0)
+
+
+def cf_attributes(name: str, base: float | None) -> dict:
+    """Units and long name of an output variable of ``ter.nc`` (``ter``, ``ter_std``, ``shap_<f>``)."""
+    if name == "ter":
+        return {"units": TER_UNITS, "long_name": "terrestrial ecosystem respiration (ensemble mean)"}
+    if name == "ter_std":
+        return {"units": TER_UNITS, "long_name": "standard deviation of TER across fold means"}
+    attrs = {"units": TER_UNITS, "long_name": f"SHAP value of {name[5:]} for TER (ensemble mean)"}
+    if base is not None:
+        attrs["shap_base_value"] = base
+    return attrs
 
 
 @dataclass(frozen=True, order=True)
@@ -179,3 +215,79 @@ class RunDir:
         """The arrays of a finished tile."""
         with h5py.File(self.tile_path(tile), "r") as f:
             return {name: f[name][...] for name in f}
+
+    @property
+    def output(self) -> Path:
+        """The stitched output file, ``ter.nc``."""
+        return self.path / OUTPUT
+
+    def stitch(self, tiles: list[Tile], lat: np.ndarray, lon: np.ndarray, months: pd.DatetimeIndex,
+               variables: list[str], manifest: dict, features: list[str], base: float | None) -> Path:
+        """Write ``ter.nc`` (CF-1.8, NetCDF4) from the finished tile files, one tile at a time."""
+        import h5netcdf
+
+        n_months, n_lat, n_lon = len(months), lat.size, lon.size
+        with atomic_output(self.output) as tmp, h5netcdf.File(tmp, "w", track_order=True) as f:
+            f.dimensions = {"time": n_months, "lat": n_lat, "lon": n_lon}
+            days = (months - pd.Timestamp("1970-01-01")).days.to_numpy()
+            coords = {"time": (days, {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
+                                      "standard_name": "time", "long_name": "month start"}),
+                      "lat": (lat, {"units": "degrees_north", "standard_name": "latitude"}),
+                      "lon": (lon, {"units": "degrees_east", "standard_name": "longitude"})}
+            for name, (values, attrs) in coords.items():
+                var = f.create_variable(name, (name,), data=np.asarray(values))
+                var.attrs.update(attrs)
+            out = {}
+            for name in variables:
+                var = f.create_variable(name, ("time", "lat", "lon"), dtype="f4", fillvalue=np.float32(np.nan),
+                                        chunks=(1, min(n_lat, 512), min(n_lon, 512)))
+                var.attrs.update(cf_attributes(name, base))
+                out[name] = var
+            for t in tiles:
+                arrays = self.read_tile(t)
+                for name in variables:
+                    out[name][:, t.y0:t.y1, t.x0:t.x1] = arrays[name]
+            f.attrs.update({"Conventions": "CF-1.8", "title": "ciml-ter monthly terrestrial ecosystem "
+                            "respiration", "source": f"ciml-ter {__version__}", "model_id": manifest["model_id"],
+                            "config_hash": manifest["config_hash"], "features": json.dumps(features),
+                            "institution": "ciml-ter", "references": "Zhao & Zhu (2025), "
+                            "doi:10.1038/s43247-025-02240-1"})
+        return self.output
+
+    def _open_output(self):
+        """``ter.nc`` as a lazy xarray Dataset; InputError naming the file when it is missing or not
+        a run's output."""
+        import xarray as xr
+
+        if not self.output.is_file():
+            raise InputError(f"{self.output}: prediction output not found; expected a run directory from "
+                             f"'ciml-ter predict' at {self.path}")
+        try:
+            ds = xr.open_dataset(self.output, engine="h5netcdf")
+        except Exception as exc:  # h5py/h5netcdf raise many types for a bad file
+            raise InputError(f"{self.output}: cannot open as NetCDF4 ({type(exc).__name__}: {exc})") from None
+        if not {"ter", "ter_std"} <= set(ds.data_vars):
+            ds.close()
+            raise InputError(f"{self.output}: expected the variables ter and ter_std of 'ciml-ter predict', "
+                             f"found {', '.join(map(str, ds.data_vars)) or 'none'}")
+        return ds
+
+    def output_axes(self) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]:
+        """(lat, lon, month starts) of ``ter.nc``, without reading its values."""
+        with self._open_output() as ds:
+            return (np.asarray(ds.lat.values, dtype=np.float64), np.asarray(ds.lon.values, dtype=np.float64),
+                    pd.DatetimeIndex(ds.time.values))
+
+    def read_output(self, shap: bool = False, months: list[str] | None = None) -> TerOutput:
+        """The run's ``ter.nc`` (with the SHAP variables when ``shap``; only ``months``, "YYYY-MM",
+        when given)."""
+        with self._open_output() as ds:
+            all_months = pd.DatetimeIndex(ds.time.values)
+            index = (np.arange(len(all_months)) if months is None
+                     else np.array([list(all_months.strftime("%Y-%m")).index(m) for m in months], dtype=int))
+            names = [v for v in ds.data_vars if str(v).startswith("shap_")] if shap else []
+            return TerOutput(np.asarray(ds.lat.values, dtype=np.float64), np.asarray(ds.lon.values, dtype=np.float64),
+                             all_months[index], np.asarray(ds.ter.values[index], dtype=np.float64),
+                             np.asarray(ds.ter_std.values[index], dtype=np.float64),
+                             {str(v)[5:]: np.asarray(ds[v].values[index], dtype=np.float64) for v in names},
+                             dict(ds.attrs))

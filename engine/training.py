@@ -19,13 +19,16 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ciml_ter.config import PipelineConfig, config_from_dict
+from ciml_ter.device import Device, xgboost_has_cuda
 from ciml_ter.ensemble import Ensemble, load_ensemble, save_manifest, save_member
 from ciml_ter.errors import InputError
 from ciml_ter.predictors import CLIMATOLOGY_PREFIX, PredictorSpec, plan, table_matrix
@@ -89,7 +92,7 @@ def gain_scale(config: PipelineConfig, y: np.ndarray) -> float:
 
 
 def xgb_params(config: PipelineConfig, seed: int, nthread: int, device: str, y: np.ndarray) -> dict:
-    """The booster parameters (DESIGN.md section 4 via ``config.xgboost``) for training target
+    """The booster parameters (``config.xgboost``) for training target
     ``y``; ``gamma`` is scaled by ``gain_scale``; early stopping watches the MAE."""
     c = config.xgboost
     slope = {"huber_slope": c.huber_slope} if c.objective == "reg:pseudohubererror" else {}
@@ -111,21 +114,39 @@ def fold_config(config: PipelineConfig, settings: dict | None, source: str = "fo
     return config_from_dict(merged, source)
 
 
-_DATA: dict = {}
+@dataclass(frozen=True)
+class FoldData:
+    """The training rows as every worker sees them: the predictor matrix, TER and sites saved once
+    as ``.npy`` files in ``folder`` and memory-mapped by each worker (nothing is copied into a
+    task, and nothing lives in module state), each fold's feature weights and config, XGBoost's
+    device string and the threads per member."""
 
+    folder: str
+    weights: dict  # fold -> float32 feature weights (folds trained with causal weights)
+    configs: dict  # fold -> PipelineConfig as a dict
+    xgboost_device: str
+    nthread: int
 
-def _init_worker(x, y, sites, weights, configs, device, nthread):
-    _DATA.update(x=x, y=y, sites=sites, weights=weights, device=device, nthread=nthread,
-                 configs={k: config_from_dict(c) for k, c in configs.items()})
+    @classmethod
+    def save(cls, folder: str | Path, x: np.ndarray, y: np.ndarray, sites: np.ndarray, **fields) -> FoldData:
+        for name, values in (("x", x), ("y", y), ("sites", np.asarray(sites).astype(str))):
+            np.save(Path(folder) / f"{name}.npy", values)
+        return cls(str(folder), **fields)
 
+    def array(self, name: str) -> np.ndarray:
+        """``x``, ``y`` or ``sites``, memory-mapped read-only."""
+        return np.load(Path(self.folder) / f"{name}.npy", mmap_mode="r")
 
-def _dmatrix(rows: np.ndarray, fold: int, weighted: bool = True):
-    import xgboost as xgb
+    def config(self, fold: int) -> PipelineConfig:
+        return config_from_dict(self.configs[fold])
 
-    d = _DATA
-    w = d["weights"].get(fold) if weighted else None
-    kw = {"feature_weights": w} if w is not None else {}
-    return xgb.DMatrix(d["x"][rows], label=d["y"][rows], **kw)
+    def dmatrix(self, rows: np.ndarray, fold: int, weighted: bool = True):
+        """The rows of one fold as a DMatrix, with the fold's feature weights when ``weighted``."""
+        import xgboost as xgb
+
+        w = self.weights.get(fold) if weighted else None
+        kw = {"feature_weights": w} if w is not None else {}
+        return xgb.DMatrix(self.array("x")[rows], label=self.array("y")[rows], **kw)
 
 
 def inner_cv(params: dict, data, splits: list, config: PipelineConfig) -> tuple[int, float]:
@@ -144,16 +165,15 @@ def _choose_rounds(task: tuple) -> tuple:
     with and without them and keeps them only when they lower the MAE by at least the fraction
     ``causal.guard_margin`` of the MAE without them. Returns ("rounds", fold,
     rounds, best mean MAE, weights kept, guard record or None)."""
-    fold, train_idx = task
-    d = _DATA
-    config: PipelineConfig = d["configs"][fold]
-    splits = inner_splits(d["sites"][train_idx], config.train.inner_folds, config.seed * 1000 + fold)
-    params = xgb_params(config, config.seed * 1000, d["nthread"], d["device"], d["y"][train_idx])
+    data, fold, train_idx = task
+    config = data.config(fold)
+    splits = inner_splits(data.array("sites")[train_idx], config.train.inner_folds, config.seed * 1000 + fold)
+    params = xgb_params(config, config.seed * 1000, data.nthread, data.xgboost_device, data.array("y")[train_idx])
 
     def curve(weighted):
-        return inner_cv(params, _dmatrix(train_idx, fold, weighted), splits, config)
+        return inner_cv(params, data.dmatrix(train_idx, fold, weighted), splits, config)
 
-    weighted = d["weights"].get(fold) is not None
+    weighted = data.weights.get(fold) is not None
     rounds, mae = curve(weighted)
     guard = None
     if weighted and config.causal.guard:
@@ -171,33 +191,18 @@ def _train_member(task: tuple) -> tuple:
     without the fold's causal weights; returns ("member", fold, seed, UBJSON bytes, rounds)."""
     import xgboost as xgb
 
-    fold, seed, train_idx, rounds, weighted = task
-    d = _DATA
-    config: PipelineConfig = d["configs"][fold]
-    params = xgb_params(config, config.seed * 1000 + seed, d["nthread"], d["device"], d["y"][train_idx])
-    booster = xgb.train(params, _dmatrix(train_idx, fold, weighted), num_boost_round=rounds, verbose_eval=False)
+    data, fold, seed, train_idx, rounds, weighted = task
+    config = data.config(fold)
+    params = xgb_params(config, config.seed * 1000 + seed, data.nthread, data.xgboost_device,
+                        data.array("y")[train_idx])
+    booster = xgb.train(params, data.dmatrix(train_idx, fold, weighted), num_boost_round=rounds, verbose_eval=False)
     return "member", fold, seed, bytes(booster.save_raw("ubj")), rounds
 
 
-def training_device(requested: str, n_rows: int, config: PipelineConfig) -> str:
-    """"cpu" or "cuda" for training on ``n_rows`` site-months: an explicit "cpu"/"cuda" is kept;
-    "auto" takes the GPU only for tables of at least ``train.gpu_min_rows`` rows (below that,
-    members trained one after another on the GPU are slower than CPU workers side by side)."""
-    from ciml_ter.device import resolve_device
-
-    device = resolve_device(requested)
-    if requested in (None, "auto") and device == "cuda" and n_rows < config.train.gpu_min_rows:
-        log.info("training on the CPU: %d site-months < train.gpu_min_rows = %d (GPU faster above)",
-                 n_rows, config.train.gpu_min_rows)
-        return "cpu"
-    log.info("training on %s (%d site-months)", device, n_rows)
-    return device
-
-
-def _plan_workers(config: PipelineConfig, device: str, n_tasks: int) -> tuple[int, int]:
+def _plan_workers(config: PipelineConfig, device: Device, n_tasks: int) -> tuple[int, int]:
     """(parallel members, threads per member): processes on the CPU, threads sharing the GPU."""
     cores = os.cpu_count() or 1
-    if device == "cuda":
+    if device.kind == "cuda":
         return max(1, min(config.train.gpu_workers, n_tasks)), max(1, cores // config.train.gpu_workers)
     workers = config.train.workers or cores
     workers = max(1, min(workers, cores, n_tasks))
@@ -238,13 +243,13 @@ def _rounds_summary(rounds: dict[int, int]) -> dict:
             "min": int(q[0]), "p25": float(q[1]), "median": float(q[2]), "p75": float(q[3]), "max": int(q[4])}
 
 
-def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path,
-                   causal_result: dict | None = None, device: str | None = None,
-                   progress: ProgressCallback = None, folds: dict[str, int] | None = None,
+def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path, device: Device,
+                   causal_result: dict | None = None, progress: ProgressCallback = None, folds: dict[str, int] | None = None,
                    spec: PredictorSpec | None = None, fold_settings: dict[int, dict] | None = None) -> Ensemble:
     """Train folds x seeds members, write them and the manifest to ``out_dir``; return the Ensemble.
 
-    Predictors: ``spec`` (default ``predictors.plan(table, config)``). ``causal_result`` (from
+    ``device``: where the members train (``Device.for_rows`` with ``train.gpu_min_rows``: with
+    "auto", small tables train on CPU workers). Predictors: ``spec`` (default ``predictors.plan(table, config)``). ``causal_result`` (from
     ``causal.discover_weights``) gives each fold's feature weights (``causal.driver_weights`` under
     the fold's config, PFT shares of the fold's training rows); None trains the plain model.
     ``folds`` (site -> fold) reuses a fold assignment; ``fold_settings`` (fold -> nested settings,
@@ -255,10 +260,11 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     ``causal.guard_margin`` on its inner held-out sites (``causal_guard`` in the manifest).
     """
     from ciml_ter.causal import driver_weights, summary
-    from ciml_ter.device import xgboost_device, xgboost_has_cuda
 
-    device = training_device(config.device if device is None else device, len(table.frame), config)
-    booster_device = xgboost_device(device)
+    device = device.for_rows(len(table.frame), config.train.gpu_min_rows)
+    booster_device = device.xgboost
+    log.info("training on %s (%d site-months; device %r, train.gpu_min_rows %d)", device, len(table.frame),
+             device.requested, config.train.gpu_min_rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = spec or plan(table, config)
@@ -284,8 +290,6 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
              if configs[k].xgboost.early_stopping_rounds == 0}
     choose = [(k, train_rows[k]) for k in range(n_folds) if k not in fixed]
     workers, nthread = _plan_workers(config, device, max(len(choose), n_folds * n_seeds))
-    initargs = (x, table.y, table.sites, weights, {k: c.to_dict() for k, c in configs.items()},
-                booster_device, nthread)
     rounds, cv_mae, guards, members = dict(fixed), {}, {}, []
     started = time.perf_counter()
     total = len(choose) + n_folds * n_seeds
@@ -309,30 +313,30 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         if progress:
             progress(len(cv_mae) + len(members), total, message)
 
-    def phases(pool_map):
-        for result in pool_map(_choose_rounds, choose):
+    def phases(pool_map, data: FoldData):
+        for result in pool_map(_choose_rounds, [(data, k, rows) for k, rows in choose]):
             record(result)
-        tasks = [(k, s, train_rows[k], rounds[k], k in weights) for k in range(n_folds) for s in range(n_seeds)]
+        tasks = [(data, k, s, train_rows[k], rounds[k], k in weights) for k in range(n_folds) for s in range(n_seeds)]
         for result in pool_map(_train_member, tasks):
             record(result)
 
-    if workers == 1 or device == "cuda":
-        _init_worker(*initargs)
-        try:  # on the GPU, members share the card from threads (XGBoost releases the GIL)
+    with tempfile.TemporaryDirectory(prefix="ciml-ter-train-") as folder:
+        data = FoldData.save(folder, x, table.y, table.sites, weights=dict(weights),
+                             configs={k: c.to_dict() for k, c in configs.items()},
+                             xgboost_device=booster_device, nthread=nthread)
+        if workers == 1 or device.kind == "cuda":
+            # on the GPU, members share the card from threads (XGBoost releases the GIL)
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                phases(pool.map)
-        finally:
-            _DATA.clear()
-    else:
-        ctx = multiprocessing.get_context("forkserver")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                                    initargs=initargs) as pool:
-            try:
-                phases(pool.map)
-            except concurrent.futures.process.BrokenProcessPool as exc:
-                raise RuntimeError("a training worker process died; when calling train_ensemble from a "
-                                   "script, guard it with `if __name__ == '__main__':` (workers start "
-                                   "by re-importing the main module), or set train.workers = 1") from exc
+                phases(pool.map, data)
+        else:
+            ctx = multiprocessing.get_context("forkserver")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                try:
+                    phases(pool.map, data)
+                except concurrent.futures.process.BrokenProcessPool as exc:
+                    raise RuntimeError("a training worker process died; when calling train_ensemble from a "
+                                       "script, guard it with `if __name__ == '__main__':` (workers start "
+                                       "by re-importing the main module), or set train.workers = 1") from exc
     members.sort(key=lambda m: (m["fold"], m["seed"]))
     c = config.xgboost
     save_manifest(out_dir, {
@@ -350,7 +354,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
                             f"site-grouped CV on each fold's training sites (train.inner_folds "
                             f"{config.train.inner_folds}, patience {c.early_stopping_rounds}, at most "
                             f"{c.num_boost_round}); members refitted on all the fold's training sites")},
-        "config_hash": config.stable_hash(), "versions": _versions(), "device": device,
+        "config_hash": config.stable_hash(), "versions": _versions(), "device": device.kind,
         "xgboost_device": booster_device, "xgboost_cuda_build": xgboost_has_cuda(),
         "sites_path": table.path, "n_sites": len(folds), "n_samples": len(table.frame),
         "dropped_features": table.dropped_features,

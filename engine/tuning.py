@@ -22,6 +22,7 @@ import numpy as np
 import tomli_w
 
 from ciml_ter.config import IDENTITY_OBJECTIVES, PipelineConfig, config_from_dict
+from ciml_ter.device import Device
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_write
 from ciml_ter.predictors import PredictorSpec, table_matrix
@@ -73,9 +74,10 @@ def trial_settings(trial, causal_available: bool) -> dict:
 
 
 def _inner_mae(x, y, sites, pfts, settings: dict, config: PipelineConfig, causal_result, spec,
-               splits, report=None) -> float:
-    """MAE (g C m-2 month-1) over the inner folds of one outer fold's training rows; ``report``
-    (step, running MAE) may raise optuna.TrialPruned."""
+               splits, xgboost_device: str, report=None) -> float:
+    """MAE (g C m-2 month-1) over the inner folds of one outer fold's training rows, boosters on
+    ``xgboost_device`` (``Device.xgboost``); ``report`` (step, running MAE) may raise
+    optuna.TrialPruned."""
     import xgboost as xgb
 
     from ciml_ter.causal import driver_weights
@@ -88,7 +90,7 @@ def _inner_mae(x, y, sites, pfts, settings: dict, config: PipelineConfig, causal
         kw = {}
         if cfg.train.causal and causal_result is not None:
             kw["feature_weights"] = feature_weights(driver_weights(causal_result, cfg.causal, pfts[fit]), spec)
-        params = xgb_params(cfg, cfg.seed * 1000, 1, "cpu", y[fit])
+        params = xgb_params(cfg, cfg.seed * 1000, 1, xgboost_device, y[fit])
         booster = xgb.train(params, xgb.DMatrix(x[fit], label=y[fit], **kw), cfg.xgboost.num_boost_round)
         errors[held] = np.abs(booster.predict(xgb.DMatrix(x[held])) - y[held])
         done[held] = True
@@ -97,10 +99,11 @@ def _inner_mae(x, y, sites, pfts, settings: dict, config: PipelineConfig, causal
     return float(errors.mean())
 
 
-def tune_fold(train_table, spec: PredictorSpec, config: PipelineConfig, trials: int, seed: int,
+def tune_fold(train_table, spec: PredictorSpec, config: PipelineConfig, trials: int, seed: int, device: Device,
               progress: ProgressCallback = None) -> dict:
     """The study of one outer fold on its training sites only (``train_table``: a SiteTable of
-    those rows): best settings, their inner MAE, trial counts, the causal parents found."""
+    those rows), its boosters on ``device``: best settings, their inner MAE, trial counts, the
+    causal parents found."""
     import optuna
 
     from ciml_ter.causal import discover_weights
@@ -120,7 +123,7 @@ def tune_fold(train_table, spec: PredictorSpec, config: PipelineConfig, trials: 
                 raise optuna.TrialPruned()
 
         settings = trial_settings(trial, causal_result is not None)
-        return _inner_mae(x, y, sites, pfts, settings, config, causal_result, spec, splits, report)
+        return _inner_mae(x, y, sites, pfts, settings, config, causal_result, spec, splits, device.xgboost, report)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),

@@ -1,6 +1,6 @@
 """Array kernels of ciml-ter: pure functions, NumPy (numba CPU) or CuPy (GPU) by input type."""
 from .area import AUTHALIC_RADIUS_M, pixel_area
-from .binning import BinSums, GridWindow, SinusoidalTile, bin_sinusoidal, binned_mean
+from .binning import BinSums, SinusoidalTile, bin_sinusoidal, binned_mean
 from .composite import MonthlyMedian, monthly_median
 from .envelope import sg_upper_envelope
 from .resample import block_resample
@@ -11,7 +11,6 @@ from .trend import TrendResult, mann_kendall_theil_sen
 __all__ = [
     "AUTHALIC_RADIUS_M",
     "BinSums",
-    "GridWindow",
     "IndexResult",
     "MonthlyMedian",
     "SinusoidalTile",

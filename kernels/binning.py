@@ -66,30 +66,6 @@ class SinusoidalTile:
         _check_positive("radius_m", self.radius_m)
 
 
-@dataclass(frozen=True)
-class GridWindow:
-    """Target lat/lon grid (degrees): cell (i, j) spans lat (north - (i+1) res, north - i res] and
-    lon [west + j res, west + (j+1) res); rows go south, columns east."""
-
-    north: float
-    west: float
-    res: float
-    n_lat: int
-    n_lon: int
-
-    def __post_init__(self):
-        _check_finite("north", self.north)
-        _check_finite("west", self.west)
-        _check_positive("res", self.res)
-        _check_count("n_lat", self.n_lat)
-        _check_count("n_lon", self.n_lon)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(n_lat, n_lon)."""
-        return self.n_lat, self.n_lon
-
-
 class BinSums(NamedTuple):
     """Per-cell accumulators of a window, each (n_lat, n_lon), on the device of the values."""
 
@@ -241,7 +217,7 @@ def _bin_gpu(values, target, r_cos, ul_x, pixel, west, res, sums, n_valid, n_see
                     cuda.atomic.add(sums, (i, j), v)
 
 
-def launch_bin_gpu(values, tile: SinusoidalTile, window: GridWindow, out: BinSums) -> None:
+def launch_bin_gpu(values, tile: SinusoidalTile, window, out: BinSums) -> None:
     """Run the CUDA kernels on ``values`` (rows, cols), float32 or float64, on the device that
     holds it (CuPy, or NumPy under the CUDA simulator), adding into ``out`` there."""
     xp = array_module(values)
@@ -269,7 +245,18 @@ def _check_out(out, shape, xp) -> None:
                              f"window), found shape {tuple(a.shape)} and dtype {a.dtype}")
 
 
-def bin_sinusoidal(values, tile: SinusoidalTile, window: GridWindow, out: BinSums | None = None) -> BinSums:
+def _check_window(window) -> None:
+    """A target window: any object with ``north, west, res`` (degrees) and ``n_lat, n_lon`` cells
+    (``ciml_ter.grid.GridWindow``)."""
+    for name, check in (("north", _check_finite), ("west", _check_finite), ("res", _check_positive),
+                        ("n_lat", _check_count), ("n_lon", _check_count)):
+        if not hasattr(window, name):
+            raise ValueError(f"window: expected north, west, res, n_lat and n_lon, found a "
+                             f"{type(window).__name__} without {name}")
+        check(f"window.{name}", getattr(window, name))
+
+
+def bin_sinusoidal(values, tile: SinusoidalTile, window, out: BinSums | None = None) -> BinSums:
     """Add the pixels of one sinusoidal tile into the cells of ``window``.
 
     ``values`` (rows, cols), float32 or float64, units kept; NaN = invalid (fill or rejected by
@@ -281,17 +268,17 @@ def bin_sinusoidal(values, tile: SinusoidalTile, window: GridWindow, out: BinSum
     xp = array_module(values)
     if not isinstance(tile, SinusoidalTile):
         raise ValueError(f"tile: expected a SinusoidalTile, found {type(tile).__name__}")
-    if not isinstance(window, GridWindow):
-        raise ValueError(f"window: expected a GridWindow, found {type(window).__name__}")
+    _check_window(window)
     if values.ndim != 2:
         raise ValueError(f"values: expected a 2-D array (rows, cols), found {values.ndim} dimensions")
     if values.dtype not in (np.float32, np.float64):
         raise ValueError(f"values: expected a float32 or float64 array, found dtype {values.dtype}")
+    shape = (window.n_lat, window.n_lon)
     if out is None:
-        out = BinSums(xp.zeros(window.shape, dtype=np.float64), xp.zeros(window.shape, dtype=np.int32),
-                      xp.zeros(window.shape, dtype=np.int32))
+        out = BinSums(xp.zeros(shape, dtype=np.float64), xp.zeros(shape, dtype=np.int32),
+                      xp.zeros(shape, dtype=np.int32))
     else:
-        _check_out(out, window.shape, xp)
+        _check_out(out, shape, xp)
     if xp is np:
         _bin_cpu(values, float(tile.ul_x_m), float(tile.ul_y_m), float(tile.pixel_m), float(tile.radius_m),
                  float(window.north), float(window.west), float(window.res), out.sums, out.n_valid, out.n_seen)

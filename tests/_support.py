@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from ciml_ter.data.flux import SHIPPED_SAMPLE
+from ciml_ter.device import CPU
+from ciml_ter.stages import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
 FLUXNET_SAMPLE = SHIPPED_SAMPLE  # the 20-site FLUXNET2015 sample inside the package
 CLI = [str(Path(sys.executable).with_name("ciml-ter"))]
+RUNTIME = Runtime(CPU)  # the stages' runtime in tests: the CPU, no lines, no progress listener
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
@@ -22,6 +25,23 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=full_env,
                           timeout=timeout)
+
+
+def ingest_with(paths, out, *, log=print, device: str = "cpu", bbox=None, **settings):
+    """``stages.ingest.ingest`` as the tests call it: [ingest] ``settings`` (res, months, rasters,
+    landcover, min_valid_fraction) and ``bbox`` laid over the default config, except that there
+    is no land cover unless ``landcover`` is given (None or "" = none); lines to ``log``,
+    ``device`` resolved as at the CLI's entry."""
+    from ciml_ter.config import config_from_dict
+    from ciml_ter.device import Device
+    from ciml_ter.grid import parse_bbox
+    from ciml_ter.stages.ingest import ingest
+
+    settings.setdefault("landcover", None)
+    ingest_settings = {k: ("" if v is None else list(v) if k == "rasters" else v) for k, v in settings.items()}
+    config = config_from_dict({"device": device, "grid": {"bbox": list(parse_bbox(bbox))},
+                               "ingest": ingest_settings}, "test")
+    return ingest(paths, out, config, Runtime(Device.resolve(config.device), log))
 
 
 def make_cube(n_lat=4, n_lon=5, days=20, start="2003-01-01", seed=1):

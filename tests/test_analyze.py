@@ -10,10 +10,12 @@ import pytest
 import xarray as xr
 
 from ciml_ter import kernels
-from ciml_ter.stages.analyze import product_monthly, run as analyze_command
+from ciml_ter.stages.analyze import analyze, product_monthly
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
 from ciml_ter.gridstats import lat_bands
+
+from _support import RUNTIME
 
 RES = 2.0
 
@@ -46,12 +48,12 @@ def _land():
 def test_constant_field_budget_is_land_area_times_twelve(tmp_path):
     land = _land()
     ter = np.where(land, 1.0, np.nan)[None].repeat(24, axis=0)
-    summary = analyze_command(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig())
+    summary = analyze(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig(), RUNTIME)
     lat, lon = _grid()
     land_area = kernels.pixel_area(lat, lon)[land].sum()
-    for value in summary["budget"]["pg_c_yr"]:
+    for value in summary.summary["budget"]["pg_c_yr"]:
         assert value == pytest.approx(land_area * 12 / 1e15, rel=1e-9)
-    assert summary["budget"]["land_area_m2"] == pytest.approx(land_area, rel=1e-12)
+    assert summary.summary["budget"]["land_area_m2"] == pytest.approx(land_area, rel=1e-12)
     budget = pd.read_csv(tmp_path / "a" / "budget.csv")
     assert budget.year.tolist() == [2001, 2002]
     np.testing.assert_allclose(budget.uncertainty_pg_c_yr, 0.1 * land_area * 12 / 1e15, rtol=1e-6)
@@ -63,7 +65,7 @@ def test_trends_agree_with_pymannkendall_and_the_global_trend_is_found(tmp_path)
     years = 8
     growth = 1 + 0.02 * np.repeat(np.arange(years), 12)  # +2 % per year
     ter = np.where(land, 50.0, np.nan)[None] * growth[:, None, None] * rng.uniform(0.9, 1.1, (years * 12,) + land.shape)
-    analyze_command(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig())
+    analyze(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig(), RUNTIME)
     maps = xr.open_dataset(tmp_path / "a" / "maps.nc", engine="h5netcdf")
     totals = ter.reshape(years, 12, *land.shape).sum(axis=1)
     for i, j in list(zip(*np.nonzero(land)))[::500]:
@@ -78,7 +80,7 @@ def test_trends_agree_with_pymannkendall_and_the_global_trend_is_found(tmp_path)
     assert regions.loc["lat 60N-90N", "pixels"] == 0
     config = PipelineConfig()
     config.analysis.high_latitude = 50.0  # the bands follow the config, as evaluate's do
-    analyze_command(tmp_path / "run", tmp_path / "a50", config)
+    analyze(tmp_path / "run", tmp_path / "a50", config, RUNTIME)
     regions = pd.read_csv(tmp_path / "a50" / "regions.csv")["region"].tolist()
     assert [r for r in regions if r.startswith("lat ")] == [f"lat {name}" for name, _, _ in lat_bands(50.0)]
 
@@ -89,11 +91,11 @@ def test_driver_shares_and_dominant_driver(tmp_path):
     shap = {"lst_night": np.where(land, 3.0, np.nan)[None].repeat(12, axis=0),
             "lai": np.where(land, -1.0, np.nan)[None].repeat(12, axis=0),
             "Vtop": np.where(land, 1.0, np.nan)[None].repeat(12, axis=0)}
-    summary = analyze_command(_write_run(tmp_path / "run", ter, shap=shap), tmp_path / "a", PipelineConfig())
-    groups = summary["drivers"]["groups"]
+    summary = analyze(_write_run(tmp_path / "run", ter, shap=shap), tmp_path / "a", PipelineConfig(), RUNTIME)
+    groups = summary.summary["drivers"]["groups"]
     assert groups["environment"]["mean"] == pytest.approx(0.6)
     assert groups["biotic"]["mean"] == pytest.approx(0.2) and groups["spatiotemporal"]["mean"] == pytest.approx(0.2)
-    assert summary["drivers"]["top_features"][0] == "lst_night"
+    assert summary.summary["drivers"]["top_features"][0] == "lst_night"
     maps = xr.open_dataset(tmp_path / "a" / "maps.nc", engine="h5netcdf")
     assert (maps.dominant_feature.values[land] == 0).all()
 
@@ -112,15 +114,15 @@ def test_product_comparison_with_daily_units_on_a_finer_grid(tmp_path):
                coords={"time": months + pd.Timedelta(days=14), "lat": fine_lat, "lon": fine_lon}
                ).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
     np.testing.assert_allclose(product_monthly(tmp_path / "other.nc").values[:, 0, 0], 30.0)
-    summary = analyze_command(run, tmp_path / "a", PipelineConfig(), compare=[tmp_path / "other.nc"])
-    entry = summary["comparisons"]["other"]
+    summary = analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME, compare=[tmp_path / "other.nc"])
+    entry = summary.summary["comparisons"]["other"]
     assert entry["months"] == 36 and entry["mean_difference"] == pytest.approx(0, abs=1e-5)
     np.testing.assert_allclose(entry["budget_theirs_pg_c_yr"], entry["budget_ours_pg_c_yr"], rtol=1e-6)
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(InputError, match="prediction output .* not found"):
-        analyze_command(tmp_path / "none", tmp_path / "a", PipelineConfig())
+    with pytest.raises(InputError, match="prediction output not found"):
+        analyze(tmp_path / "none", tmp_path / "a", PipelineConfig(), RUNTIME)
     xr.Dataset({"x": (("time", "lat", "lon"), np.ones((1, 2, 2)), {"units": "K"})},
                coords={"time": pd.date_range("2001-01-01", periods=1), "lat": [1.0, 0.0], "lon": [0.0, 1.0]}
                ).to_netcdf(tmp_path / "p.nc", engine="h5netcdf")
@@ -129,7 +131,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_report_from_run_and_analysis(tmp_path):
-    from ciml_ter.stages.report import run as report_command
+    from ciml_ter.stages.report import report
 
     land = _land()
     rng = np.random.default_rng(1)
@@ -138,8 +140,8 @@ def test_report_from_run_and_analysis(tmp_path):
     run = _write_run(tmp_path / "run", ter, shap=shap)
     manifest = {"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"]}
     (run / "manifest.json").write_text(json.dumps(manifest))
-    analyze_command(run, tmp_path / "a", PipelineConfig())
-    html = report_command(run, tmp_path / "r.html", analysis_dir=tmp_path / "a").read_text()
+    analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME)
+    html = report(run, tmp_path / "r.html", PipelineConfig(), RUNTIME, analysis=tmp_path / "a").out.read_text()
     for figure in ("map-ter-mean", "map-ter-std", "map-trend", "map-dominant-driver", "map-share-environment",
                    "series-budget", "table-regions"):
         assert f'id="{figure}"' in html, figure
@@ -154,11 +156,11 @@ def test_regions_per_igbp_class_of_the_real_land_cover(tmp_path):
 
     land = _land()
     ter = np.where(land, 40.0, np.nan)[None].repeat(12, axis=0)
-    summary = analyze_command(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig())
+    summary = analyze(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig(), RUNTIME)
     regions = pd.read_csv(tmp_path / "a" / "regions.csv").set_index("region")
     igbp = regions[regions.index.str.startswith("IGBP ")]
     assert {"IGBP croplands", "IGBP evergreen broadleaf forest", "IGBP barren"} <= set(igbp.index)
-    assert "MCD12C1.A2019001.006" in summary["pft_regions"]
+    assert "MCD12C1.A2019001.006" in summary.summary["pft_regions"]
     with rasterio.open(default_landcover_path()) as src:  # an independent mode of each 2-degree block
         classes = src.read(1).reshape(90, 40, 180, 40).transpose(0, 2, 1, 3).reshape(90, 180, 1600)
     mode = np.array([[np.bincount(c, minlength=256).argmax() for c in row] for row in classes])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ciml_ter.evaluation import site_bootstrap
-from ciml_ter.stages.evaluate import verdict
+from ciml_ter.assessment import verdict
 
 
 def _loop_bootstrap(obs, estimates, sites, draws):

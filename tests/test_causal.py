@@ -19,7 +19,9 @@ from ciml_ter.causal import (
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
 from ciml_ter.sitetable import site_table_from_frame
-from ciml_ter.stages.causal import run as run_causal
+from ciml_ter.stages.causal import discover
+
+from _support import RUNTIME
 
 FEATURES = ["temperature", "moisture", "decoy", "noise1", "noise2", "noise3"]
 TRUE_PARENTS = ["temperature", "moisture"]
@@ -117,7 +119,7 @@ def test_causal_stage_writes_json(tmp_path):
     path = tmp_path / "sites.parquet"
     synthetic_sites(n_sites=24).drop(columns=["truth", "TA_F"]).to_parquet(path)
     out = tmp_path / "w.json"
-    assert run_causal(path, out, small_config()) == read_weights(out)
+    assert discover(path, out, small_config(), RUNTIME).result == read_weights(out)
     result = read_weights(out)
     assert set(result["pooled"]["weights"]) == set(FEATURES)
     assert {"graph", "p_values", "val_matrix", "strength", "n_sites", "n_samples"} <= set(result["pooled"])

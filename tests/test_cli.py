@@ -106,7 +106,9 @@ def test_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--years", "20x1"], "--years '20x1': expected YEAR or FIRST-LAST"),
-    (["--bbox", "1,2,3"], "--bbox '1,2,3': expected four numbers W,S,E,N"),
+    (["--bbox", "1,2,3"], "--bbox '1,2,3': expected W,S,E,N in degrees with -180 <= W < E <= 180"),
+    (["--bbox", "10,0,5,8"], "--bbox '10,0,5,8': expected W,S,E,N in degrees"),
+    (["--months", "2019-13:2019-14"], "--months '2019-13:2019-14': expected YYYY-MM:YYYY-MM"),
     (["--res", "0.3"], "--res 0.3: expected a resolution from 0.05 to 1 degree"),
 ])
 def test_synth_bad_options_exit_2(tmp_path, args, fragment):
@@ -121,6 +123,10 @@ DEVICE_COMMANDS = {
     "train": ["train", "--sites", "{tmp}/none.parquet", "--out", "{tmp}/m"],
     "evaluate": ["evaluate", "--model", "{tmp}/none", "--out", "{tmp}/e"],
     "predict": ["predict", "--model", "{tmp}/none", "--features", "{tmp}/none.zarr", "--out", "{tmp}/r"],
+    "tune": ["tune", "--sites", "{tmp}/none.parquet", "--out", "{tmp}/s.toml"],
+    "causal": ["causal", "--sites", "{tmp}/none.parquet", "--out", "{tmp}/w.json"],
+    "analyze": ["analyze", "--run", "{tmp}/none", "--out", "{tmp}/a"],
+    "demo": ["demo", "--out", "{tmp}/d"],
 }
 
 
@@ -190,15 +196,14 @@ def test_a_missing_input_is_one_line_and_leaves_nothing(tmp_path, args):
     assert not (tmp_path / "out").exists()
 
 
-def test_metrics_table_names_models_as_the_report_does(tmp_path, capsys):
+def test_metrics_table_names_models_as_the_report_does(capsys):
     from ciml_ter import cli
 
     m = {"mae": 5.5, "rmae": 0.1, "r2": 0.98, "slope_obs_on_est": 1.0, "n": 10}
-    (tmp_path / "metrics.json").write_text(json.dumps({
+    cli._print_metrics({
         "units": "g C m-2 month-1", "model": {"causal": True, "test": m},
         "baselines": {"xgboost_plain": {"test": m}, "lloyd_taylor": {"skipped": "no temperature column"},
-                      "q10": {"test": m}, "random_forest": {"test": m}}}))
-    cli._print_metrics(tmp_path / "metrics.json")
+                      "q10": {"test": m}, "random_forest": {"test": m}}})
     text = capsys.readouterr().out
     for name in ("causal XGBoost", "plain XGBoost", "Q10", "random forest"):
         assert name in text

@@ -58,7 +58,7 @@ def test_int_accepted_where_float_expected():
     ({"train": {"folds": 2.5}}, "key 'train.folds': expected int, found float 2.5"),
     ({"train": {"causal": "yes"}}, "key 'train.causal': expected bool"),
     ({"device": "tpu"}, "key 'device': expected one of 'auto', 'cpu', 'cuda', found 'tpu'"),
-    ({"grid": {"bbox": [10, 0, -10, 5]}}, "key 'grid.bbox': expected W, S, E, N"),
+    ({"grid": {"bbox": [10, 0, -10, 5]}}, "key 'grid.bbox': expected W,S,E,N in degrees with -180 <= W < E <= 180"),
     ({"grid": {"years": [2001]}}, "key 'grid.years': expected 2 values, found 1"),
     ({"grid": 3}, "key 'grid': expected a table [grid], found int"),
     ({"features": {"levels": [0.5, 1.5]}}, "key 'features.levels': expected fractions in (0, 1)"),
@@ -126,3 +126,11 @@ def test_every_problem_of_a_config_is_reported_at_once():
 
 def test_hash_ignores_paths():
     assert config_from_dict({"paths": {"model": "a"}}).stable_hash() == PipelineConfig().stable_hash()
+
+
+def test_hash_ignores_the_device():
+    """Where a run computes does not change what it computes: a run started with --device auto
+    resumes under a batch job's --device cpu (jobs/global_run.sh passes one)."""
+    hashes = {config_from_dict({"device": d}).stable_hash() for d in ("auto", "cpu", "cuda")}
+    assert hashes == {PipelineConfig().stable_hash()}
+    assert config_from_dict({"seed": 1}).stable_hash() != PipelineConfig().stable_hash()

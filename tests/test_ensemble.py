@@ -7,7 +7,7 @@ import pytest
 import xgboost as xgb
 
 from ciml_ter import inference
-from ciml_ter.device import to_device, xgboost_device
+from ciml_ter.device import CPU, Device
 from ciml_ter.ensemble import Member, merge_boosters, merge_members
 from ciml_ter.inference import predict_rows
 
@@ -43,9 +43,10 @@ def merged(members):
 
 @pytest.fixture(params=DEVICES)
 def device(request, merged):
-    merged.to(xgboost_device(request.param))
-    yield request.param
-    merged.to("cpu")
+    where = Device.resolve(request.param)
+    merged.to(where)
+    yield where
+    merged.to(CPU)
 
 
 def _member_predictions(members, x):
@@ -54,7 +55,7 @@ def _member_predictions(members, x):
 
 
 def test_mean_and_std_across_fold_means(members, merged, rows, device):
-    p = predict_rows(merged, to_device(rows, device), batch_rows=10, device=device)
+    p = predict_rows(merged, device.asarray(rows), batch_rows=10, device=device)
     per_member = _member_predictions(members, rows)
     np.testing.assert_allclose(p.ter, per_member.mean(axis=0), rtol=1e-5)
     fold_means = np.array([per_member[[i for i, m in enumerate(members) if m.fold == f]].mean(axis=0)
@@ -70,7 +71,7 @@ def test_best_iteration_range_is_used(members, merged, rows):
 
 def test_shap_equals_tree_explainer_mean_and_sums_to_prediction(members, merged, rows, device):
     shap = pytest.importorskip("shap")
-    p = predict_rows(merged, to_device(rows, device), shap=True, batch_rows=16, device=device)
+    p = predict_rows(merged, device.asarray(rows), shap=True, batch_rows=16, device=device)
     reference, base = [], []
     for m in members:
         trimmed = m.booster[: m.best_iteration + 1]
@@ -86,10 +87,10 @@ def test_shap_equals_tree_explainer_mean_and_sums_to_prediction(members, merged,
 def test_batching_does_not_change_results(merged, rows, device):
     """Bitwise on the CPU; on the GPU to float32 rounding (GPU tree SHAP sums with atomics, in
     an order that changes from launch to launch: seen on an H200)."""
-    x = to_device(rows, device)
+    x = device.asarray(rows)
     a = predict_rows(merged, x, shap=True, batch_rows=5, device=device)
     b = predict_rows(merged, x, shap=True, batch_rows=1000, device=device)
-    if device == "cpu":
+    if device.kind == "cpu":
         np.testing.assert_array_equal(a.ter, b.ter)
         np.testing.assert_array_equal(a.shap, b.shap)
     else:
@@ -130,8 +131,8 @@ def test_merged_ensemble_counts_folds_and_trees(members, merged):
 
 
 def test_predict_rows_refuses_a_model_on_another_device(merged, rows):
-    with pytest.raises(ValueError, match="merged ensemble is on 'cpu', predict_rows was asked for 'cuda'"):
-        predict_rows(merged, rows, device="cuda")
+    with pytest.raises(ValueError, match="merged ensemble is on 'cpu', predict_rows was asked for 'cuda:1'"):
+        predict_rows(merged, rows, device=Device("cuda", 1, "cuda"))
 
 
 def test_shap_sum_tolerance_is_relative_to_the_terms():
@@ -151,10 +152,10 @@ def test_shap_sum_tolerance_is_relative_to_the_terms():
     (0.01, True, inference.GPU_BATCH_ROWS[0]),  # a tiny card still gets the floor
 ])
 def test_batch_rows_for_device_memory(free_gib, shap, expected):
-    rows = inference.batch_rows_for("cuda", 21, 10, shap, free_bytes=int(free_gib * 2**30))
+    rows = inference.batch_rows_for(Device("cuda", 0, "cuda"), 21, 10, shap, free_bytes=int(free_gib * 2**30))
     assert rows == expected
     assert rows % inference.GPU_BATCH_ROWS[0] == 0
-    assert inference.batch_rows_for("cpu", 21, 10, shap) == (inference.CPU_SHAP_BATCH_ROWS if shap else inference.CPU_BATCH_ROWS)
+    assert inference.batch_rows_for(CPU, 21, 10, shap) == (inference.CPU_SHAP_BATCH_ROWS if shap else inference.CPU_BATCH_ROWS)
 
 
 def test_on_batch_reports_rows_done(merged, rows):

@@ -17,8 +17,11 @@ from ciml_ter.evaluation import (
     temperature_kelvin,
 )
 from ciml_ter.gridstats import lat_bands
-from ciml_ter.stages.evaluate import run as evaluate_command
-from ciml_ter.stages.train import run as train_command
+from ciml_ter.device import Device
+from ciml_ter.stages import Runtime
+from ciml_ter.stages.evaluate import evaluate
+from ciml_ter.stages.train import train
+from _support import RUNTIME
 from test_causal import FEATURES, synthetic_sites
 
 
@@ -80,9 +83,9 @@ def evaluated(tmp_path_factory):
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
     config.xgboost.min_child_weight = 5.0  # the default (40) is chosen for thousands of site-months, not 480
-    train_command(tmp / "sites.parquet", tmp / "model", config)
-    out = evaluate_command(tmp / "model", tmp / "eval", config, temperature="temperature", rf_trees=20,
-                           shap_rows=300)
+    train(tmp / "sites.parquet", tmp / "model", config, RUNTIME)
+    out = evaluate(tmp / "model", tmp / "eval", config, RUNTIME, temperature="temperature", rf_trees=20,
+                   shap_rows=300).out
     return tmp, out, json.loads((out / "metrics.json").read_text())
 
 
@@ -148,21 +151,19 @@ def test_evaluate_rejects_other_features(evaluated):
     frame = pd.read_parquet(tmp / "sites.parquet").drop(columns="noise3")
     frame.to_parquet(tmp / "fewer.parquet")
     with pytest.raises(InputError, match="missing noise3"):
-        evaluate_command(tmp / "model", tmp / "e2", PipelineConfig(device="cpu"), sites_path=tmp / "fewer.parquet",
-                         temperature="temperature")
+        evaluate(tmp / "model", tmp / "e2", PipelineConfig(device="cpu"), RUNTIME, sites=tmp / "fewer.parquet",
+                 temperature="temperature")
 
 
-def test_auto_device_on_a_gpu_host_keeps_the_scikit_learn_forest(evaluated, monkeypatch):
+def test_auto_device_on_a_gpu_host_keeps_the_scikit_learn_forest(evaluated):
     """device "auto" on a GPU host without cuML: evaluation completes (the forest is
     scikit-learn on every device, NaN kept) and gives the CPU's numbers."""
-    from ciml_ter import device as device_mod
-
     tmp, _, cpu = evaluated
-    monkeypatch.setattr(device_mod, "cupy_or_none", lambda: object())  # a GPU host, no cuML
     config = PipelineConfig(device="auto")
     config.train.workers = 1
-    out = evaluate_command(tmp / "model", tmp / "eval-auto", config, temperature="temperature", rf_trees=20,
-                           shap_rows=300)
+    auto_gpu = Runtime(Device("cuda", 0, "auto"))  # what "auto" resolves to on a GPU host without cuML
+    out = evaluate(tmp / "model", tmp / "eval-auto", config, auto_gpu, temperature="temperature", rf_trees=20,
+                   shap_rows=300).out
     m = json.loads((out / "metrics.json").read_text())
     assert m["baselines"]["random_forest"]["library"] == "scikit-learn"
     assert m["baselines"]["random_forest"]["test"] == pytest.approx(cpu["baselines"]["random_forest"]["test"],

@@ -11,16 +11,24 @@ import pandas as pd
 import pytest
 
 from ciml_ter import features, kernels
-from ciml_ter.config import FeaturesConfig
+from ciml_ter.config import config_from_dict
 from ciml_ter.data.cube import open_cube, write_zarr
 from ciml_ter.errors import InputError
 from ciml_ter.features import band_budget, band_bytes_per_row, band_rows_for, years_by_length
 from ciml_ter.kernels import scvtg_names
-from ciml_ter.stages.features import run as build_features
+from ciml_ter.device import CPU, Device
+from ciml_ter.stages import Runtime
+from ciml_ter.stages.features import make_features
 
-from _support import make_cube
+from _support import RUNTIME, make_cube
 
-CONFIG = FeaturesConfig(sg_window=31, sg_order=2, sg_max_iter=3)
+SETTINGS = {"sg_window": 31, "sg_order": 2, "sg_max_iter": 3}
+CONFIG = config_from_dict({"features": SETTINGS})
+
+
+def banded_config(rows: int):
+    """CONFIG with bands of ``rows`` grid rows."""
+    return config_from_dict({"features": {**SETTINGS, "band_rows": rows}})
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +50,21 @@ def cube_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(cube_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    full = build_features(cube_path, out / "f.zarr", config=CONFIG)
-    coarse = build_features(cube_path, out / "f2.zarr", res=1.0, config=CONFIG)
-    banded = build_features(cube_path, out / "f_band.zarr",
-                            config=FeaturesConfig(**{**CONFIG.__dict__, "band_rows": 1}))
+    full = make_features(cube_path, out / "f.zarr", CONFIG, RUNTIME)
+    coarse = make_features(cube_path, out / "f2.zarr", CONFIG, RUNTIME, res=1.0)
+    band1 = make_features(cube_path, out / "f_band.zarr", banded_config(1), RUNTIME)
     return (open_cube(out / "f.zarr"), open_cube(out / "f2.zarr"), open_cube(out / "f_band.zarr"),
-            full, coarse, banded)
+            full, coarse, band1)
 
 
 def test_summary_and_layout(built):
-    ds, _, _, full, coarse, banded = built
-    assert full["months"] == 12 and full["scvtg_years"] == [2004] and full["factor"] == 1
-    assert coarse["grid"] == [2, 3] and banded["bands"] == 4
-    assert (full["band_rows"], full["band_budget_bytes"], full["budget_source"]) == (4, 1 << 30, "cpu budget")
-    assert (banded["band_rows"], banded["band_budget_bytes"], banded["budget_source"]) == (1, None, "config")
-    assert set(ds.data_vars) == {*full["features"], "land"}
-    assert json.loads(ds.attrs["features"]) == full["features"]  # the training order
+    ds, _, _, full, coarse, band1 = built
+    assert full.months == 12 and full.scvtg_years == [2004] and full.factor == 1
+    assert coarse.grid == (2, 3) and band1.bands == 4
+    assert (full.band_rows, full.band_budget_bytes, full.budget_source) == (4, 1 << 30, "cpu budget")
+    assert (band1.band_rows, band1.band_budget_bytes, band1.budget_source) == (1, None, "config")
+    assert set(ds.data_vars) == {*full.features, "land"}
+    assert json.loads(ds.attrs["features"]) == full.features  # the training order
     assert ds.lst_day.attrs["units"] == "K" and ds.L50.attrs["units"] == "day"
     assert ds.Area_NIRv.attrs["units"] == "day" and ds.soc0.attrs["units"] == "g kg-1"
     assert ds.attrs["Conventions"] == "CF-1.8"
@@ -122,24 +129,24 @@ def test_band_rows_fit_the_budget_as_multiples_of_the_factor():
     per_row = 6 * (56 * 366 + (4 * 26 + 32) * 12)
     assert band_bytes_per_row(6, 366, 12, 26, "cuda") == per_row == 132768
     assert band_bytes_per_row(6, 366, 12, 26, "cpu") == 6 * (28 * 366 + (4 * 26 + 32) * 12)
-    rows = dict(n_lat=40, n_lon=6, n_days=366, n_months=12, n_features=26, device="cuda")
+    rows = dict(n_lat=40, n_lon=6, n_days=366, n_months=12, n_features=26, kind="cuda")
     assert band_rows_for(**rows, budget_bytes=10 * per_row + 5) == 10
     assert band_rows_for(**rows, budget_bytes=10 * per_row - 1) == 9
     assert band_rows_for(**rows, budget_bytes=10 * per_row, factor=4) == 8  # a multiple of the factor
     assert band_rows_for(**rows, budget_bytes=0, factor=4) == 4  # at least one block row
     assert band_rows_for(**rows, budget_bytes=1 << 40, factor=4) == 40  # at most the grid
-    assert band_rows_for(**{**rows, "device": "cpu"}, budget_bytes=10 * per_row) == 18  # no GPU scratch
+    assert band_rows_for(**{**rows, "kind": "cpu"}, budget_bytes=10 * per_row) == 18  # no GPU scratch
 
 
 def test_cpu_band_estimate_bounds_the_measured_peak(tmp_path):
     # two 365-day years share one envelope launch: the peak the estimate describes
     write_zarr(make_cube(n_lat=4, n_lon=30, days=730, start="2002-01-01"), tmp_path / "in.zarr")
     ds = open_cube(tmp_path / "in.zarr")
-    plan_ = features.plan(ds, "in.zarr", None, CONFIG, "cpu", np)
-    features.band_features(ds, slice(0, 4), plan_, CONFIG, np)  # compiled before measuring
+    plan_ = features.plan(ds, "in.zarr", None, CONFIG.features, CPU)
+    features.band_features(ds, slice(0, 4), plan_, CONFIG.features, np)  # compiled before measuring
     tracemalloc.start()
     try:
-        features.band_features(ds, slice(0, 4), plan_, CONFIG, np)
+        features.band_features(ds, slice(0, 4), plan_, CONFIG.features, np)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -170,13 +177,12 @@ def test_each_input_is_read_once_per_band_and_each_output_moved_once(cube_path, 
 
     monkeypatch.setattr(features, "_read", counting_read)
     monkeypatch.setattr(features, "to_host", counting_to_host)
-    summary = build_features(cube_path, tmp_path / "f.zarr",
-                             config=FeaturesConfig(**{**CONFIG.__dict__, "band_rows": 2}))
-    assert summary["bands"] == 2
+    summary = make_features(cube_path, tmp_path / "f.zarr", banded_config(2), RUNTIME)
+    assert summary.bands == 2
     inputs = {"land", "nir", "red", "swir1", "lst_day", "lst_night", "lai", "ci", "pv", "npv", "bs",
               "soc0", "soc10", "soc30"}
     assert reads == {var: 2 for var in inputs}  # nir once for both NIRv and LSWI
-    band = [(2, 6)] + [(12, 2, 6)] * len(summary["features"])  # the land mask, then each feature
+    band = [(2, 6)] + [(12, 2, 6)] * len(summary.features)  # the land mask, then each feature
     assert moves == band + band
 
 
@@ -205,13 +211,12 @@ def test_scvtg_years_of_one_length_share_a_launch(tmp_path, monkeypatch):
         return envelope(y, **kw)
 
     monkeypatch.setattr(features.kernels, "sg_upper_envelope", counting_envelope)
-    summary = build_features(path, tmp_path / "banded.zarr",
-                             config=FeaturesConfig(**{**CONFIG.__dict__, "band_rows": 2}))
+    summary = make_features(path, tmp_path / "banded.zarr", banded_config(2), RUNTIME)
     # per band of 2 rows x 3 longitudes: one launch for 2003 + 2005 side by side, one for 2004
-    assert summary["scvtg_years"] == [2003, 2004, 2005] and summary["bands"] == 2
+    assert summary.scvtg_years == [2003, 2004, 2005] and summary.bands == 2
     assert calls == [(365, 2 * 6), (366, 6), (365, 2 * 5), (366, 5)]  # band 2 has an ocean pixel
-    whole = build_features(path, tmp_path / "whole.zarr", config=CONFIG)
-    assert whole["band_rows"] == 4 and len(calls) == 6
+    whole = make_features(path, tmp_path / "whole.zarr", CONFIG, RUNTIME)
+    assert whole.band_rows == 4 and len(calls) == 6
     banded, ds = open_cube(tmp_path / "banded.zarr"), open_cube(tmp_path / "whole.zarr")
     src = open_cube(path)
     nirv = kernels.nirv(src.nir.values, src.red.values).value
@@ -233,10 +238,10 @@ def test_gpu_features_equal_the_cpu_features(tmp_path):
     """--device cuda: the band sized from free device memory and the CPU's cube to float32
     tolerance, SCVTG of the stacked years included."""
     path = _multi_year_cube(tmp_path / "in.zarr")
-    cpu = build_features(path, tmp_path / "cpu.zarr", config=CONFIG)
-    gpu = build_features(path, tmp_path / "gpu.zarr", config=CONFIG, device="cuda")
-    assert gpu["device"] == "cuda" and gpu["budget_source"] == "free device memory"
-    assert gpu["band_budget_bytes"] > 0 and gpu["band_rows"] == cpu["band_rows"] == 4
+    cpu = make_features(path, tmp_path / "cpu.zarr", CONFIG, RUNTIME)
+    gpu = make_features(path, tmp_path / "gpu.zarr", CONFIG, Runtime(Device.resolve("cuda")))
+    assert gpu.device == "cuda" and gpu.budget_source == "free device memory"
+    assert gpu.band_budget_bytes > 0 and gpu.band_rows == cpu.band_rows == 4
     a, b = open_cube(tmp_path / "cpu.zarr"), open_cube(tmp_path / "gpu.zarr")
     for name in a.data_vars:
         np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-5, atol=1e-6, equal_nan=True,
@@ -245,14 +250,14 @@ def test_gpu_features_equal_the_cpu_features(tmp_path):
 
 def test_bad_requests(cube_path, tmp_path):
     with pytest.raises(InputError, match="--res 0.75 is not an integer multiple"):
-        build_features(cube_path, tmp_path / "x.zarr", res=0.75, config=CONFIG)
+        make_features(cube_path, tmp_path / "x.zarr", CONFIG, RUNTIME, res=0.75)
     (tmp_path / "exists.zarr").mkdir()
     with pytest.raises(InputError, match="exists.zarr: already exists"):
-        build_features(cube_path, tmp_path / "exists.zarr", config=CONFIG)
+        make_features(cube_path, tmp_path / "exists.zarr", CONFIG, RUNTIME)
     short = make_cube(days=40)
     write_zarr(short, tmp_path / "short.zarr")
     with pytest.raises(InputError, match="no complete year of daily nir"):
-        build_features(tmp_path / "short.zarr", tmp_path / "y.zarr", config=CONFIG)
+        make_features(tmp_path / "short.zarr", tmp_path / "y.zarr", CONFIG, RUNTIME)
     assert not (tmp_path / "y.zarr").exists()
 
 
@@ -274,7 +279,7 @@ def test_site_table_from_the_feature_cube(built, cube_path, tmp_path):
     folder = _fluxnet_folder(tmp_path / "flux", [("XX-Lnd", 9.3, -3.7), ("XX-Wet", 9.75, -2.25),
                                                  ("XX-Out", 20.0, 0.0)])
     features_path = tmp_path / "f.zarr"
-    build_features(cube_path, features_path, config=CONFIG)
+    make_features(cube_path, features_path, CONFIG, RUNTIME)
     ds = built[0]
     table, report = build_site_table([folder], features=features_path)
     assert sorted(table.site.unique()) == ["XX-Lnd"] and len(table) == 12

@@ -12,9 +12,9 @@ import pytest
 from ciml_ter.data.contract import check_cube
 from ciml_ter.data.cube import open_cube
 from ciml_ter.config import config_from_dict
-from ciml_ter.stages import features as features_stage
-from ciml_ter.stages import predict as predict_stage
-from ciml_ter.stages.ingest import run as ingest
+from ciml_ter.stages.features import make_features
+from ciml_ter.stages.predict import predict
+from _support import RUNTIME, ingest_with as ingest
 from world import TINY, train_on_features
 
 TILE = (18, 4)  # 40-50 N, 0 to 10 / cos(lat) E
@@ -81,16 +81,16 @@ def test_granules_to_contract_cube_to_features(tmp_path):
     assert np.nanmean(summer) > np.nanmean(winter) + 0.1
 
     config = config_from_dict(TINY)
-    features_stage.run(cube, tmp_path / "features.zarr", config=config.features)
+    make_features(cube, tmp_path / "features.zarr", config, RUNTIME)
     features = open_cube(tmp_path / "features.zarr")
     assert features.sizes["time"] == 12
     land = features.land.values.astype(bool)
     for name in ("lst_day", "lai", "nirv", "lswi", "ci", "soc30", "Vtop", "L50"):
         assert np.isfinite(features[name].values[:, land]).any(), name
     train_on_features(tmp_path / "features.zarr", land, tmp_path / "model", config)
-    summary = predict_stage.run(tmp_path / "model", tmp_path / "features.zarr", tmp_path / "run", config)
+    summary = predict(tmp_path / "model", tmp_path / "features.zarr", tmp_path / "run", config, RUNTIME)
     ter = open_cube(tmp_path / "run" / "ter.nc").ter.values
-    assert summary["rows"] == 12 * land.sum() and np.isfinite(ter[:, land]).all() and (ter[:, land] > 0).all()
+    assert summary.rows == 12 * land.sum() and np.isfinite(ter[:, land]).all() and (ter[:, land] > 0).all()
 
     rerun = ingest([src], cube, res=1.0, bbox=BBOX, rasters=rasters, landcover="default", log=lines.append)
     assert rerun.written == {} and len(rerun.skipped_present["time"]) == 365

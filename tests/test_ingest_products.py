@@ -12,10 +12,10 @@ from ciml_ter.data.products.geometry import (
     sinusoidal_bounds,
     sinusoidal_tile,
 )
-from ciml_ter.data.products.modis import read_hdf4
-from ciml_ter.data.products.viirs import read_hdf5
+from ciml_ter.data.products.hdf4 import read_hdf4
+from ciml_ter.data.products.hdf5 import read_hdf5
 from ciml_ter.errors import InputError
-from ciml_ter.kernels.binning import GridWindow
+from ciml_ter.grid import GridWindow
 
 # --- names -----------------------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from ciml_ter.data.cube import open_cube
-from ciml_ter.errors import DeviceError, InputError
-from ciml_ter.stages import ingest as stage
-from ciml_ter.stages.ingest import run as ingest
+from ciml_ter.data.cube import IngestStore, open_cube
+from ciml_ter.errors import ConfigError, DeviceError, InputError
+
+from _support import ingest_with as ingest
 
 PIXEL_DEG = math.degrees(G.TILE_M / G.R)  # one tile edge in degrees of latitude (10)
 
@@ -363,19 +363,19 @@ def test_interrupted_run_is_not_recorded_complete(tmp_path, monkeypatch):
     lat, lon = G.pixel_latlon(18, 4, n)
     G.mod11a1(tmp_path, "2019-03-01", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
     out = tmp_path / "cube.zarr"
-    real = stage._Store.update_attrs
+    real = IngestStore.update_attrs
 
     def crash(self, updates):
         if "ingest_completed" in updates:
             raise KeyboardInterrupt  # killed after the data were written
         real(self, updates)
 
-    monkeypatch.setattr(stage._Store, "update_attrs", crash)
+    monkeypatch.setattr(IngestStore, "update_attrs", crash)
     with pytest.raises(KeyboardInterrupt):
         ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
     assert np.isfinite(open_cube(out).lst_day.values).any()  # data on disk ...
     assert json.loads(open_cube(out).attrs["ingest_completed"]) == {}  # ... not recorded
-    monkeypatch.setattr(stage._Store, "update_attrs", real)
+    monkeypatch.setattr(IngestStore, "update_attrs", real)
     summary = ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
     assert summary.written == {"time": ["2019-03-01"]} and not summary.skipped_present
     assert open_cube(out).sizes["time"] == 1  # rewritten in place, not appended twice
@@ -429,7 +429,7 @@ def test_soilgrids_soc_in_dg_per_kg(tmp_path):
     G.latlon_geotiff(tmp_path / "soc10.tif", lambda a, b: 2.5 + 0 * a, tags={"units": "%"}, **kw)
     summary = ingest([], tmp_path / "cube.zarr", res=0.5, bbox=(0, 40, 10, 45), log=quiet([]),
                      rasters=[f"soc30={tmp_path}/soc30.tif", f"soc0={tmp_path}/soc_0-5cm_mean.tif",
-                              ("soc10", str(tmp_path / "soc10.tif"))])
+                              f"soc10={tmp_path}/soc10.tif"])
     ds = open_cube(tmp_path / "cube.zarr")
     assert sorted(summary.static_written) == ["soc0", "soc10", "soc30"]
     assert np.allclose(ds.soc30.values, 15.0) and ds.soc30.attrs["units"] == "g kg-1"
@@ -479,12 +479,14 @@ def test_cf_cube_passes_through_with_unit_conversion(tmp_path):
 
 
 def test_input_errors(tmp_path):
-    with pytest.raises(InputError, match="not a multiple"):
+    with pytest.raises(InputError, match="is not a whole number of 0.3-degree cells"):
         ingest([], tmp_path / "a.zarr", res=0.3, bbox=(0, 40, 10, 45), log=quiet([]))
     with pytest.raises(InputError, match="no such file"):
         ingest([tmp_path / "missing"], tmp_path / "b.zarr", res=0.5, bbox=(0, 40, 10, 45), log=quiet([]))
-    with pytest.raises(InputError, match="months"):
+    with pytest.raises(ConfigError, match="ingest.months"):
         ingest([], tmp_path / "c.zarr", res=0.5, months="2019-13", log=quiet([]))
+    with pytest.raises(InputError, match="--months '2019-13:2019-14': expected YYYY-MM:YYYY-MM"):
+        ingest([], tmp_path / "c.zarr", res=0.5, months="2019-13:2019-14", log=quiet([]))
 
 
 def test_cuda_without_a_gpu_says_so(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
-"""The house's floors: imports go downward only and never in a loop (DESIGN.md section 1).
+"""The house's floors: imports go downward only and never in a loop (docs/architecture.md, "Floors").
 
 Floors, bottom up: kernels; ground (errors, units, files, documents, progress, config, device,
-parallel); data; science (every other module of ``ciml_ter``); stages; cli. A module may import
-its own floor or lower ones. Among stages only ``run`` and ``demo`` chain other stages. Every
+grid, parallel); data; science (every other module of ``ciml_ter``); stages; cli. A module may
+import its own floor or lower ones. Among stages only ``pipeline`` and ``demo`` chain other stages. Every
 import counts, including those inside functions.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from _support import REPO
 
 PACKAGES = {"ciml_ter": REPO / "engine", "ciml_ter.kernels": REPO / "kernels"}
 GROUND = {"ciml_ter", "ciml_ter.errors", "ciml_ter.units", "ciml_ter.files", "ciml_ter.documents",
-          "ciml_ter.progress", "ciml_ter.config", "ciml_ter.device", "ciml_ter.parallel"}
+          "ciml_ter.progress", "ciml_ter.config", "ciml_ter.device", "ciml_ter.grid", "ciml_ter.parallel"}
 FLOORS = ("kernels", "ground", "data", "science", "stages", "cli")
-CHAINING_STAGES = {"ciml_ter.stages.run", "ciml_ter.stages.demo"}
+CHAINING_STAGES = {"ciml_ter.stages.pipeline", "ciml_ter.stages.demo"}
 
 
 def floor(module: str) -> str:
@@ -85,7 +85,7 @@ def test_imports_only_go_downward():
                 upward.append(f"{name} ({floor(name)}) imports {target} ({floor(target)})")
             elif (floor(name) == floor(target) == "stages" and name not in CHAINING_STAGES
                   and target != "ciml_ter.stages"):
-                upward.append(f"{name} imports the stage {target} (only run and demo chain stages)")
+                upward.append(f"{name} imports the stage {target} (only pipeline and demo chain stages)")
     assert not upward, "\n".join(sorted(upward))
 
 

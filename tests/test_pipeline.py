@@ -10,17 +10,17 @@ import xarray as xr
 from ciml_ter.config import config_from_dict, save_config
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.errors import ConfigError
-from ciml_ter.stages.run import run as run_pipeline
+from ciml_ter.stages.pipeline import run_pipeline
 
-from _support import make_cube, run_cli
+from _support import RUNTIME, make_cube, run_cli
 from world import TINY, true_ter
 
 
 def _fluxnet_from_truth(cube_path, folder, features_path):
     """One FLUXNET2015 SUBSET_MM file per land pixel of every third row/column, TER = truth."""
-    from ciml_ter.stages.features import run as build_features
+    from ciml_ter.stages.features import make_features
 
-    build_features(cube_path, features_path, config=config_from_dict(TINY).features)
+    make_features(cube_path, features_path, config_from_dict(TINY), RUNTIME)
     f = xr.open_dataset(features_path, engine="zarr", consolidated=False)
     folder.mkdir()
     rows = []
@@ -66,4 +66,4 @@ def test_run_chains_every_stage_and_resumes(tmp_path):
 
 def test_missing_paths_are_named(tmp_path):
     with pytest.raises(ConfigError, match="no features path: set \\[paths\\] features in the config"):
-        run_pipeline(config_from_dict({}), print)  # `run` has no --features option to suggest
+        run_pipeline(config_from_dict({}), RUNTIME)  # `run` has no --features option to suggest

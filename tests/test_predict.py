@@ -14,9 +14,11 @@ import xarray as xr
 from ciml_ter.config import save_config
 from ciml_ter.errors import InputError
 from ciml_ter.ensemble import load_ensemble
-from ciml_ter.stages.predict import run as run_predict
+from ciml_ter.device import Device
+from ciml_ter.stages import Runtime
+from ciml_ter.stages.predict import predict
 
-from _support import run_cli
+from _support import RUNTIME, run_cli
 from world import build_world
 
 
@@ -28,7 +30,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(world, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "r"
-    summary = run_predict(world["model"], world["features"], run_dir, world["config"], shap=True)
+    summary = predict(world["model"], world["features"], run_dir, world["config"], RUNTIME, shap=True)
     return run_dir, summary
 
 
@@ -38,9 +40,9 @@ def _sha(path):
 
 def test_summary_counts_tiles_and_skips_ocean(run):
     _, summary = run
-    assert summary["tiles"] == 8 and summary["ocean_tiles"] == 1 and summary["computed"] == 8
-    assert summary["rows"] == 12 * (12 * 10 - 16 - 1)  # months x land pixels
-    assert 0 <= summary["shap_gap"] < 1e-2  # largest |SHAP sum + base - TER| over the tiles
+    assert summary.tiles == 8 and summary.ocean_tiles == 1 and summary.computed == 8
+    assert summary.rows == 12 * (12 * 10 - 16 - 1)  # months x land pixels
+    assert 0 <= summary.shap_gap < 1e-2  # largest |SHAP sum + base - TER| over the tiles
 
 
 def test_output_equals_the_ensemble_on_the_same_rows(world, run):
@@ -80,8 +82,8 @@ def test_rerun_skips_finished_tiles_and_redoes_a_truncated_one(world, run):
     tile = sorted((run_dir / "tiles").glob("*.h5"))[2]
     with open(tile, "r+b") as fh:
         fh.truncate(100)
-    summary = run_predict(world["model"], world["features"], run_dir, world["config"], shap=True)
-    assert summary["finished_before"] == 7 and summary["computed"] == 1
+    summary = predict(world["model"], world["features"], run_dir, world["config"], RUNTIME, shap=True)
+    assert summary.finished_before == 7 and summary.computed == 1
     assert _sha(run_dir / "ter.nc") == first  # bitwise the same output
 
 
@@ -92,9 +94,9 @@ def test_a_different_model_or_config_is_refused(world, run, tmp_path):
 
     changed = config_from_dict({**other, "predict": {**other["predict"], "batch_rows": 7}})
     with pytest.raises(InputError, match="different config_hash"):
-        run_predict(world["model"], world["features"], run_dir, changed, shap=True)
+        predict(world["model"], world["features"], run_dir, changed, RUNTIME, shap=True)
     with pytest.raises(InputError, match="different variables"):
-        run_predict(world["model"], world["features"], run_dir, world["config"], shap=False)
+        predict(world["model"], world["features"], run_dir, world["config"], RUNTIME, shap=False)
 
 
 def test_feature_mismatch_is_refused(world, tmp_path):
@@ -110,7 +112,7 @@ def test_feature_mismatch_is_refused(world, tmp_path):
 
     zarr.open_group(bad, mode="r+").attrs.update(attrs)
     with pytest.raises(InputError, match=r"predictors do not match model .*missing Area_NIRv; extra other"):
-        run_predict(world["model"], bad, tmp_path / "r", world["config"])
+        predict(world["model"], bad, tmp_path / "r", world["config"], RUNTIME)
     assert not (tmp_path / "r").exists()
 
 
@@ -123,7 +125,7 @@ def test_missing_or_repeated_months_are_refused(world, tmp_path):
     gappy.to_zarr(tmp_path / "gappy.zarr", consolidated=False)
     month = pd.Timestamp(gappy.time.values[1]) + pd.offsets.MonthBegin(1)
     with pytest.raises(InputError, match=f"gappy.zarr: time must run month by month .*missing months {month:%Y-%m}"):
-        run_predict(world["model"], tmp_path / "gappy.zarr", tmp_path / "r", world["config"])
+        predict(world["model"], tmp_path / "gappy.zarr", tmp_path / "r", world["config"], RUNTIME)
     assert not (tmp_path / "r").exists()
     twice = pd.DatetimeIndex(["2001-01-01", "2001-02-01", "2001-02-01"])
     with pytest.raises(InputError, match="repeated months 2001-02"):
@@ -172,7 +174,7 @@ def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
 
     small_tiles = config_from_dict({**world["config"].to_dict(),
                                     "predict": {"tile_size": 1, "batch_rows": 50}})
-    reference = run_predict(world["model"], world["features"], tmp_path / "ref", small_tiles, shap=True)
+    reference = predict(world["model"], world["features"], tmp_path / "ref", small_tiles, RUNTIME, shap=True)
     cfg = save_config(small_tiles, tmp_path / "c.toml")
     out = tmp_path / "killed"
     cmd = ["mpirun", "-n", "3", str(Path(sys.executable).with_name("ciml-ter")), "predict", "--model",
@@ -194,10 +196,10 @@ def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
     tiles = make_tiles(12, 10, 1)
     run = RunDir(out)
     finished = {t.name: run.tile_path(t).stat().st_mtime_ns for t in tiles if run.is_finished(t)}
-    assert 10 <= len(finished) < reference["tiles"]
+    assert 10 <= len(finished) < reference.tiles
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert f"{len(finished)} finished before, {reference['tiles'] - len(finished)} computed" in result.stdout
+    assert f"{len(finished)} finished before, {reference.tiles - len(finished)} computed" in result.stdout
     for name, mtime in finished.items():  # no finished tile was recomputed
         assert (out / "tiles" / f"{name}.h5").stat().st_mtime_ns == mtime
     assert _sha(out / "ter.nc") == _sha(tmp_path / "ref" / "ter.nc")
@@ -208,9 +210,9 @@ def test_gpu_run_equals_the_cpu_run(world, run, tmp_path):
     """predict --device cuda (merged boosters on the rank's GPU) writes the CPU's maps to float32
     tolerance: mean, std and every SHAP layer."""
     cpu_dir, _ = run
-    summary = run_predict(world["model"], world["features"], tmp_path / "g", world["config"], shap=True,
-                              device="cuda")
-    assert summary["device"] == "cuda" and summary["shap_gap"] < 1e-2
+    summary = predict(world["model"], world["features"], tmp_path / "g", world["config"],
+                      Runtime(Device.resolve("cuda")), shap=True)
+    assert summary.device == "cuda" and summary.shap_gap < 1e-2
     cpu = xr.open_dataset(cpu_dir / "ter.nc", engine="h5netcdf")
     gpu = xr.open_dataset(tmp_path / "g" / "ter.nc", engine="h5netcdf")
     for name in cpu.data_vars:

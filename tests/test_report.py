@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 from ciml_ter import __version__
 from ciml_ter.errors import InputError
-from ciml_ter.stages.report import write_report
+from ciml_ter.reporting import write_report
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from PIL import Image
+
+from _support import RUNTIME
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPECTED_FIGURES = {"map-ter-mean", "map-ter-std", "map-trend", "map-driver", "map-share-env",
@@ -229,10 +231,10 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 def test_categorical_map_colours_only_the_listed_codes_it_holds():
     """Ocean (-1 in a dominant-driver map) stays blank; the legend lists the names of the codes
     present, one colour each (no continuous colour bar)."""
-    from ciml_ter.stages.report import _map_figure
+    from ciml_ter.figures import map_figure
 
     values = np.array([[0.0, 2.0, -1.0], [2.0, 0.0, -1.0]])
-    fig = _map_figure({"values": values, "lat": [1.0, 0.0], "lon": [0.0, 1.0, 2.0], "units": "feature",
+    fig = map_figure({"values": values, "lat": [1.0, 0.0], "lon": [0.0, 1.0, 2.0], "units": "feature",
                        "labels": {0: "lst_night", 1: "lai", 2: "soc30"}}, None)
     shown = fig.axes[0].collections[0].get_array()
     assert np.ma.getmaskarray(shown).reshape(2, 3).tolist() == [[False, False, True]] * 2
@@ -248,17 +250,17 @@ def test_categorical_map_colours_only_the_listed_codes_it_holds():
 def test_trend_dots_are_visible_at_every_map_size(n):
     """Every significant cell of an n x n map (every k-th on dense grids) gets a dot that changes
     several pixels, on a light and on a dark cell colour alike (black with a white rim)."""
-    from ciml_ter.stages.report import _map_figure, _png
+    from ciml_ter.figures import map_figure, png
 
     def grey(spec):
-        return np.asarray(Image.open(io.BytesIO(_png(_map_figure(spec, None)))).convert("L"), dtype=float) / 255
+        return np.asarray(Image.open(io.BytesIO(png(map_figure(spec, None)))).convert("L"), dtype=float) / 255
 
     grid = {"lat": np.linspace(60, 30, n), "lon": np.linspace(-10, 20, n), "units": "g C m-2 yr-2",
             "diverging": True, "vmax": 1.0}
     for fill in (0.0, 1.0):  # white and dark red in RdBu_r
         plain = {**grid, "values": np.full((n, n), fill)}
         dotted = {**plain, "stipple": np.ones((n, n), dtype=bool)}
-        (dots,) = [c for c in _map_figure(dotted, None).axes[0].collections if isinstance(c, PathCollection)]
+        (dots,) = [c for c in map_figure(dotted, None).axes[0].collections if isinstance(c, PathCollection)]
         assert len(dots.get_offsets()) >= min(n, 30) ** 2
         changed = (np.abs(grey(dotted) - grey(plain)) > 0.3).sum()
         assert changed >= 6 * len(dots.get_offsets()), (fill, changed / len(dots.get_offsets()))
@@ -267,13 +269,13 @@ def test_trend_dots_are_visible_at_every_map_size(n):
 def test_scatter_is_binned_and_nothing_is_clipped():
     """Thousands of site-months are drawn as hexbin counts; every point lies inside the axes
     with a margin, in every panel; each panel is named as the CLI names the model."""
-    from ciml_ter.stages.report import _scatter_figure
+    from ciml_ter.figures import scatter_figure
 
     rng = np.random.default_rng(0)
     obs = rng.gamma(2, 40, 5000)
     frame = pd.DataFrame({"ter_obs": obs, "ter_test": obs * rng.normal(1, 0.1, obs.size),
                           "q10_test": obs * 1.3 + 5})
-    fig = _scatter_figure(frame, {"causal XGBoost": "ter_test", "Q10": "q10_test"}, "g C m-2 month-1")
+    fig = scatter_figure(frame, {"causal XGBoost": "ter_test", "Q10": "q10_test"}, "g C m-2 month-1")
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert [ax.get_title().splitlines()[0] for ax in panels] == ["causal XGBoost", "Q10"]
     top = max(obs.max(), (obs * 1.3 + 5).max(), frame.ter_test.max())
@@ -293,7 +295,7 @@ TRUTH_ATTRS = {"formula": "R_REF*exp(E0*(1/(T_REF-T0)-1/(lst_night-T0)))*(1+soc3
 def _model_dir(path: Path, n: int, seed: int) -> Path:
     """metrics.json (with every baseline and the verdict), predictions.csv and structure.csv as
     evaluate writes them."""
-    from ciml_ter.stages.evaluate import verdict
+    from ciml_ter.assessment import verdict
 
     rng = np.random.default_rng(seed)
     obs = rng.gamma(2, 30, n)
@@ -345,7 +347,8 @@ def synthetic(tmp_path_factory) -> dict:
                                                     "attributes": {"source": str(world / "cube.zarr")}}))
     run = root / "run"
     run.mkdir()
-    xr.Dataset({"ter": (("time", "lat", "lon"), estimate.astype(np.float32))},
+    xr.Dataset({"ter": (("time", "lat", "lon"), estimate.astype(np.float32)),
+                "ter_std": (("time", "lat", "lon"), 0.05 * estimate.astype(np.float32))},
                coords={"time": months, **grid}).to_netcdf(run / "ter.nc", engine="h5netcdf")
     (run / "manifest.json").write_text(json.dumps({
         "format": "ciml-ter-run/1", "model_id": "m1", "config_hash": "c1", "months": months.strftime("%Y-%m").tolist(),
@@ -382,7 +385,8 @@ TOWERS = "Real FLUXNET towers (site-only predictors)"
 
 
 def _report_of(synthetic, out: Path, **kw) -> dict:
-    """The report of the synthetic run, and what report_command gave write_report."""
+    """The report of the synthetic run, and what the report stage gave write_report."""
+    from ciml_ter.config import PipelineConfig
     from ciml_ter.stages import report as module
 
     seen = {}
@@ -395,7 +399,7 @@ def _report_of(synthetic, out: Path, **kw) -> dict:
     mp = pytest.MonkeyPatch()
     mp.setattr(module, "write_report", spy)
     try:
-        path = module.run(synthetic["run"], out, analysis_dir=synthetic["analysis"], **kw)
+        path = module.report(synthetic["run"], out, PipelineConfig(), RUNTIME, analysis=synthetic["analysis"], **kw).out
     finally:
         mp.undo()
     return {"html": path.read_text(encoding="utf-8"), "kw": seen}
@@ -405,7 +409,7 @@ def _report_of(synthetic, out: Path, **kw) -> dict:
 def found(synthetic, tmp_path_factory) -> dict:
     """As `ciml-ter report` (and the pipeline) writes it: the truth found from the run's
     features cube, the model's evaluation."""
-    return _report_of(synthetic, tmp_path_factory.mktemp("found") / "r.html", model_dir=synthetic["model"])
+    return _report_of(synthetic, tmp_path_factory.mktemp("found") / "r.html", model=synthetic["model"])
 
 
 @pytest.fixture(scope="module")
@@ -496,14 +500,14 @@ def test_synthetic_report_captions_say_what_titles_do_not(found):
 
 
 def test_synthetic_report_driver_legend_and_share_colour_bars(found):
-    from ciml_ter.stages.report import _map_figure
+    from ciml_ter.figures import map_figure
 
     figures = _Parsed(found["html"]).figures
     assert figures["map-dominant-driver"]["alt"].endswith("legend: lst_night, soc30")
     for group in ("environment", "biotic"):
         assert figures[f"map-share-{group}"]["alt"].endswith("colour bar: fraction of |SHAP|")
     spec = found["kw"]["maps"]["share_biotic"]
-    assert _map_figure(spec, None).axes[1].get_ylabel() == "fraction of |SHAP|"
+    assert map_figure(spec, None).axes[1].get_ylabel() == "fraction of |SHAP|"
 
 
 def test_synthetic_report_tables(found):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _support import REPO
+from _support import REPO, RUNTIME
 
 pytestmark = pytest.mark.slurm
 
@@ -67,14 +67,14 @@ def test_sbatch_predict_on_two_tasks_equals_one_rank(slurm_cluster, tmp_path):
     import hashlib
 
     from ciml_ter.config import config_from_dict, save_config
-    from ciml_ter.stages.predict import run as run_predict
+    from ciml_ter.stages.predict import predict
     from world import build_world
 
     world = build_world(tmp_path / "world")
     config = config_from_dict({**world["config"].to_dict(), "predict": {"tile_size": 3, "shap": True},
                                "paths": {"model": str(world["model"]), "features": str(world["features"]),
                                          "run": str(tmp_path / "run_{year}")}})
-    reference = run_predict(world["model"], world["features"], tmp_path / "one", config, shap=True)
+    reference = predict(world["model"], world["features"], tmp_path / "one", config, RUNTIME, shap=True)
     cfg = save_config(config, tmp_path / "c.toml")
     output = tmp_path / "job.out"
     env = {**slurm_cluster, "CIML_TER": str(Path(sys.executable).with_name("ciml-ter")),
@@ -86,5 +86,5 @@ def test_sbatch_predict_on_two_tasks_equals_one_rank(slurm_cluster, tmp_path):
     assert result.returncode == 0, f"{result.stdout}{result.stderr}\n--- job output ---\n{text}"
     assert "2 task(s)" in text and "computed by 1 worker(s)" in text and "ciml-ter job finished" in text
     sha = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "run_2003" / "ter.nc",
-                                                               Path(reference["out"]))]
+                                                               Path(reference.out))]
     assert sha[0] == sha[1]

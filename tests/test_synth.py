@@ -215,14 +215,14 @@ def test_whole_array_ar1_equals_the_recursive_filter():
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
-    from ciml_ter.device import cupy_or_none
+    from ciml_ter.device import Device, cupy_or_none
     from ciml_ter.errors import DeviceError
 
     if cupy_or_none() is not None:
         pytest.skip("a GPU is present: covered by test_gpu_world_has_the_cpu_world_s_truth_and_statistics")
     with pytest.raises(DeviceError, match="device 'cuda' was requested but no CUDA GPU is usable"):
         write_synthetic_world(tmp_path / "w", res=1.0, years=(2001, 2001), bbox=(0.0, 40.0, 5.0, 45.0),
-                              n_sites=0, device="cuda")
+                              n_sites=0, device=Device("cuda", 0, "cuda"))
     assert not (tmp_path / "w").exists()
 
 
@@ -231,8 +231,10 @@ def test_gpu_world_has_the_cpu_world_s_truth_and_statistics(world, tmp_path):
     """Drawn on the GPU: same grid and land, the truth is the formula on the written predictors,
     and each variable's land mean is that of the CPU world within 2 %."""
     root, _ = world
+    from ciml_ter.device import Device
+
     summary = write_synthetic_world(tmp_path / "g", res=1.0, years=(2004, 2004), bbox=BBOX, n_sites=12, seed=3,
-                                    device="cuda")
+                                    device=Device.resolve("cuda"))
     assert summary["device"] == "cuda"
     cpu, cpu_truth = _open(root / "a")
     gpu, gpu_truth = _open(tmp_path / "g")

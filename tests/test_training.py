@@ -13,6 +13,7 @@ from ciml_ter.ensemble import load_ensemble
 from ciml_ter.sitetable import read_site_table, site_table_from_frame
 from ciml_ter.causal import fixed_weights
 from ciml_ter.predictors import plan, table_matrix
+from ciml_ter.device import CPU, Device
 from ciml_ter.training import assign_folds, inner_splits, train_ensemble, xgb_params
 from test_causal import FEATURES, synthetic_sites
 
@@ -42,7 +43,7 @@ def frame():
 def trained(tmp_path_factory, frame):
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     out = tmp_path_factory.mktemp("model")
-    return table, train_ensemble(table, small_config(workers=2), out, causal_result=fixed_weights(WEIGHTS))
+    return table, train_ensemble(table, small_config(workers=2), out, CPU, causal_result=fixed_weights(WEIGHTS))
 
 
 def test_folds_are_grouped_by_site():
@@ -102,11 +103,11 @@ def test_members_never_see_their_held_out_sites(frame, tmp_path):
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     config = small_config()
     config.train.seeds = 1
-    a = train_ensemble(table, config, tmp_path / "a", causal_result=fixed_weights(WEIGHTS))
+    a = train_ensemble(table, config, tmp_path / "a", CPU, causal_result=fixed_weights(WEIGHTS))
     poisoned = frame.copy()
     held = [s for s, k in a.folds.items() if k == 0]
     poisoned.loc[poisoned["site"].isin(held), "ter"] = 1e4
-    b = train_ensemble(site_table_from_frame(poisoned, "poisoned", FEATURES), config, tmp_path / "b",
+    b = train_ensemble(site_table_from_frame(poisoned, "poisoned", FEATURES), config, tmp_path / "b", CPU,
                        causal_result=fixed_weights(WEIGHTS), folds=a.folds)
     x = a.matrix(table)
     assert np.array_equal(a.fold_predictions(x)[0], b.fold_predictions(x)[0])
@@ -147,7 +148,7 @@ def test_fixed_rounds_when_patience_is_zero(frame, tmp_path):
     config = small_config()
     config.train.seeds = 1
     config.xgboost.early_stopping_rounds, config.xgboost.num_boost_round = 0, 17
-    ensemble = train_ensemble(site_table_from_frame(frame, "t", FEATURES), config, tmp_path)
+    ensemble = train_ensemble(site_table_from_frame(frame, "t", FEATURES), config, tmp_path, CPU)
     assert ensemble.manifest["rounds"]["by_fold"] == {"0": 17, "1": 17, "2": 17}
     assert ensemble.manifest["rounds"]["rule"].startswith("fixed")
     assert {m.booster.num_boosted_rounds() for m in ensemble.members} == {17}
@@ -160,7 +161,7 @@ def test_context_predictors_in_training_and_in_the_manifest(frame, tmp_path):
     config.train.seeds = 1
     config.predictors.season = config.predictors.igbp = config.predictors.climatology = True
     table = site_table_from_frame(frame, "t", FEATURES)
-    ensemble = train_ensemble(table, config, tmp_path)
+    ensemble = train_ensemble(table, config, tmp_path, CPU)
     spec = plan(table, config)
     assert ensemble.features == spec.features == [*FEATURES, "season_sin", "season_cos", "igbp_DBF", "igbp_ENF",
                                                   "igbp_GRA", *[f"clim_{f}" for f in FEATURES]]
@@ -239,28 +240,24 @@ def test_bad_input(tmp_path, frame, caplog):
     assert "empty" not in t.features and t.dropped_features == ["empty"] and "empty" in caplog.text
     few = frame[frame["site"].isin(["S000", "S001"])]
     with pytest.raises(InputError, match="needs at least 3 sites .* found 2"):
-        train_ensemble(site_table_from_frame(few, "few", FEATURES), small_config(), tmp_path)
+        train_ensemble(site_table_from_frame(few, "few", FEATURES), small_config(), tmp_path, CPU)
     with pytest.raises(InputError, match="not found"):
         read_site_table(tmp_path / "none.parquet")
     with pytest.raises(InputError, match="no causal weight for feature"):
-        train_ensemble(site_table_from_frame(frame, "t", FEATURES), small_config(), tmp_path,
+        train_ensemble(site_table_from_frame(frame, "t", FEATURES), small_config(), tmp_path, CPU,
                        causal_result=fixed_weights({"temperature": 1.0}))
 
 
-def test_auto_trains_small_tables_on_the_cpu(monkeypatch, caplog):
-    """device "auto" on a GPU host: tables below train.gpu_min_rows train on CPU workers (faster
-    than members one after another on the card); an explicit "cuda" is kept; the log says which."""
-    from ciml_ter import device as device_mod
-    from ciml_ter.training import training_device
-
-    config = PipelineConfig()
-    monkeypatch.setattr(device_mod, "cupy_or_none", lambda: object())  # a GPU host
+def test_auto_trains_small_tables_on_the_cpu(tmp_path, frame, caplog):
+    """device "auto" resolved to a GPU: a table below train.gpu_min_rows trains on CPU workers
+    (faster than members one after another on the card), and the log says why."""
+    config = small_config()
+    auto_gpu = Device("cuda", 0, "auto")  # what "auto" resolves to on a GPU host
     with caplog.at_level(logging.INFO, logger="ciml_ter.training"):
-        assert training_device("auto", config.train.gpu_min_rows - 1, config) == "cpu"
-    assert "training on the CPU" in caplog.text and "gpu_min_rows" in caplog.text
-    assert training_device("auto", config.train.gpu_min_rows, config) == "cuda"
-    assert training_device("cuda", 10, config) == "cuda"
-    assert training_device("cpu", 10**9, config) == "cpu"
+        ensemble = train_ensemble(site_table_from_frame(frame, "t", FEATURES), config, tmp_path, auto_gpu,
+                                  causal_result=fixed_weights(WEIGHTS))
+    assert (ensemble.manifest["device"], ensemble.manifest["xgboost_device"]) == ("cpu", "cpu")
+    assert "training on cpu" in caplog.text and "train.gpu_min_rows 200000" in caplog.text
 
 
 def test_gpu_training_shares_the_card_between_threads():
@@ -268,10 +265,11 @@ def test_gpu_training_shares_the_card_between_threads():
 
     config = PipelineConfig()
     config.train.gpu_workers = 4
-    assert _plan_workers(config, "cuda", 200)[0] == 4
-    assert _plan_workers(config, "cuda", 3)[0] == 3
+    gpu = Device("cuda", 0, "cuda")
+    assert _plan_workers(config, gpu, 200)[0] == 4
+    assert _plan_workers(config, gpu, 3)[0] == 3
     config.train.workers = 2
-    assert _plan_workers(config, "cpu", 200)[0] == min(2, __import__("os").cpu_count())
+    assert _plan_workers(config, CPU, 200)[0] == min(2, __import__("os").cpu_count())
 
 
 def test_manifest_records_the_xgboost_device_and_cuda_build(trained):
@@ -288,14 +286,15 @@ def test_training_and_prediction_on_each_device(tmp_path, frame, device):
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     config = small_config()
     config.device = device
-    ensemble = train_ensemble(table, config, tmp_path / "m", causal_result=fixed_weights(WEIGHTS))
+    where = Device.resolve(device)
+    ensemble = train_ensemble(table, config, tmp_path / "m", where, causal_result=fixed_weights(WEIGHTS))
     assert ensemble.manifest["device"] == device
     assert ensemble.manifest["xgboost_device"] == ("cpu" if device == "cpu" else "cuda:0")
     oof, _ = ensemble.predict_oof(table.x, table.sites)
     assert np.mean(np.abs(oof - table.y)) < 0.6 * np.mean(np.abs(table.y - table.y.mean()))
-    mean, std = ensemble.predict(table.x, device=device)
-    assert ensemble.merged.device == device
-    cpu_mean, cpu_std = ensemble.predict(table.x, device="cpu")
+    mean, std = ensemble.predict(table.x, device=where)
+    assert ensemble.merged.device == where
+    cpu_mean, cpu_std = ensemble.predict(table.x, device=CPU)
     np.testing.assert_allclose(mean, cpu_mean, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(std, cpu_std, rtol=1e-3, atol=1e-3)
 
@@ -312,7 +311,7 @@ def test_per_pft_weights_reach_training(frame, tmp_path):
     table = site_table_from_frame(frame, "t", FEATURES)
     result = discover_weights(table, config)
     assert all("fallback" not in entry for entry in result["by_pft"].values())
-    ensemble = train_ensemble(table, config, tmp_path / "m", causal_result=result)
+    ensemble = train_ensemble(table, config, tmp_path / "m", CPU, causal_result=result)
     spec = plan(table, config)
     fold_of_row = np.array([ensemble.folds[s] for s in table.sites])
     pfts = table.frame["pft"].to_numpy()
@@ -338,7 +337,7 @@ def test_causal_guard_keeps_weights_only_when_they_help(frame, tmp_path, favoure
     weights = {f: 0.002 for f in FEATURES}
     weights.update({f: 1.0 for f in favoured})
     table = site_table_from_frame(frame, "t", FEATURES)
-    ensemble = train_ensemble(table, config, tmp_path, causal_result=fixed_weights(weights))
+    ensemble = train_ensemble(table, config, tmp_path, CPU, causal_result=fixed_weights(weights))
     guard = ensemble.manifest["causal_guard"]
     assert set(guard) == {"0", "1", "2"}
     assert all(g["margin"] == margin for g in guard.values())

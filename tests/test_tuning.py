@@ -6,10 +6,11 @@ import pytest
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
 from ciml_ter.sitetable import write_site_table
-from ciml_ter.stages import train as train_stage
-from ciml_ter.stages import tune as tune_stage
+from ciml_ter.stages.train import train
+from ciml_ter.stages.tune import tune
 from ciml_ter.training import assign_folds
 from ciml_ter.tuning import read_settings
+from _support import RUNTIME
 from test_causal import FEATURES, synthetic_sites
 
 
@@ -31,7 +32,7 @@ def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("tune")
     frame = synthetic_sites(n_sites=18, n_months=24)
     sites = write(frame, root / "sites.parquet")
-    document = tune_stage.run(sites, root / "settings.toml", tune_config(), trials=4)
+    document = tune(sites, root / "settings.toml", tune_config(), RUNTIME, trials=4).document
     return root, frame, sites, document
 
 
@@ -56,7 +57,7 @@ def test_outer_test_sites_are_never_seen(tuned, tmp_path):
     poisoned = frame.copy()
     held = [s for s, k in folds.items() if k == 0]
     poisoned.loc[poisoned["site"].isin(held), "ter"] *= 5
-    again = tune_stage.run(write(poisoned, tmp_path / "p.parquet"), tmp_path / "p.toml", tune_config(), trials=4)
+    again = tune(write(poisoned, tmp_path / "p.parquet"), tmp_path / "p.toml", tune_config(), RUNTIME, trials=4).document
     def search(entry):
         return {k: v for k, v in entry.items() if k != "seconds"}
 
@@ -68,7 +69,7 @@ def test_train_with_settings_uses_each_folds_settings(tuned, tmp_path):
     root, frame, sites, document = tuned
     config = tune_config()
     config.train.folds = 5  # replaced by the file's 3 folds
-    model = train_stage.run(sites, tmp_path / "m", config, settings_path=root / "settings.toml")
+    model = train(sites, tmp_path / "m", config, RUNTIME, settings=root / "settings.toml").out
     from ciml_ter.ensemble import load_ensemble
 
     ensemble = load_ensemble(model)
@@ -86,7 +87,7 @@ def test_settings_for_other_sites_are_refused(tuned, tmp_path):
     root, frame, _, _ = tuned
     fewer = write(frame[frame["site"] != "S000"], tmp_path / "fewer.parquet")
     with pytest.raises(InputError, match="tuned on other sites .* absent from the table: S000"):
-        train_stage.run(fewer, tmp_path / "m", tune_config(), settings_path=root / "settings.toml")
+        train(fewer, tmp_path / "m", tune_config(), RUNTIME, settings=root / "settings.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text('format = "something else"\n')
     with pytest.raises(InputError, match="expected a settings file"):
@@ -113,3 +114,34 @@ def test_tune_and_train_settings_from_the_command_line(tuned, tmp_path):
     other = run_cli("train", "--sites", str(fewer), "--out", str(tmp_path / "m"), "--settings", str(tmp_path / "s.toml"))
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "tuned on other sites" in other.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_tune_train_and_evaluate_boost_on_the_runtime_device(tmp_path, monkeypatch):
+    """The device resolved at entry reaches every booster: the search of ``tune``, the members
+    of ``train`` and the plain baseline of ``evaluate`` all ask the runtime's Device for XGBoost's
+    device string (here a GPU, answered with "cpu" so that the boosters can run on this machine)."""
+    from ciml_ter.device import Device
+    from ciml_ter.stages import Runtime
+    from ciml_ter.stages.evaluate import evaluate
+
+    asked = []
+
+    def spy(self):
+        asked.append(self)
+        return "cpu"
+
+    monkeypatch.setattr(Device, "xgboost", property(spy))
+    gpu = Device("cuda", 3, "cuda")
+    runtime = Runtime(gpu)
+    config = tune_config()
+    config.train.workers = 1
+    config.xgboost.num_boost_round, config.xgboost.early_stopping_rounds = 20, 0
+    sites = write(synthetic_sites(n_sites=9, n_months=12), tmp_path / "sites.parquet")
+    tune(sites, tmp_path / "s.toml", config, runtime, trials=1)
+    assert asked and set(asked) == {gpu}
+    asked.clear()
+    train(sites, tmp_path / "m", config, runtime)
+    assert asked and set(asked) == {gpu}
+    asked.clear()
+    evaluate(tmp_path / "m", tmp_path / "m", config, runtime, rf_trees=5, shap_rows=50)
+    assert asked and set(asked) == {gpu}

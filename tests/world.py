@@ -10,10 +10,11 @@ import pandas as pd
 from ciml_ter.config import config_from_dict
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.sitetable import site_table_from_frame
-from ciml_ter.stages.features import run as build_features
+from ciml_ter.device import CPU
+from ciml_ter.stages.features import make_features
 from ciml_ter.training import train_ensemble
 
-from _support import make_cube
+from _support import RUNTIME, make_cube
 
 TINY = {"train": {"folds": 3, "seeds": 2, "workers": 1},
         "xgboost": {"num_boost_round": 40, "early_stopping_rounds": 5, "learning_rate": 0.3},
@@ -35,7 +36,7 @@ def build_world(root: Path, n_lat: int = 12, n_lon: int = 10) -> dict:
     land[-1, -1] = 0
     ds["land"][:] = land
     write_zarr(ds, root / "cube.zarr")
-    build_features(root / "cube.zarr", root / "features.zarr", config=config.features)
+    make_features(root / "cube.zarr", root / "features.zarr", config, RUNTIME)
     train_on_features(root / "features.zarr", land, root / "model", config)
     return {"cube": root / "cube.zarr", "features": root / "features.zarr", "model": root / "model",
             "config": config, "land": land}
@@ -59,4 +60,4 @@ def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config)
             rows.append({"site": f"S{k:03d}", "lat": float(f.lat[i]), "lon": float(f.lon[j]), "pft": "GRA",
                          "time": pd.Timestamp(f.time.values[m]), "ter": ter, **values})
     table = site_table_from_frame(pd.DataFrame(rows), "world", features=names)
-    train_ensemble(table, config, model_dir)
+    train_ensemble(table, config, model_dir, CPU)

@@ -1,4 +1,4 @@
-"""The gridded input contract (DESIGN.md section 3): variables, dims, grid, units, ranges.
+"""The gridded input contract (docs/architecture.md, "Input contract"): variables, dims, grid, units, ranges.
 
 ``check_cube`` collects every problem before raising, so a user sees them all at once;
 ``canonical_units`` converts accepted units (e.g. LST in degC) to the canonical ones.

@@ -1,4 +1,4 @@
-"""Flux-site readers (DESIGN.md section 3): FLUXNET2015 / ONEFlux monthly CSVs and ABCflux.
+"""Flux-site readers (docs/architecture.md, "Input contract"): FLUXNET2015 / ONEFlux monthly CSVs and ABCflux.
 
 Every reader returns observations in one long format, one row per site-month:
 

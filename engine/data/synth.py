@@ -4,7 +4,7 @@ The world is generated in bands of grid rows (all longitudes of the window), eac
 own random generator seeded by (seed, global row index), so the result does not depend on the
 band height, and only the land pixels of a band are computed. Outputs in ``out_dir``:
 
-- ``cube.zarr``: the input contract (DESIGN.md section 3). Daily reflectances ``nir``, ``red``,
+- ``cube.zarr``: the input contract (docs/architecture.md, "Input contract"). Daily reflectances ``nir``, ``red``,
   ``swir1`` (1) with cloud gaps (NaN) and negative spikes; daily ``lst_day``, ``lst_night`` (K)
   with the same gaps; 8-day ``lai`` (m2 m-2), ``ci``, ``pv``, ``npv``, ``bs`` (1) on the
   ``time8`` axis; static ``soc0``, ``soc10``, ``soc30`` (g kg-1), ``land`` and ``pft`` (IGBP
@@ -29,10 +29,12 @@ so no parent is an exact function of the other predictors.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -43,10 +45,11 @@ import xarray as xr
 from ciml_ter import __version__, kernels
 from ciml_ter.kernels._dispatch import array_module
 from ciml_ter.data.cube import write_zarr
-from ciml_ter.device import get_namespace, resolve_device, to_host
+from ciml_ter.device import CPU, Device, to_host
 from ciml_ter.data.contract import RULES
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_directory, atomic_output
+from ciml_ter.grid import GridWindow, parse_months
 from ciml_ter.units import TER_UNITS
 
 PARENTS = ("lst_night", "lswi", "lai", "soc30")
@@ -70,18 +73,13 @@ LANDCOVER_SOURCES = ("default", "climate")
 CLOUD_SHARE, SPIKE_SHARE = 0.3, 0.05
 
 
-def grid(res: float, bbox: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Cell centres (lat descending, lon ascending) of a window at ``res`` degrees."""
+def grid(res: float, bbox) -> tuple[np.ndarray, np.ndarray]:
+    """Cell centres (lat descending, lon ascending) of a window at ``res`` degrees, a resolution
+    from 0.05 to 1 degree that divides 1 degree (``grid.GridWindow.over`` checks the window)."""
     if not 0.05 - 1e-9 <= res <= 1 + 1e-9 or abs(1 / res - round(1 / res)) > 1e-6:
         raise InputError(f"--res {res}: expected a resolution from 0.05 to 1 degree that divides 1 degree "
                          f"into a whole number of cells")
-    west, south, east, north = bbox
-    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        raise InputError(f"--bbox {bbox}: expected W,S,E,N with -180 <= W < E <= 180, -90 <= S < N <= 90")
-    n_lat, n_lon = round((north - south) / res), round((east - west) / res)
-    if abs(n_lat * res - (north - south)) > 1e-6 or abs(n_lon * res - (east - west)) > 1e-6:
-        raise InputError(f"--bbox {bbox}: the window is not a whole number of {res}-degree cells")
-    return north - res * (np.arange(n_lat) + 0.5), west + res * (np.arange(n_lon) + 0.5)
+    return GridWindow.over(res, bbox).coords()
 
 
 def land_fraction(lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
@@ -108,7 +106,6 @@ def landcover_classes(lat: np.ndarray, lon: np.ndarray, res: float, source: str 
     if source == "climate":
         return land_fraction(lat, lon, res) >= 0.5, None
     from ciml_ter.data.products.landcover import MCD12C1_RES, landcover_on_grid
-    from ciml_ter.kernels.binning import GridWindow
 
     f = int(round(res / MCD12C1_RES))
     window = GridWindow(float(lat[0] + res / 2), float(lon[0] - res / 2), MCD12C1_RES, lat.size * f, lon.size * f)
@@ -300,11 +297,11 @@ def monthly_truth(daily: dict, eight_day: dict, soc30, days, eight, months):
 
 
 def _period(years, months_range):
-    if months_range is not None:
-        first, last = (pd.Timestamp(m) for m in months_range)
-        if last < first:
-            raise InputError(f"--months {months_range}: the last month is before the first")
-        return pd.date_range(first, last + pd.offsets.MonthEnd(0), freq="D")
+    """The days of the world: those of ``months_range`` ("YYYY-MM:YYYY-MM" or a pair) if given,
+    else those of the ``years`` (first, last)."""
+    months = parse_months(months_range)
+    if months is not None:
+        return pd.date_range(months[0], months[1] - dt.timedelta(days=1), freq="D")
     first, last = years
     if last < first:
         raise InputError(f"--years {first}-{last}: the last year is before the first")
@@ -366,21 +363,20 @@ def _generate_band(buffers: dict, blat, y0: int, lon, res, bbox, seed, days, eig
 def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int] = (2001, 2003),
                           bbox: tuple[float, float, float, float] = (-180, -90, 180, 90), n_sites: int = 60,
                           seed: int = 0, progress: Callable | None = None, band_rows: int = 0,
-                          months: tuple[str, str] | None = None, device: str = "cpu",
+                          months: str | tuple[str, str] | None = None, device: Device = CPU,
                           landcover: str = "default") -> dict:
     """Write cube.zarr, truth.nc and fluxnet/ for a synthetic world; return a summary.
 
-    ``months`` ("YYYY-MM", "YYYY-MM") overrides ``years`` with a month range; ``band_rows``
+    ``months`` ("YYYY-MM:YYYY-MM" or a pair) overrides ``years`` with a month range; ``band_rows``
     (0: from a budget of 512 MiB per buffer set; two sets) is how many rows are generated at once.
-    ``device`` "cuda" draws and computes the rows on the GPU (CuPy; other random numbers than
+    ``device`` on the GPU draws and computes the rows there (CuPy; other random numbers than
     on the CPU, equally reproducible) and copies each row to the host bands being written.
     ``landcover`` (``LANDCOVER_SOURCES``): the real MCD12C1 biomes and land ("default") or the
     generator's climate classes on the global-land-mask ("climate").
     """
     import h5netcdf
 
-    device = resolve_device(device)
-    xp = get_namespace(device)
+    xp = device.xp
     if landcover not in LANDCOVER_SOURCES:
         raise InputError(f"--landcover {landcover!r}: expected one of {', '.join(LANDCOVER_SOURCES)}")
     if landcover == "default":
@@ -456,7 +452,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
     sites = _write_fluxnet(out_dir / "fluxnet", out_dir, lat, lon, res, n_sites, seed, month_starts, days) if n_sites else 0
     return {"out": str(out_dir), "grid": [int(lat.size), int(lon.size)], "land_pixels": land_total,
             "days": len(days), "months": len(month_starts), "sites": sites, "parents": list(PARENTS),
-            "decoys": list(DECOYS), "formula": TRUTH_FORMULA, "device": device}
+            "decoys": list(DECOYS), "formula": TRUTH_FORMULA, "device": device.kind}
 
 
 def _band_dataset(daily, eight_day, static, land, days, eight, blat, lon) -> xr.Dataset:
@@ -502,3 +498,36 @@ def _write_fluxnet(folder: Path, out_dir: Path, lat, lon, res, n_sites, seed, mo
                       "IGBP": names[int(cube.pft.values[i, j])]})
     pd.DataFrame(table).to_csv(folder / "sites.csv", index=False)
     return len(table)
+
+
+@dataclass
+class Truth:
+    """A synthetic world's ``truth.nc``: the true TER (time, lat, lon; g C m-2 month-1, float64),
+    its grid and month starts, and its attributes (formula, parents, decoys, seed)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    months: pd.DatetimeIndex
+    ter: np.ndarray
+    attrs: dict
+
+    @property
+    def parents(self) -> list[str]:
+        return json.loads(self.attrs.get("parents", "[]"))
+
+    @property
+    def decoys(self) -> list[str]:
+        return json.loads(self.attrs.get("decoys", "[]"))
+
+
+def read_truth(path: str | Path) -> Truth:
+    """Read a world's ``truth.nc``; InputError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: truth not found; expected the truth.nc of a `ciml-ter synth` world")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as t:
+            return Truth(t.lat.values.astype(np.float64), t.lon.values.astype(np.float64),
+                         pd.DatetimeIndex(t.time.values), np.asarray(t.ter.values, dtype=np.float64), dict(t.attrs))
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise InputError(f"{path}: cannot read as a synthetic world's truth ({type(exc).__name__}: {exc})") from None

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ciml_ter.causal import parent_scores, read_weights
-from ciml_ter.config import config_from_dict, save_config
+from ciml_ter.config import PipelineConfig, config_from_dict, save_config
 from ciml_ter.data.flux import SHIPPED_SAMPLE
 from ciml_ter.documents import read_json
-from ciml_ter.data.synth import write_synthetic_world
+from ciml_ter.data.synth import read_truth, write_synthetic_world
 from ciml_ter.evaluation import BASELINE_NAMES, against_truth, metrics
 from ciml_ter.files import atomic_write
 from ciml_ter.gridstats import sample_sites, series_trend
-from ciml_ter.progress import ProgressCallback, duration
-from ciml_ter.stages import evaluate, report, run as chain, sites, train
+from ciml_ter.progress import duration
+from ciml_ter.stages import Runtime
+from ciml_ter.stages.pipeline import run_pipeline, train_and_evaluate
+from ciml_ter.stages.report import report
+from ciml_ter.stages.sites import build_sites
+from ciml_ter.tiles import RunDir
 from ciml_ter.units import TER_UNITS
 
 # A European window at 1 degree, ten years: small enough for 2 cores, long enough for trends.
@@ -35,21 +39,20 @@ SETTINGS = {"train": {"folds": 5, "seeds": 2}, "causal": {"weights": "pooled"},
             "xgboost": {"learning_rate": 0.1, "early_stopping_rounds": 0, "num_boost_round": 300},
             "predictors": {"climatology": False},
             "predict": {"tile_size": 16, "shap": True}, "grid": {"res": 1.0, "years": [2001, 2010]}}
+# ``--quick`` (the five-minute walk-through; the test suite runs it): a smaller window over six
+# years (the shortest span whose trend the demo still checks), 60 towers, 3 folds x 1 seed.
+QUICK_WORLD = {**WORLD, "years": (2001, 2006), "bbox": (-10.0, 40.0, 20.0, 60.0), "n_sites": 60}
+QUICK_SETTINGS = {**SETTINGS, "train": {"folds": 3, "seeds": 1}, "grid": {"res": 1.0, "years": [2001, 2006]}}
 STAGES = 10  # synth, the pipeline's six (features ... report), truth, real towers, report
 
 
 def truth_comparison(world: Path, synthetic: Path) -> dict:
     """The synthetic world's truth against the engine's estimates: global budget and trend, the
     TER map, held-out sites (causal and plain models), and the drivers and parents found."""
-    import xarray as xr
-
-    with xr.open_dataset(world / "truth.nc", engine="h5netcdf") as truth:
-        ter = np.asarray(truth.ter.values, dtype=np.float64)
-        lat, lon = truth.lat.values.astype(np.float64), truth.lon.values.astype(np.float64)
-        months = pd.DatetimeIndex(truth.time.values)
-        parents, decoys = json.loads(truth.attrs["parents"]), json.loads(truth.attrs["decoys"])
-    with xr.open_dataset(synthetic / "run" / "ter.nc", engine="h5netcdf") as run:
-        estimate = np.asarray(run.ter.values, dtype=np.float64)
+    truth = read_truth(world / "truth.nc")
+    ter, lat, lon, months = truth.ter, truth.lat, truth.lon, truth.months
+    parents, decoys = truth.parents, truth.decoys
+    estimate = RunDir(synthetic / "run").read_output().ter
     summary = read_json(synthetic / "analysis" / "summary.json", "summary.json of `ciml-ter analyze`")
     found = against_truth(ter, estimate, lat, lon, months.year.to_numpy())
     years, true_budget, map_fit = found["years"], found["true_budget"], found["fit"]
@@ -108,11 +111,25 @@ def _truth_table(truth: dict) -> dict:
                        "is lower by the noise the generator added."}
 
 
-def run(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = None,
-        progress: ProgressCallback = None) -> Path:
-    """Run the demo, writing under ``out_dir``; ``say`` gets one line per stage as it ends.
-    ``fluxnet``: the real towers' folder (default: the sample shipped with the package).
-    Returns the report's path."""
+@dataclass
+class DemoSummary:
+    """The demo's report and its comparison with the synthetic world's truth."""
+
+    report: Path
+    truth: dict
+    seconds: float
+
+    def lines(self) -> list[str]:
+        return [f"demo finished in {duration(self.seconds)}; open {self.report.resolve()}"]
+
+
+def demo(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet: Path | None = None,
+         quick: bool = False) -> DemoSummary:
+    """Run the demo, writing under the folder ``out``; ``runtime.say`` gets one line per stage as
+    it ends. ``fluxnet``: the real towers' folder (default: the sample shipped with the package).
+    The demo's own settings (``SETTINGS``, or ``QUICK_SETTINGS`` on the smaller ``QUICK_WORLD``
+    with ``quick``) are laid over ``config``'s device and workers."""
+    world_spec, settings = (QUICK_WORLD, QUICK_SETTINGS) if quick else (WORLD, SETTINGS)
     start = last = time.perf_counter()
     done = 0
 
@@ -120,26 +137,28 @@ def run(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = None,
         nonlocal done, last
         done += 1
         now = time.perf_counter()
-        say(f"[{done}/{STAGES}] {line} (stage {duration(now - last)}, total {duration(now - start)})")
+        runtime.say(f"[{done}/{STAGES}] {line} (stage {duration(now - last)}, total {duration(now - start)})")
         last = now
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     world = out_dir / "world"
     if (world / "cube.zarr").exists():
         stage(f"synth: {world} exists, reused")
     else:
-        s = write_synthetic_world(world, progress=progress, **WORLD)
-        stage(f"synth: {s['grid'][0]} x {s['grid'][1]} cells at {WORLD['res']} deg, {s['land_pixels']} land, "
+        s = write_synthetic_world(world, progress=runtime.progress, **world_spec)
+        stage(f"synth: {s['grid'][0]} x {s['grid'][1]} cells at {world_spec['res']} deg, {s['land_pixels']} land, "
               f"{s['days']} days, {s['sites']} towers; truth parents {', '.join(s['parents'])}, decoys "
               f"{', '.join(s['decoys'])}")
     w = out_dir / "synthetic"
-    config = config_from_dict({**SETTINGS, "paths": {
+    config = config_from_dict({**settings, "device": config.device, "train": {**settings["train"], "workers":
+                                                                             config.train.workers},
+                               "paths": {
         "cube": str(world / "cube.zarr"), "fluxnet": [str(world / "fluxnet")],
         "features": str(w / "features.zarr"), "sites": str(w / "sites.parquet"), "model": str(w / "model"),
         "run": str(w / "run"), "analysis": str(w / "analysis"), "report": str(w / "report-synthetic.html")}})
     save_config(config, out_dir / "config.toml")
-    chain.run(config, stage, progress=progress)
+    run_pipeline(config, Runtime(runtime.device, stage, runtime.progress))
     truth = truth_comparison(world, w)
     atomic_write(out_dir / "truth_vs_estimate.json", json.dumps(truth, indent=1))
     stage(f"truth vs estimate: budget error {truth['budget_error_percent']:+.1f} %, trend "
@@ -147,30 +166,28 @@ def run(out_dir: Path, say: Callable[[str], None], fluxnet: Path | None = None,
           f"map R2 {truth['map_r2_vs_truth']:.3f}; PCMCI+ parents {', '.join(truth['discovered_parents'])} "
           f"(true {', '.join(truth['true_parents'])})")
     fluxnet_dir = Path(fluxnet or SHIPPED_SAMPLE)
-    real = _real_towers(out_dir / "fluxnet_real", fluxnet_dir, config, progress)
+    real = _real_towers(out_dir / "fluxnet_real", fluxnet_dir, config, runtime)
     stage(f"real towers: {real['line']}")
     tables = {"truth vs estimate (synthetic world)": _truth_table(truth)}
     towers = ({"model_dir": real["model_dir"], "where": "the real FLUXNET towers",
                "caption": f"Held-out (test) metrics at the real FLUXNET towers ({fluxnet_dir.name}, site-only "
                           "predictors)"} if "model_dir" in real else {"skipped": real["skipped"]})
-    html = report.run(w / "run", out_dir / "report.html", analysis_dir=w / "analysis", model_dir=w / "model",
-                      extra_tables=tables, truth=world / "truth.nc",
-                      evaluations={"Real FLUXNET towers (site-only predictors)": towers})
+    html = report(w / "run", out_dir / "report.html", config, runtime, analysis=w / "analysis", model=w / "model",
+                  extra_tables=tables, truth=world / "truth.nc",
+                  evaluations={"Real FLUXNET towers (site-only predictors)": towers}).out
     stage(f"report: {html.resolve()}")
-    say(f"demo finished in {duration(time.perf_counter() - start)}; open {html.resolve()}")
-    return html
+    return DemoSummary(html, truth, time.perf_counter() - start)
 
 
-def _real_towers(out: Path, fluxnet: Path, config, progress) -> dict:
+def _real_towers(out: Path, fluxnet: Path, config, runtime: Runtime) -> dict:
     """Site-only training on real FLUXNET files, if the folder exists."""
     if not fluxnet.is_dir():
         reason = (f"no FLUXNET folder at {fluxnet}; give `ciml-ter demo --fluxnet DIR` with FLUXNET2015 "
                   "SUBSET_MM files to train and test the models on real towers")
         return {"line": f"skipped: no FLUXNET folder at {fluxnet} (give --fluxnet DIR)", "skipped": reason}
     if not (out / "model" / "metrics.json").exists():
-        sites.run(out / "sites.parquet", [fluxnet])
-        train.run(out / "sites.parquet", out / "model", config, progress=progress)
-        evaluate.run(out / "model", out / "model", config, sites_path=out / "sites.parquet", progress=progress)
+        build_sites(out / "sites.parquet", config, runtime, fluxnet=[fluxnet])
+        train_and_evaluate(out / "sites.parquet", out / "model", config, runtime)
     scores = read_json(out / "model" / "metrics.json", "metrics.json of `ciml-ter evaluate`")
     rows = [{"model": "causal XGBoost", **scores["model"]["test"]}]
     rows += [{"model": BASELINE_NAMES.get(name, name), **entry["test"]} for name, entry in scores["baselines"].items()

@@ -3,51 +3,69 @@ written band by band of grid rows (``ciml_ter.features`` computes each band)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ciml_ter import __version__
-from ciml_ter.config import FeaturesConfig
+from ciml_ter.config import PipelineConfig
 from ciml_ter.data.contract import require_contract
 from ciml_ter.data.cube import open_cube, write_zarr
-from ciml_ter.device import get_namespace, resolve_device
 from ciml_ter.errors import InputError
 from ciml_ter.features import band_features, plan
 from ciml_ter.files import atomic_directory
-from ciml_ter.progress import ProgressCallback
+from ciml_ter.stages import Runtime
 
 
-def run(cube: Path, out: Path, res: float | None = None, config: FeaturesConfig | None = None,
-        device: str = "cpu", progress: ProgressCallback = None) -> dict:
-    """Write the monthly predictor cube of ``cube`` to the Zarr store ``out``; return a summary.
+@dataclass
+class FeaturesSummary:
+    """A feature cube written: its features, months, grid and how it was banded."""
+
+    out: Path
+    features: list[str]
+    months: int
+    grid: tuple[int, int]
+    factor: int
+    bands: int
+    band_rows: int
+    band_budget_bytes: int | None
+    budget_source: str
+    scvtg_years: list[int]
+    device: str
+
+    def lines(self) -> list[str]:
+        return [f"wrote {self.out}: {len(self.features)} features x {self.months} months on a {self.grid[0]} x "
+                f"{self.grid[1]} grid (factor {self.factor}, SCVTG years {self.scvtg_years}, {self.device})"]
+
+
+def make_features(cube: Path, out: Path, config: PipelineConfig, runtime: Runtime, *,
+                  res: float | None = None) -> FeaturesSummary:
+    """Write the monthly predictor cube of the input cube ``cube`` to the Zarr store ``out``.
 
     ``res``: output resolution in degrees (an integer multiple of the input's; None keeps it).
-    ``progress(done, total, message)`` is called after each band.
-    """
-    config = config or FeaturesConfig()
+    Progress after each band of rows."""
+    settings = config.features
     ds = open_cube(cube)
     require_contract(ds, str(cube))
-    device = resolve_device(device)
-    xp = get_namespace(device)
-    plan_ = plan(ds, str(cube), res, config, device, xp)
+    device = runtime.device
+    plan_ = plan(ds, str(cube), res, settings, device)
     if Path(out).exists():
         raise InputError(f"{out}: already exists; choose a new --out (features are not overwritten)")
     attrs = {"Conventions": "CF-1.8", "title": "ciml-ter monthly predictor cube",
-             "source": str(cube), "ciml_ter_version": __version__, "device": device,
+             "source": str(cube), "ciml_ter_version": __version__, "device": device.kind,
              "features": json.dumps(plan_.features), "scvtg_years": json.dumps(plan_.years),
-             "features_config": json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__})}
+             "features_config": json.dumps({k: getattr(settings, k) for k in settings.__dataclass_fields__})}
     bands = list(range(0, ds.lat.size, plan_.band_rows))
     with atomic_directory(out) as tmp:  # only a finished cube carries the requested name
         for i, start in enumerate(bands):
-            band = band_features(ds, slice(start, min(start + plan_.band_rows, ds.lat.size)), plan_, config, xp)
+            band = band_features(ds, slice(start, min(start + plan_.band_rows, ds.lat.size)), plan_, settings,
+                                 device.xp)
             if i == 0:
                 band.attrs.update(attrs)
                 write_zarr(band, tmp, mode="w")
             else:
                 write_zarr(band, tmp, append_dim="lat")
-            if progress:
-                progress(i + 1, len(bands), f"rows {start}-{start + band.lat.size * plan_.factor}")
-    return {"out": str(out), "features": plan_.features, "months": len(plan_.months),
-            "grid": [int(ds.lat.size // plan_.factor), int(ds.lon.size // plan_.factor)],
-            "factor": plan_.factor, "bands": len(bands), "band_rows": plan_.band_rows,
-            "band_budget_bytes": plan_.band_budget_bytes, "budget_source": plan_.budget_source,
-            "scvtg_years": plan_.years, "device": device}
+            runtime.step(i + 1, len(bands), f"rows {start}-{start + band.lat.size * plan_.factor}")
+    return FeaturesSummary(Path(out), plan_.features, len(plan_.months),
+                           (int(ds.lat.size // plan_.factor), int(ds.lon.size // plan_.factor)), plan_.factor,
+                           len(bands), plan_.band_rows, plan_.band_budget_bytes, plan_.budget_source, plan_.years,
+                           device.kind)

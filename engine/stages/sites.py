@@ -3,17 +3,39 @@ towers' own meteorology or from a feature cube at each site's pixel."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from ciml_ter.config import PipelineConfig
 from ciml_ter.sitetable import SiteTableReport, build_site_table, write_site_table
+from ciml_ter.stages import Runtime
 
 
-def run(out: Path, fluxnet: Sequence[Path] = (), abcflux: Sequence[Path] = (), *,
-        features: Path | None = None, window: int = 1) -> tuple[pd.DataFrame, SiteTableReport]:
-    """Build the table (``sitetable.build_site_table``) and write it to ``out``; the table and
-    the report of what was read, kept and left out."""
+@dataclass
+class SitesSummary:
+    """The table written and the report of what was read, kept and left out."""
+
+    out: Path
+    table: pd.DataFrame
+    report: SiteTableReport
+
+    @property
+    def left_out(self) -> int:
+        """Sites left out (off the grid, on water, ...)."""
+        return sum(len(v) for v in self.report.dropped_sites.values())
+
+    def lines(self) -> list[str]:
+        return [*self.report.lines(),
+                f"wrote {self.out}: {len(self.table):,} site-months of {self.table['site'].nunique()} sites"]
+
+
+def build_sites(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet: Sequence[Path] = (),
+                abcflux: Sequence[Path] = (), features: Path | None = None, window: int = 1) -> SitesSummary:
+    """Build the table (``sitetable.build_site_table``) from FLUXNET folders and ABCflux files, with
+    the predictors of the feature cube ``features`` at each tower (``window`` 1 or 3) or the
+    towers' meteorology, and write it to ``out``."""
     frame, report = build_site_table(fluxnet, abcflux, features=features, window=window)
     write_site_table(frame, out, mode=report.mode)
-    return frame, report
+    return SitesSummary(Path(out), frame, report)

@@ -1,57 +1,72 @@
-"""``ciml-ter train``: the causal weights (read from ``--weights``, or discovered and saved
-beside the model), then the ensemble of folds x seeds written to the model directory.
+"""``ciml-ter train``: the causal weights (read from ``--weights``, or discovered and saved beside
+the model), then the ensemble of folds x seeds written to the model directory (the pipeline's
+``train_and_evaluate`` follows it with ``stages.evaluate`` into the same directory).
 
-With ``--settings`` (from ``ciml-ter tune``) the folds and each fold's settings come from that
-file. The CLI, ``run`` and the demo follow it with ``stages.evaluate`` into the same directory.
+With ``--settings`` (from ``ciml-ter tune``) the folds and each fold's settings come from that file.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ciml_ter import causal
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
 from ciml_ter.predictors import plan
-from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import read_site_table
+from ciml_ter.stages import Runtime
 from ciml_ter.training import assign_folds, train_ensemble
 from ciml_ter.tuning import read_settings
 
 WEIGHTS = "weights.json"
 
 
-def run(sites_path: str | Path, out_dir: str | Path, config: PipelineConfig,
-        weights_path: str | Path | None = None, progress: ProgressCallback = None,
-        settings_path: str | Path | None = None) -> Path:
-    """Fit the ensemble on a site-month table and write ``out_dir``; returns ``out_dir``.
+@dataclass
+class TrainSummary:
+    """A trained model directory: its folds x seeds, whether it has causal weights, on what device."""
 
-    Folds, seeds, workers, device, predictors and causal on/off come from ``config``
-    (train.folds, train.seeds, train.workers, device, [predictors], train.causal); a settings
-    file from ``ciml-ter tune`` replaces the folds, the predictors and each fold's XGBoost and
-    weighting settings. With ``weights_path`` the causal results are read from that JSON
-    (``ciml-ter causal`` output); without it and with train.causal the causal step runs first
-    on the drivers (written to ``out_dir/weights.json``); with train.causal False the plain
-    model is trained.
+    out: Path
+    folds: int
+    seeds: int
+    causal: bool
+    device: str
+
+    def lines(self) -> list[str]:
+        return [f"wrote {self.out}: {self.folds} folds x {self.seeds} seeds"
+                f"{' with causal weights' if self.causal else ''} ({self.device})"]
+
+
+def train(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, weights: Path | None = None,
+          settings: Path | None = None) -> TrainSummary:
+    """Fit the ensemble on the site-month table ``sites`` and write the model directory ``out``.
+
+    Folds, seeds, workers, predictors and causal on/off come from ``config`` (train.folds,
+    train.seeds, train.workers, [predictors], train.causal); a settings file from ``ciml-ter
+    tune`` replaces the folds, the predictors and each fold's XGBoost and weighting settings.
+    With ``weights`` the causal results are read from that JSON (``ciml-ter causal`` output);
+    without it and with train.causal the causal step runs first on the drivers (written to
+    ``out/weights.json``); with train.causal False the plain model is trained.
     """
-    table = read_site_table(sites_path)
+    table = read_site_table(sites)
     folds = fold_settings = None
-    if settings_path is not None:
-        settings = read_settings(settings_path, table)
-        config, folds, fold_settings = settings.config(config), settings.folds, settings.fold_settings
+    if settings is not None:
+        tuned = read_settings(settings, table)
+        config, folds, fold_settings = tuned.config(config), tuned.folds, tuned.fold_settings
     folds = folds or assign_folds(table.sites, config.train.folds, config.seed, table.path)  # checked before PCMCI+
     spec = plan(table, config)
-    out_dir = Path(out_dir)
+    out = Path(out)
     result = None
     causal_folds = config.train.causal or any(s.get("train", {}).get("causal") for s in (fold_settings or {}).values())
-    if weights_path is not None and causal_folds:
-        result = causal.read_weights(weights_path)
+    if weights is not None and causal_folds:
+        result = causal.read_weights(weights)
         if result["features"] != spec.drivers:
-            raise InputError(f"{weights_path}: causal weights are for {', '.join(result['features'])}, the model's "
+            raise InputError(f"{weights}: causal weights are for {', '.join(result['features'])}, the model's "
                              f"drivers are {', '.join(spec.drivers)}; rerun `ciml-ter causal` with this config")
     elif causal_folds:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result = causal.discover_weights(table, config, progress=progress, features=spec.drivers)
-        causal.write_weights(result, out_dir / WEIGHTS)
-    train_ensemble(table, config, out_dir, causal_result=result, progress=progress, folds=folds, spec=spec,
-                   fold_settings=fold_settings)
-    return out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        result = causal.discover_weights(table, config, progress=runtime.progress, features=spec.drivers)
+        causal.write_weights(result, out / WEIGHTS)
+    ensemble = train_ensemble(table, config, out, runtime.device, causal_result=result, progress=runtime.progress,
+                              folds=folds, spec=spec, fold_settings=fold_settings)
+    m = ensemble.manifest
+    return TrainSummary(out, m["n_folds"], m["n_seeds"], bool(m["causal"]), m["xgboost_device"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -13,7 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ciml_ter import kernels
-from ciml_ter.kernels import BinSums, GridWindow, SinusoidalTile, bin_sinusoidal, binned_mean
+from ciml_ter.grid import GridWindow
+from ciml_ter.kernels import BinSums, SinusoidalTile, bin_sinusoidal, binned_mean
 
 R = 6371007.181  # MODIS sphere, m
 TILE_M = 1111950.5197665  # MODIS tile width, m
@@ -317,7 +319,7 @@ def _ok_window():
     (lambda: bin_sinusoidal(np.ones((2, 2), np.float16), _ok_tile(), _ok_window()),
      "values: expected a float32 or float64 array, found dtype float16"),
     (lambda: bin_sinusoidal(np.ones((2, 2)), (0.0, 0.0, 1.0, R), _ok_window()), "tile: expected a SinusoidalTile"),
-    (lambda: bin_sinusoidal(np.ones((2, 2)), _ok_tile(), (50.0, 0.0, 0.05, 10, 10)), "window: expected a GridWindow"),
+    (lambda: bin_sinusoidal(np.ones((2, 2)), _ok_tile(), (50.0, 0.0, 0.05, 10, 10)), "window: expected north, west, res, n_lat and n_lon, found a tuple without north"),
     (lambda: bin_sinusoidal(np.ones((2, 2)), _ok_tile(), _ok_window(), out=(1, 2, 3)), "out: expected a BinSums"),
     (lambda: bin_sinusoidal(np.ones((2, 2)), _ok_tile(), _ok_window(),
                             out=BinSums(np.zeros((10, 9)), np.zeros((10, 9), np.int32), np.zeros((10, 9), np.int32))),
@@ -329,6 +331,9 @@ def _ok_window():
     (lambda: SinusoidalTile(0.0, 0.0, -463.3, R), "pixel_m: expected a positive number"),
     (lambda: SinusoidalTile(math.nan, 0.0, 463.3, R), "ul_x_m: expected a finite number"),
     (lambda: SinusoidalTile(0.0, "0", 463.3, R), "ul_y_m: expected a finite number"),
+    (lambda: bin_sinusoidal(np.ones((2, 2)), _ok_tile(), SimpleNamespace(north=50.0, west=0.0, res=0.0, n_lat=10,
+                                                                         n_lon=10)),
+     "window.res: expected a positive number"),
     (lambda: GridWindow(50.0, 0.0, 0.0, 10, 10), "res: expected a positive number"),
     (lambda: GridWindow(50.0, 0.0, -0.05, 10, 10), "res: expected a positive number"),
     (lambda: GridWindow(50.0, 0.0, 0.05, 0, 10), "n_lat: expected a positive integer"),

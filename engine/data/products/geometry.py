@@ -6,7 +6,8 @@ import math
 
 from ciml_ter.errors import InputError
 from ciml_ter.kernels._dispatch import array_module
-from ciml_ter.kernels.binning import BinSums, GridWindow, SinusoidalTile
+from ciml_ter.grid import GridWindow
+from ciml_ter.kernels.binning import BinSums, SinusoidalTile
 
 from .catalog import CMG
 from .structmeta import GridGeometry
@@ -76,7 +77,7 @@ def cmg_slices(geometry: GridGeometry, window: GridWindow, product: str) -> tupl
     """Rows and columns of a geographic (CMG) grid that cover ``window``, and the block factor.
 
     The target resolution must be an integer multiple of the product's and the window's edges
-    must lie on the product's grid lines (block aggregation, DESIGN.md section 3)."""
+    must lie on the product's grid lines (block aggregation of the input contract)."""
     if geometry.projection != "GCTP_GEO":
         raise GranuleError(f"grid {geometry.name!r} uses projection {geometry.projection}; expected "
                            f"GCTP_GEO (a CMG)")

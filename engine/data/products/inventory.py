@@ -4,8 +4,9 @@
 their standard names, dated rasters, cube variables); ``compute_date`` reads every source of one
 date (readers of this package), bins sinusoidal tiles into the target window
 (``kernels.binning``), block-sums CMG cells, reprojects rasters, takes the valid-pixel means and
-returns them with provenance; ``merge`` keeps the finer source's value and lets the next fill its
-gaps. ``stages.ingest`` writes the results and records what is complete.
+returns them merged (``merge``: the finer source's value kept, the next filling its gaps) with
+provenance. ``stages.ingest`` writes the results into the ``data.cube.IngestStore`` and records
+what is complete.
 """
 from __future__ import annotations
 
@@ -22,67 +23,12 @@ from ciml_ter.data.cube import open_cube
 from ciml_ter.data.products import catalog, names, rasters
 from ciml_ter.data.products.decode import GranuleData
 from ciml_ter.data.products.geometry import GranuleError, block_sums, sinusoidal_tile
-from ciml_ter.device import get_namespace, to_host
+from ciml_ter.device import Device, to_host
 from ciml_ter.errors import InputError
-from ciml_ter.kernels.binning import BinSums, GridWindow, bin_sinusoidal, binned_mean
+from ciml_ter.grid import GridWindow
+from ciml_ter.kernels.binning import BinSums, bin_sinusoidal, binned_mean
 
 DAILY_VARS = ("nir", "red", "swir1", "nirv", "lswi", "lst_day", "lst_night")
-
-
-# ----------------------------------------------------------------------------------------------
-# Grid, months, device
-
-
-def parse_bbox(bbox) -> tuple[float, float, float, float]:
-    """(west, south, east, north) from None (global), "W,S,E,N" or a 4-sequence."""
-    if bbox is None:
-        return -180.0, -90.0, 180.0, 90.0
-    parts = bbox.split(",") if isinstance(bbox, str) else list(bbox)
-    try:
-        w, s, e, n = (float(v) for v in parts)
-    except (TypeError, ValueError):
-        raise InputError(f"bbox {bbox!r}: expected W,S,E,N in degrees") from None
-    if not (-180.0 <= w < e <= 180.0 and -90.0 <= s < n <= 90.0):
-        raise InputError(f"bbox {bbox!r}: expected -180 <= W < E <= 180 and -90 <= S < N <= 90")
-    return w, s, e, n
-
-
-def make_window(res: float, bbox) -> GridWindow:
-    """The target grid: ``res`` degrees over ``bbox`` (whose size must be a multiple of res)."""
-    if not (isinstance(res, (int, float)) and res > 0):
-        raise InputError(f"res {res!r}: expected a positive number of degrees")
-    w, s, e, n = parse_bbox(bbox)
-    counts = []
-    for span, what in ((n - s, "N - S"), (e - w, "E - W")):
-        k = span / res
-        if abs(k - round(k)) > 1e-6:
-            raise InputError(f"bbox {w:g},{s:g},{e:g},{n:g}: {what} = {span:g} deg is not a multiple "
-                             f"of --res {res:g}")
-        counts.append(int(round(k)))
-    return GridWindow(n, w, float(res), counts[0], counts[1])
-
-
-def grid_coords(window: GridWindow) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-centre latitudes (descending) and longitudes."""
-    lat = window.north - (np.arange(window.n_lat) + 0.5) * window.res
-    lon = window.west + (np.arange(window.n_lon) + 0.5) * window.res
-    return lat, lon
-
-
-def parse_months(months) -> tuple[dt.date, dt.date] | None:
-    """[first day, day after the last month) from "YYYY-MM:YYYY-MM", "YYYY-MM" or a pair."""
-    if months is None:
-        return None
-    parts = months.split(":") if isinstance(months, str) else list(months)
-    if len(parts) == 1:
-        parts = parts * 2
-    try:
-        first, last = (pd.Period(str(p).strip(), freq="M") for p in parts)
-    except (ValueError, TypeError):
-        raise InputError(f"months {months!r}: expected YYYY-MM:YYYY-MM") from None
-    if last < first:
-        raise InputError(f"months {months!r}: the last month is before the first")
-    return first.start_time.date(), (last + 1).start_time.date()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,9 +200,9 @@ def plan_inputs(paths, raster_specs, landcover, window: GridWindow, months, stor
 def read_granule(granule: _Granule, window: GridWindow) -> GranuleData:
     """Decoded layers of one granule (HDF4 via pyhdf or HDF5 via h5py)."""
     if granule.product.fmt == catalog.HDF4:
-        from ciml_ter.data.products.modis import read_hdf4
+        from ciml_ter.data.products.hdf4 import read_hdf4
         return read_hdf4(granule.name, granule.product, window)
-    from ciml_ter.data.products.viirs import read_hdf5
+    from ciml_ter.data.products.hdf5 import read_hdf5
     return read_hdf5(granule.name, granule.product, window)
 
 
@@ -277,14 +223,16 @@ def _accumulate(data: GranuleData, window: GridWindow, sums: dict, xp) -> None:
 
 @dataclass
 class DateResult:
-    values: dict = field(default_factory=dict)  # var -> [(mean float32, count int32, source)]
+    """One date's (or the static layers') computation: each variable merged by precedence."""
+
+    values: dict = field(default_factory=dict)  # var -> (mean float32, count int32, sources used)
     failed: set = field(default_factory=set)  # variables with a granule that could not be read
     provenance: dict = field(default_factory=dict)  # "SHORT.CCC" -> {"variables", "qc", ...}
     bad: list = field(default_factory=list)  # (path, reason) of granules that could not be read
     messages: list = field(default_factory=list)  # log lines, said by rank 0 in date order
 
 
-def _granule_means(granules, window, xp, min_valid_fraction, result: DateResult):
+def _granule_means(granules, window, xp, min_valid_fraction, parts: dict, result: DateResult):
     by_product = defaultdict(list)  # by short name: Terra and Aqua (or two VIIRS) kept apart
     for g in granules:
         by_product[g.name.product].append(g)
@@ -308,7 +256,7 @@ def _granule_means(granules, window, xp, min_valid_fraction, result: DateResult)
         for var in product.variables:
             if var in sums:
                 mean, count = binned_mean(sums[var], min_valid_fraction)
-                result.values.setdefault(var, []).append((to_host(mean), to_host(count).astype(np.int32), key))
+                parts.setdefault(var, []).append((to_host(mean), to_host(count).astype(np.int32), key))
 
 
 def cube_on_grid(path: Path, var: str, index, window: GridWindow, xp, min_valid_fraction):
@@ -341,20 +289,22 @@ def cube_on_grid(path: Path, var: str, index, window: GridWindow, xp, min_valid_
     return to_host(mean), to_host(count).astype(np.int32)
 
 
-def compute_date(sources: Sources, window: GridWindow, device: str, min_valid_fraction: float) -> DateResult:
-    """Every variable of one (time dim, date) from its sources, merged by precedence. A work item
-    of the MPI queue: it reads and computes, rank 0 writes."""
-    xp = get_namespace(device)
-    result = DateResult()
-    _granule_means(sources.granules, window, xp, min_valid_fraction, result)
+def compute_date(sources: Sources, window: GridWindow, device: Device, min_valid_fraction: float) -> DateResult:
+    """Every variable of one (time dim, date), or the static layers, from its sources, merged by
+    precedence (``merge``: tiles before CMG, Terra before Aqua, then rasters, then cubes). A work
+    item of the MPI queue: it reads and computes on this rank's device, rank 0 writes."""
+    xp = device.for_rank().use().xp
+    result, parts = DateResult(), {}
+    _granule_means(sources.granules, window, xp, min_valid_fraction, parts, result)
     for item in sorted(sources.rasters, key=lambda r: r.path.name):
         mean, count, prov = rasters.read_on_grid(item, window, result.messages.append)
-        result.values.setdefault(item.var, []).append((mean, np.rint(count).astype(np.int32), "raster"))
+        parts.setdefault(item.var, []).append((mean, np.rint(count).astype(np.int32), "raster"))
         result.provenance.setdefault("rasters", {})[item.path.name] = prov
     for c in sources.cube:
         mean, count = cube_on_grid(c.path, c.var, c.index, window, xp, min_valid_fraction)
-        result.values.setdefault(c.var, []).append((mean, count, "cube"))
+        parts.setdefault(c.var, []).append((mean, count, "cube"))
         result.provenance.setdefault("cubes", {})[c.path.name] = {"variables": [c.var]}
+    result.values = {var: merge(p) for var, p in parts.items()}
     return result
 
 

@@ -9,7 +9,7 @@ policy). The package is located with ``importlib.util.find_spec`` and never impo
 ``__init__`` imports a raster library this project does not depend on. Other sources: a path to
 an MCD12C1 HDF4 granule or to an IGBP GeoTIFF on a regular lat/lon grid.
 
-Coarser output grids take the block mode (ties to the smaller class; DESIGN.md section 3),
+Coarser output grids take the block mode (ties to the smaller class, as the input contract aggregates classes),
 finer ones the class of the cell containing each output cell's centre.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from ciml_ter.errors import InputError
 from ciml_ter.kernels import block_resample
-from ciml_ter.kernels.binning import GridWindow
+from ciml_ter.grid import GridWindow
 
 from .catalog import MCD12C1, PFT_FILL
 from .geometry import GranuleError, cmg_slices

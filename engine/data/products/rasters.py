@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from ciml_ter.data.contract import RULES, canonical_units
 from ciml_ter.errors import InputError
-from ciml_ter.kernels.binning import GridWindow
+from ciml_ter.grid import GridWindow
 
 from .names import date_from_name
 

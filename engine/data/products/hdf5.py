@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-from ciml_ter.kernels.binning import GridWindow
+from ciml_ter.grid import GridWindow
 
 from .catalog import Product
 from .decode import GranuleData, decode_layers

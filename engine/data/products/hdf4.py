@@ -1,7 +1,7 @@
 """MODIS HDF4 (HDF-EOS2) granules through pyhdf: tiles (sinusoidal) and CMG (0.05 deg)."""
 from __future__ import annotations
 
-from ciml_ter.kernels.binning import GridWindow
+from ciml_ter.grid import GridWindow
 from pyhdf.error import HDF4Error
 from pyhdf.SD import SD, SDC
 

@@ -1,0 +1,209 @@
+"""What a prediction run says, computed on top of ``gridstats``: annual budgets (Pg C/yr) with
+the ensemble-spread bound, per-pixel and budget trends (Mann–Kendall + Theil–Sen), regional
+means (latitude bands, IGBP classes of the MCD12C1 2019 map on aligned grids, user masks), SHAP
+driver and group shares with the dominant driver, binned SHAP dependence, the map at the towers
+and the comparison with other TER products. ``ciml-ter analyze`` reads the inputs and writes
+what ``analyze_run`` returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ciml_ter import gridstats, kernels
+from ciml_ter.config import PipelineConfig
+from ciml_ter.data.products.catalog import IGBP_CLASSES
+from ciml_ter.data.products.landcover import MCD12C1_RES, landcover_on_grid
+from ciml_ter.errors import InputError
+from ciml_ter.grid import GridWindow
+from ciml_ter.progress import ProgressCallback
+from ciml_ter.tiles import TerOutput
+from ciml_ter.units import BUDGET_UNITS, TER_TREND_UNITS, TER_UNITS
+
+
+@dataclass
+class Analysis:
+    """``summary`` (summary.json), ``tables`` (CSV name -> frame) and ``maps`` ((lat, lon) name ->
+    (values, units), for maps.nc) of a run."""
+
+    summary: dict
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    maps: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+
+
+def lat_band_masks(lat: np.ndarray, n_lon: int, high_latitude: float) -> dict[str, np.ndarray]:
+    """One (lat, lon) mask per latitude band of ``gridstats.lat_bands``, named "lat <band>"."""
+    return {f"lat {name}": np.broadcast_to(gridstats.in_band(lat, south, north)[:, None], (lat.size, n_lon))
+            for name, south, north in gridstats.lat_bands(high_latitude)}
+
+
+def pft_masks(lat: np.ndarray, lon: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+    """One region per IGBP class of the MCD12C1 2019 land cover on the run's grid (block mode of
+    its 0.05-degree cells), where the grid aligns with 0.05 degrees; and what was used (or why not)."""
+    res = abs(float(lat[1] - lat[0])) if lat.size > 1 else abs(float(lon[1] - lon[0]))
+    north, west = float(lat.max()) + res / 2, float(lon.min()) - res / 2
+    if any(abs(v / MCD12C1_RES - round(v / MCD12C1_RES)) > 1e-6 for v in (res, north, west)):
+        return {}, f"no IGBP regions: the {res:g}-degree grid does not align with MCD12C1's 0.05 degrees"
+    try:
+        pft, _, provenance = landcover_on_grid(GridWindow(north, west, res, lat.size, lon.size), "default")
+    except InputError as exc:
+        return {}, f"no IGBP regions: {exc}"
+    if lat[0] < lat[-1]:
+        pft = pft[::-1]  # the window's rows go south
+    masks = {f"IGBP {IGBP_CLASSES[int(k)]}": pft == k for k in np.unique(pft) if 0 < k < 255}
+    return masks, f"IGBP regions from {provenance['landcover_source']} (block mode)"
+
+
+def site_errors(table: pd.DataFrame, estimate: np.ndarray, high_latitude: float) -> dict:
+    """MAE of the map at the site-months, all and north of ``high_latitude`` (degrees N)."""
+    obs = table["ter"].to_numpy(dtype=np.float64)
+    ok = np.isfinite(obs) & np.isfinite(estimate)
+    north = ok & (table["lat"].to_numpy() >= high_latitude)
+    mae = (lambda m: float(np.mean(np.abs(obs[m] - estimate[m]))) if m.any() else float("nan"))
+    return {"mae": mae(ok), "n": int(ok.sum()), "high_latitude": high_latitude,
+            "mae_high_latitude": mae(north), "n_high_latitude": int(north.sum())}
+
+
+def _drivers(run: TerOutput, area: np.ndarray, land: np.ndarray, config: PipelineConfig,
+             features_cube, out: Analysis) -> None:
+    """SHAP driver shares per feature and group, the dominant driver, and the binned dependence of
+    each feature's SHAP on its value (from ``features_cube`` when given)."""
+    features = list(run.shap)
+    shap = np.stack([run.shap[f] for f in features])
+    shares = gridstats.driver_shares(shap)
+    groups = gridstats.group_shares(shares, features, {
+        "environment": config.groups.environment, "biotic": config.groups.biotic,
+        "spatiotemporal": config.groups.spatiotemporal})
+    group_names = list(groups)
+    group_stack = np.stack([groups[g] for g in group_names])
+    mean_share = [gridstats.weighted_mean_se(shares[k], area, land)[0] for k in range(len(features))]
+    out.summary["drivers"] = {"features": features, "groups": {
+        g: {"mean": gridstats.weighted_mean_se(groups[g], area, land)[0],
+            "std": float(np.nanstd(np.where(land, groups[g], np.nan)))} for g in group_names},
+        "top_features": [features[i] for i in np.argsort([-m for m in mean_share])][:5],
+        "group_order": group_names}
+    out.tables["drivers"] = pd.DataFrame([{"feature": f, "mean_share": mean_share[k],
+                                           "std_share": float(np.nanstd(np.where(land, shares[k], np.nan)))}
+                                          for k, f in enumerate(features)])
+    for k, f in enumerate(features):
+        out.maps[f"share_{f}"] = (shares[k], "1")
+    for g in group_names:
+        out.maps[f"group_share_{g}"] = (groups[g], "1")
+    out.maps["dominant_feature"] = (gridstats.dominant(shares), "1")
+    out.maps["dominant_group"] = (gridstats.dominant(group_stack), "1")
+    if features_cube is not None:
+        curves = []
+        for k, f in enumerate(features):
+            if f in features_cube:
+                values = np.asarray(features_cube[f].values, np.float64).ravel()
+                curves += [{"feature": f, **row} for row in gridstats.shap_dependence(shap[k].ravel(), values)]
+        out.tables["dependence"] = pd.DataFrame(curves)
+
+
+def _comparison(name: str, other, run: TerOutput, land: np.ndarray, area: np.ndarray, area_land: np.ndarray,
+                observed: pd.DataFrame | None, config: PipelineConfig, out: Analysis) -> dict:
+    """Our TER against another product (monthly, g C m-2 month-1) over the months both cover."""
+    months, hl = run.months, config.analysis.high_latitude
+    common = months.intersection(pd.DatetimeIndex(other.time.values))
+    if len(common) == 0:
+        raise InputError(f"{name}: no month in common with the run ({months[0]:%Y-%m}..{months[-1]:%Y-%m})")
+    theirs = gridstats.regrid_to(other.sel(time=common.values), run.lat, run.lon, area)
+    ours = run.ter[months.get_indexer(common)]
+    theirs = np.where(land, theirs, np.nan)
+    y_common = common.year.to_numpy()
+    c_years, their_totals = gridstats.annual_totals(theirs, y_common)
+    _, our_totals = gridstats.annual_totals(ours, y_common)
+    entry = {"months": len(common), "years": c_years.tolist(),
+             "budget_ours_pg_c_yr": gridstats.budget(our_totals, area_land).tolist(),
+             "budget_theirs_pg_c_yr": gridstats.budget(np.nan_to_num(their_totals), area_land).tolist(),
+             "mean_difference": float(np.nanmean(ours - theirs))}
+    if c_years.size >= 3:
+        a = gridstats.trend_maps(our_totals, config.analysis.p_threshold)
+        b = gridstats.trend_maps(their_totals, config.analysis.p_threshold)
+        both = land & np.isfinite(a["slope"]) & np.isfinite(b["slope"])
+        entry["trend_sign_agreement"] = float(np.mean(np.sign(a["slope"][both]) == np.sign(b["slope"][both])))
+    if observed is not None:
+        sub = observed[pd.DatetimeIndex(observed["time"]).to_period("M").to_timestamp().isin(common)]
+        entry["sites_ours"] = site_errors(sub, gridstats.sample_sites(sub, common, run.lat, run.lon, ours), hl)
+        entry["sites_theirs"] = site_errors(sub, gridstats.sample_sites(sub, common, run.lat, run.lon, theirs), hl)
+    out.maps[f"diff_{name}"] = (np.where(land, (ours - theirs).mean(axis=0), np.nan), TER_UNITS)
+    return entry
+
+
+def analyze_run(run: TerOutput, config: PipelineConfig, *, region_masks: dict[str, np.ndarray] | None = None,
+                products: dict | None = None, observed: pd.DataFrame | None = None, features_cube=None,
+                progress: ProgressCallback = None) -> Analysis:
+    """Budgets, trends, regions (latitude bands, IGBP classes, ``region_masks`` (lat, lon) bool),
+    SHAP drivers (when the run has them; dependence from ``features_cube``), the map at the
+    ``observed`` site-months and the comparison with each of ``products`` ({name: monthly
+    DataArray in g C m-2 month-1})."""
+    products = products or {}
+    steps = 3 + len(products)
+    step = iter(range(1, steps + 1))
+
+    def tick(message):
+        if progress:
+            progress(next(step), steps, message)
+
+    lat, lon, months, ter = run.lat, run.lon, run.months, run.ter
+    land = run.land
+    area = kernels.pixel_area(lat, lon)
+    area_land = np.where(land, area, np.nan)
+    out = Analysis({"units": {"budget": BUDGET_UNITS, "trend": "Pg C yr-2", "pixel_trend": TER_TREND_UNITS,
+                              "ter": TER_UNITS}})
+    years, totals = gridstats.annual_totals(ter, months.year.to_numpy())
+    _, totals_std = gridstats.annual_totals(run.ter_std, months.year.to_numpy())
+    if years.size == 0:
+        raise InputError(f"no complete year (12 months) in the run's ter.nc; found {len(months)} months")
+    budgets = gridstats.budget(totals, area_land)
+    uncertainty = gridstats.budget(totals_std, area_land)  # errors taken as fully correlated: an upper bound
+    out.tables["budget"] = pd.DataFrame({"year": years, "budget_pg_c_yr": budgets,
+                                         "uncertainty_pg_c_yr": uncertainty})
+    out.summary["budget"] = {"years": years.tolist(), "pg_c_yr": budgets.tolist(),
+                             "uncertainty_pg_c_yr": uncertainty.tolist(), "mean_pg_c_yr": float(budgets.mean()),
+                             "land_area_m2": float(np.nansum(area_land))}
+    tick("budgets")
+
+    trends = gridstats.trend_maps(totals, config.analysis.p_threshold) if years.size >= 3 else None
+    if trends is not None:
+        out.summary["trend"] = {**gridstats.series_trend(budgets), "significant_share_of_land":
+                                float(np.nansum(np.where(trends["significant"], area_land, 0)) / np.nansum(area_land)),
+                                "p_threshold": config.analysis.p_threshold}
+    rows = []
+    pfts, out.summary["pft_regions"] = pft_masks(lat, lon)
+    regions = {**lat_band_masks(lat, lon.size, config.analysis.high_latitude), **(region_masks or {}), **pfts}
+    for name, mask in regions.items():
+        mask = mask & land
+        entry = {"region": name, "pixels": int(mask.sum()),
+                 "budget_pg_c_yr": float(gridstats.budget(totals.mean(axis=0) * mask, area_land))}
+        if trends is not None:
+            mean, se, _ = gridstats.weighted_mean_se(trends["slope"], area, mask)
+            entry.update({"trend_g_c_m2_yr2": mean, "trend_se": se})
+        rows.append(entry)
+    out.tables["regions"] = pd.DataFrame(rows)
+    out.summary["regions"] = rows
+    tick("trends and regions")
+
+    out.maps.update({"ter_mean": (ter.mean(axis=0) if ter.size else ter, TER_UNITS),
+                     "ter_std_mean": (run.ter_std.mean(axis=0), TER_UNITS),
+                     "annual_mean": (totals.mean(axis=0), "g C m-2 yr-1")})
+    if trends is not None:
+        out.maps.update({"trend_slope": (trends["slope"], "g C m-2 yr-2"), "trend_p": (trends["p"], "1"),
+                         "trend_significant": (trends["significant"].astype(np.uint8), "1")})
+    if run.shap:
+        _drivers(run, area, land, config, features_cube, out)
+    tick("drivers")
+
+    hl = config.analysis.high_latitude
+    if observed is not None:
+        est = gridstats.sample_sites(observed, months, lat, lon, ter)
+        out.summary["sites"] = site_errors(observed, est, hl)
+    comparisons = {}
+    for name, other in products.items():
+        comparisons[name] = _comparison(name, other, run, land, area, area_land, observed, config, out)
+        tick(f"compare {name}")
+    if comparisons:
+        out.summary["comparisons"] = comparisons
+    return out
