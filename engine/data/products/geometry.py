@@ -10,7 +10,7 @@ from ciml_ter.grid import GridWindow
 from ciml_ter.kernels.binning import BinSums, SinusoidalTile
 
 from .catalog import CMG
-from .structmeta import GridGeometry
+from .structmeta import GridGeometry, StructMetadataError, grid_for
 
 _TOL = 1e-6
 
@@ -115,6 +115,17 @@ def placement(geometry: GridGeometry, grid: str, short_name: str,
     if window is not None and not overlaps(sinusoidal_bounds(geometry), window):
         return None
     return slice(None), slice(None), 1
+
+
+def locate(struct_metadata: str, product, window: GridWindow | None):
+    """(grid geometry, placement) of a granule from its StructMetadata text: the product's grid
+    and where its layers are read over ``window`` (None: outside it); GranuleError when the
+    metadata does not describe the product's grid."""
+    try:
+        geometry = grid_for(struct_metadata, product.layers[0].sds)
+    except StructMetadataError as exc:
+        raise GranuleError(str(exc)) from None
+    return geometry, placement(geometry, product.grid, product.short_names[0], window)
 
 
 def block_sums(values, factor: int) -> BinSums:

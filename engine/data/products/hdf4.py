@@ -7,9 +7,8 @@ from pyhdf.SD import SD, SDC
 
 from .catalog import CMG, Product
 from .decode import GranuleData, decode_layers
-from .geometry import GranuleError, placement
+from .geometry import GranuleError, locate
 from .names import GranuleName
-from .structmeta import StructMetadataError, grid_for
 
 
 def struct_metadata(attrs: dict) -> str:
@@ -47,11 +46,7 @@ def read_hdf4(name: GranuleName, product: Product, window: GridWindow | None = N
     except HDF4Error as exc:
         raise GranuleError(f"cannot open as HDF4 ({exc})") from None
     try:
-        try:
-            geometry = grid_for(struct_metadata(sd.attributes()), product.layers[0].sds)
-        except StructMetadataError as exc:
-            raise GranuleError(str(exc)) from None
-        where = placement(geometry, product.grid, product.short_names[0], window)
+        geometry, where = locate(struct_metadata(sd.attributes()), product, window)
         if where is None:
             return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
         rows, cols, factor = where

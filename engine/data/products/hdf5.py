@@ -11,9 +11,8 @@ from ciml_ter.grid import GridWindow
 
 from .catalog import Product
 from .decode import GranuleData, decode_layers
-from .geometry import GranuleError, placement
+from .geometry import GranuleError, locate
 from .names import GranuleName
-from .structmeta import StructMetadataError, grid_for
 
 STRUCT_METADATA = "HDFEOS INFORMATION/StructMetadata.0"
 GRIDS = "HDFEOS/GRIDS"
@@ -48,11 +47,7 @@ def read_hdf5(name: GranuleName, product: Product, window: GridWindow | None = N
     try:
         if STRUCT_METADATA not in f:
             raise GranuleError(f"no {STRUCT_METADATA} (not an HDF-EOS5 grid file)")
-        try:
-            geometry = grid_for(_text(f[STRUCT_METADATA][()]), product.layers[0].sds)
-        except StructMetadataError as exc:
-            raise GranuleError(str(exc)) from None
-        where = placement(geometry, product.grid, product.short_names[0], window)
+        geometry, where = locate(_text(f[STRUCT_METADATA][()]), product, window)
         if where is None:
             return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
         rows, cols, factor = where

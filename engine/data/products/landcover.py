@@ -94,7 +94,7 @@ def _tif(path: Path, window: GridWindow) -> np.ndarray:
 
 
 def _hdf(path: Path, window: GridWindow) -> np.ndarray:
-    from .modis import read_hdf4
+    from .hdf4 import read_hdf4
 
     name = parse_granule_name(path)
     if name is None or name.product != "MCD12C1":
