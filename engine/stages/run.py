@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ciml_ter.config import PipelineConfig, config_path
+from ciml_ter.data.flux import fluxnet_folder
 from ciml_ter.documents import read_json
 from ciml_ter.errors import ConfigError, InputError
 from ciml_ter.parallel import under_mpi
@@ -48,7 +49,8 @@ def run(config: PipelineConfig, say: Callable[[str], None], progress: ProgressCa
     else:
         if not config.paths.fluxnet:
             raise ConfigError("no flux data: set [paths] fluxnet = [\"DIR\", ...] in the config")
-        frame, found = sites.run(p["sites"], [Path(d) for d in config.paths.fluxnet], features=p["features"])
+        frame, found = sites.run(p["sites"], [fluxnet_folder(d) for d in config.paths.fluxnet],
+                                 features=p["features"])
         dropped = sum(len(v) for v in found.dropped_sites.values())
         say(f"sites: {len(frame):,} site-months of {frame['site'].nunique()} sites"
             f"{f' ({dropped} left out: see the log)' if dropped else ''} -> {p['sites']}")
