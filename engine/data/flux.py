@@ -67,6 +67,7 @@ UNKNOWN_PFT = "UNK"
 SITE_TABLE = "sites.csv"
 # The 20-site FLUXNET2015 monthly sample shipped with the package (CC-BY-4.0, see its CITATION.md)
 SHIPPED_SAMPLE = Path(__file__).resolve().with_name("fluxnet2015_mm")
+SAMPLE_WORD = "sample"  # --fluxnet sample / [paths] fluxnet = ["sample"]: the shipped sample
 SITE_TABLE_COLUMNS = ("SITE_ID", "LOCATION_LAT", "LOCATION_LONG", "IGBP")
 ABCFLUX_COLUMNS = ("site_name", "latitude", "longitude", "year", "month", "reco")
 ABCFLUX_PFT_COLUMNS = ("pft", "PFT", "igbp", "IGBP")
@@ -415,6 +416,12 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     report.kept_per_site[site] = len(obs)
     log.info("%s: site %s, %d of %d months kept", where, site, len(obs), report.rows_read)
     return obs, report
+
+
+def fluxnet_folder(text: str) -> Path:
+    """A ``--fluxnet`` / ``[paths] fluxnet`` entry as a path: the bare word ``sample`` is the
+    shipped sample (a local folder of that name is ``./sample``)."""
+    return SHIPPED_SAMPLE if text == SAMPLE_WORD else Path(text)
 
 
 def find_fluxnet_files(folder: Path) -> list[Path]:

