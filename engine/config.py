@@ -175,6 +175,7 @@ class PathsConfig:
     granules: list[str] = field(default_factory=list)  # ingest inputs: files or folders
     cube: str = ""
     fluxnet: list[str] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)  # "[PRODUCT=]PATH" point extracts (sites --points)
     features: str = ""
     sites: str = ""
     model: str = ""

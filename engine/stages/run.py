@@ -48,7 +48,9 @@ def run(config: PipelineConfig, say: Callable[[str], None], progress: ProgressCa
     else:
         if not config.paths.fluxnet:
             raise ConfigError("no flux data: set [paths] fluxnet = [\"DIR\", ...] in the config")
-        frame, found = sites.run(p["sites"], [Path(d) for d in config.paths.fluxnet], features=p["features"])
+        by = ({"points": list(config.paths.points), "features_config": config.features} if config.paths.points
+              else {"features": p["features"]})
+        frame, found = sites.run(p["sites"], [Path(d) for d in config.paths.fluxnet], **by)
         dropped = sum(len(v) for v in found.dropped_sites.values())
         say(f"sites: {len(frame):,} site-months of {frame['site'].nunique()} sites"
             f"{f' ({dropped} left out: see the log)' if dropped else ''} -> {p['sites']}")

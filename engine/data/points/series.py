@@ -206,7 +206,7 @@ def read_columns(path: Path, types: dict, skip_rows: int = 0) -> dict[str, np.nd
     try:
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows=skip_rows),
                                convert_options=pacsv.ConvertOptions(
-                                   include_columns=list(types),
+                                   include_columns=list(types), strings_can_be_null=True,
                                    column_types={c: arrow[t] for c, t in types.items()}))
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
         raise InputError(f"{path}: cannot read the columns {', '.join(types)} "
