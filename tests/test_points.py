@@ -133,8 +133,13 @@ def write_points(folder, sites=SITES, ids=None, categories=None) -> dict:
         values = np.tile(centre[:, None], (1, 9)) + np.array([[40, -1, 40, 1, 0, -1, 40, 1, 40]])
         quality = np.tile(lai_qc(len(EIGHT))[:, None], (1, 9))
         quality[:, [0, 2, 6, 8]] = 96  # the corners are back-up retrievals: left out of the median
-        P.ornl_long(folder / f"{name}_MCD15A2H.csv", "MCD15A2H", name, lat, lon, EIGHT, 3, 3,
-                    {"Lai_500m": ("m^2/m^2", "0.1", values), "FparLai_QC": ("none", "Not Available", quality)})
+        bands = {"Lai_500m": ("m^2/m^2", "0.1", values), "FparLai_QC": ("none", "Not Available", quality)}
+        if k == 0:  # one file per band, as mt_subset(internal = FALSE) writes them
+            for band, spec in bands.items():
+                P.ornl_long(folder / f"{name}_MCD15A2H_{band}.csv", "MCD15A2H", name, lat, lon, EIGHT, 3, 3,
+                            {band: spec})
+        else:
+            P.ornl_long(folder / f"{name}_MCD15A2H.csv", "MCD15A2H", name, lat, lon, EIGHT, 3, 3, bands)
     rows = []
     for k, (name, _lat, _lon) in enumerate(sites):
         for t, d in enumerate(EIGHT):
@@ -309,7 +314,11 @@ def test_ornl_layouts_window_median_and_file_scale(tmp_path):
                        {"Lai_500m": ("m^2/m^2", "0.1", values), "FparLai_QC": ("none", "Not Available", quality)})
     v1 = P.ornl_v1(tmp_path / "b.csv", "MCD15A2H", "Lai_500m", "0.1", "US-Aaa", 45.75, 5.25, dates, 3, 3, values,
                    table_bands={"FparLai_QC": quality})
-    for path in (long, v1):
+    (tmp_path / "v1").mkdir()  # MODISTools 1.0, one file per band
+    P.ornl_v1(tmp_path / "v1" / "lai.csv", "MCD15A2H", "Lai_500m", "0.1", "US-Aaa", 45.75, 5.25, dates, 3, 3, values)
+    P.ornl_v1(tmp_path / "v1" / "qc.csv", "MCD15A2H", "FparLai_QC", "Not Available", "US-Aaa", 45.75, 5.25, dates,
+              3, 3, quality)
+    for path in (long, v1, tmp_path / "v1"):
         centre = point_cube(read_points([path], window=1), _towers())
         window = point_cube(read_points([path], window=3), _towers())
         assert float(centre.ds.lai.values[0, 0, 0]) == pytest.approx(5.0)

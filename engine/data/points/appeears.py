@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ciml_ter.data.products import catalog
 from .series import (Extract, Locations, Series, layer_columns, locations_of, physical, product_rank, provenance,
@@ -68,18 +67,17 @@ def read(path: Path, header: list[str], product: catalog.Product) -> Extract:
     found = layer_columns(product, lookup, path)
     if not found:
         return Extract(path, FORMAT, short, Locations([], [], np.array([]), np.array([])))
-    types = {"ID": "text", "Latitude": "float", "Longitude": "float", "Date": "date"}
+    types = {"ID": "codes", "Latitude": "float", "Longitude": "float", "Date": "date"}
     if "Category" in header:
-        types["Category"] = "text"
+        types["Category"] = "codes"
     for _layer, column, qc in found.values():
         types[column] = "float"
         if qc is not None:
             types[qc] = "text" if qc.endswith("_bitmask") else "float"
     data = read_columns(path, types)
-    category = data.get("Category", np.full(len(data["ID"]), "", dtype=object))
-    keys_frame = pd.DataFrame({"name": data["ID"], "alias": pd.Series(category).fillna(""),
-                               "lat": data["Latitude"], "lon": data["Longitude"]})
-    locations, point = locations_of(keys_frame)
+    n = len(data["Latitude"])
+    category = data.get("Category", (np.zeros(n, dtype=np.int64), [""]))
+    locations, point = locations_of(data["ID"], category, data["Latitude"], data["Longitude"])
     extract = Extract(path, FORMAT, short, locations)
     rank = product_rank(product, short)
     for var, (layer, column, qc) in found.items():

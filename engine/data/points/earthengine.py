@@ -101,7 +101,7 @@ def read(path: Path, header: list[str], product_name: str) -> Extract:
     lat, lon = _coordinates(data[GEO], path) if GEO in header else (np.full(n, np.nan), np.full(n, np.nan))
     name = data[site] if site is not None else np.char.add(np.char.add(np.round(lat, 5).astype(str), ","),
                                                            np.round(lon, 5).astype(str)).astype(object)
-    locations, point = locations_of(pd.DataFrame({"name": name, "alias": "", "lat": lat, "lon": lon}))
+    locations, point = locations_of(name, np.full(n, ""), lat, lon)
     dates = _dates(header, data, path)
     extract = Extract(path, FORMAT, product_name, locations)
     rank = product_rank(product, product_name)

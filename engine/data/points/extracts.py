@@ -1,12 +1,17 @@
 """Find and read point extracts: each file is recognised from its own name and header, never
 guessed; what is not a point extract, or is one of a product outside the catalog, is listed and
-skipped (an Earth Engine export, which names no product, needs ``PRODUCT=PATH``).
+skipped (an Earth Engine export, which names no product, needs ``PRODUCT=PATH``). ORNL subsets
+are decoded once every file is read: MODISTools writes one file per band, so a layer's QC band
+may sit in another file.
 """
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from ciml_ter.data.products import catalog, names
 from ciml_ter.errors import InputError
@@ -77,8 +82,9 @@ def _check_hint(hint: str | None, product: str, path: Path) -> None:
         raise InputError(f"{path}: --points {hint}=... but the file holds {product}")
 
 
-def read_file(path: Path, hint: str | None, window: int, files: PointFiles) -> None:
-    """Read one file into ``files`` (or list it as skipped, with the reason)."""
+def read_file(path: Path, hint: str | None, window: int, files: PointFiles, subsets: dict) -> None:
+    """Read one file into ``files`` (or list it as skipped, with the reason); ORNL subset rows go
+    to ``subsets`` (product -> [(path, rows)]) to be decoded together."""
     if path.suffix.lower() != ".csv":
         files.skipped.append((str(path), "not a CSV point extract"))
         return
@@ -97,7 +103,7 @@ def read_file(path: Path, hint: str | None, window: int, files: PointFiles) -> N
         for product, rows in table.groupby("product", sort=True):
             _check_hint(hint, str(product), path)
             if _supported(str(product), path, files):
-                _add(ornl.read(path, rows, str(product), window), files)
+                subsets[str(product)].append((path, rows))
     elif earthengine.recognise(header):
         if hint is None:
             raise InputError(f"{path}: an Earth Engine export does not name its product; give it as "
@@ -119,12 +125,16 @@ def read_points(specs, window: int = 1) -> PointFiles:
     if window < 1 or window % 2 == 0:
         raise InputError(f"--points-window {window}: expected an odd number of pixels (1, 3, 5 ...)")
     files = PointFiles()
+    subsets = defaultdict(list)
     for spec in specs:
         hint, path = parse_spec(spec)
         if not path.exists():
             raise InputError(f"--points {spec}: no such file or folder")
         for item in names.walk([path]):
-            read_file(item, hint, window, files)
+            read_file(item, hint, window, files, subsets)
+    for product, parts in sorted(subsets.items()):
+        where = parts[0][0] if len(parts) == 1 else parts[0][0].parent / f"{parts[0][0].name} and {len(parts) - 1} more"
+        _add(ornl.read(where, pd.concat([rows for _p, rows in parts], ignore_index=True), product, window), files)
     if not files.extracts:
         listed = "; ".join(f"{Path(p).name}: {why}" for p, why in files.skipped[:5]) or "no files"
         raise InputError(f"no point extract in {', '.join(map(str, specs))} ({listed})")

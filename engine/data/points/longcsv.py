@@ -50,8 +50,7 @@ def read(path: Path, header: list[str]) -> Extract:
                          f"found {found!r}")
     lat = frame["lat"].to_numpy() if "lat" in frame else np.full(n, np.nan)
     lon = frame["lon"].to_numpy() if "lon" in frame else np.full(n, np.nan)
-    locations, point = locations_of(pd.DataFrame({"name": frame["site"].fillna("").astype(str), "alias": "",
-                                                  "lat": lat, "lon": lon}))
+    locations, point = locations_of(frame["site"].fillna("").astype(str).to_numpy(), np.full(n, ""), lat, lon)
     extract = Extract(path, FORMAT, SOURCE, locations)
     for var, rows in frame.groupby("variable", sort=True):
         rule = RULES[var]

@@ -113,9 +113,8 @@ def read(path: Path, frame: pd.DataFrame, product_name: str, window: int) -> Ext
     if not found:
         return Extract(path, FORMAT, product_name, Locations([], [], np.array([]), np.array([])))
     frame = _window_pixels(frame, window, path)
-    keys = pd.DataFrame({"name": frame["site"].astype(str).to_numpy(), "alias": "",
-                         "lat": frame["latitude"].to_numpy(), "lon": frame["longitude"].to_numpy()})
-    locations, point = locations_of(keys)
+    locations, point = locations_of(frame["site"].astype(str).to_numpy(), np.full(len(frame), ""),
+                                    frame["latitude"].to_numpy(), frame["longitude"].to_numpy())
     frame = frame.assign(point=point)
     extract = Extract(path, FORMAT, product_name, locations)
     rank = product_rank(product, product_name)

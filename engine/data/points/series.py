@@ -23,6 +23,7 @@ from ciml_ter.errors import InputError
 # raw value, at least 1e-3.
 SCALED_ABS_TOLERANCE = 1e-3
 SCALED_REL_TOLERANCE = 4 * float(np.finfo(np.float32).eps)
+BLOCK_BYTES = 16 << 20  # CSV bytes per parse block (pyarrow's default, 1 MiB, is slower on large files)
 
 
 @dataclass
@@ -185,26 +186,42 @@ def provenance(layer: catalog.Layer, column: str, scale: float | None) -> dict:
             "qc": layer.qc.text if layer.qc is not None else "fill and valid_range only"}
 
 
-def locations_of(keys: pd.DataFrame) -> tuple[Locations, np.ndarray]:
-    """Locations from per-row (name, alias, lat, lon) columns, and each row's location index."""
-    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
-    frame = uniques.to_frame(index=False)
-    locations = Locations([str(v) for v in frame.iloc[:, 0]], [str(v) for v in frame.iloc[:, 1]],
-                          frame.iloc[:, 2].to_numpy(dtype=np.float64), frame.iloc[:, 3].to_numpy(dtype=np.float64))
-    return locations, codes.astype(np.int64)
+def _codes(values) -> tuple[np.ndarray, list]:
+    """(codes, distinct values) of a column given as such a pair or as an array (NaN/None -> "")."""
+    if isinstance(values, tuple):
+        return values
+    codes, uniques = pd.factorize(np.asarray(values), use_na_sentinel=False)
+    return codes.astype(np.int64), list(uniques)
+
+
+def locations_of(name, alias, lat: np.ndarray, lon: np.ndarray) -> tuple[Locations, np.ndarray]:
+    """Locations from per-row name, alias (arrays, or (codes, distinct values) pairs), latitude
+    and longitude, and each row's location index (a location: a distinct combination of the four)."""
+    (name_codes, names), (alias_codes, aliases) = _codes(name), _codes(alias)
+    key = name_codes
+    for part in (alias_codes, pd.factorize(lat, use_na_sentinel=False)[0],
+                 pd.factorize(lon, use_na_sentinel=False)[0]):
+        key = pd.factorize(key * np.int64(part.max(initial=0) + 1) + part)[0].astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    label = [str(v) if v is not None and v == v else "" for v in names]
+    other = [str(v) if v is not None and v == v else "" for v in aliases]
+    return Locations([label[c] for c in name_codes[first]], [other[c] for c in alias_codes[first]],
+                     np.asarray(lat, dtype=np.float64)[first], np.asarray(lon, dtype=np.float64)[first]), key
 
 
 def read_columns(path: Path, types: dict, skip_rows: int = 0) -> dict[str, np.ndarray]:
     """The named columns of a CSV file as NumPy arrays (pyarrow's multi-threaded reader): ``types``
-    maps each column to "float" (float64, NaN missing), "text" (object) or "date" (YYYY-MM-DD ->
+    maps each column to "float" (float64, NaN missing), "text" (object), "codes" (text as (int64
+    codes, distinct values): fast for names repeated on every row) or "date" (YYYY-MM-DD ->
     datetime64[D]); ``skip_rows`` lines are skipped before the header. Unreadable values are an
     InputError naming the file and the column."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    arrow = {"float": pa.float64(), "text": pa.string(), "date": pa.date32()}
+    arrow = {"float": pa.float64(), "text": pa.string(), "codes": pa.string(), "date": pa.date32()}
     try:
-        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows=skip_rows),
+        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows=skip_rows, block_size=BLOCK_BYTES),
                                convert_options=pacsv.ConvertOptions(
                                    include_columns=list(types), strings_can_be_null=True,
                                    column_types={c: arrow[t] for c, t in types.items()}))
@@ -218,6 +235,10 @@ def read_columns(path: Path, types: dict, skip_rows: int = 0) -> dict[str, np.nd
             out[column] = values.to_numpy().astype("datetime64[D]")
         elif kind == "float":
             out[column] = values.to_numpy().astype(np.float64)
+        elif kind == "codes":
+            encoded = pc.dictionary_encode(values).combine_chunks()
+            codes = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy().astype(np.int64)
+            out[column] = (codes, [*encoded.dictionary.to_pylist(), None])
         else:
             out[column] = values.to_numpy(zero_copy_only=False).astype(object)
     return out
