@@ -431,6 +431,8 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(world, tmp_path, capsys):
     assert "cover none of the flux months" in line
     line = _one_error_line(capsys, *base, "--points", str(tmp_path / "nothing-here"))
     assert "no such file or folder" in line
+    line = _one_error_line(capsys, *base, "--points", str(world["paths"]["long"]))
+    assert "point extracts: no complete year of daily nir (365/366 days) for SCVTG" in line
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no point extract in" in _one_error_line(capsys, *base, "--points", str(empty))
@@ -440,7 +442,8 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(world, tmp_path, capsys):
 def test_all_bad_qc_at_a_site_and_unknown_files_are_listed_skips(world, tmp_path):
     """QC rejecting every LAI of one tower leaves that input missing there (listed, with the
     reason), the other towers are built; an unknown product's file and a stray CSV are skipped and
-    listed; a tower without points is left out and listed."""
+    listed; a tower without points, and one whose months the extracts miss, are left out and
+    listed."""
     folder = tmp_path / "points"
     write_points(folder)
     text = (folder / "US-Bbb_MCD15A2H.csv").read_text().splitlines()
@@ -454,14 +457,18 @@ def test_all_bad_qc_at_a_site_and_unknown_files_are_listed_skips(world, tmp_path
     (folder / "towers-MOD11A2-061-results.csv").write_text(
         (folder / "towers-MOD11A1-061-results.csv").read_text().replace("MOD11A1_061_", "MOD11A2_061_"))
     (folder / "notes.csv").write_text("a,b\n1,2\n")
-    towers = write_towers(tmp_path, sites=[*SITES, ("US-Ddd", 30.0, 30.0)])
-    table, report = build_site_table(abcflux_files=[towers], points=[str(folder)], points_window=3,
+    towers = write_towers(tmp_path, sites=[*SITES[:2], ("US-Ddd", 30.0, 30.0)])
+    (tmp_path / "earlier").mkdir()
+    earlier = write_towers(tmp_path / "earlier", months=pd.date_range("2015-01-01", periods=12, freq="MS"),
+                           sites=SITES[2:])
+    table, report = build_site_table(abcflux_files=[towers, earlier], points=[str(folder)], points_window=3,
                                      features_config=world["config"].features)
-    assert sorted(table["site"].unique()) == ["US-Aaa", "US-Bbb", "US-Ccc"]
+    assert sorted(table["site"].unique()) == ["US-Aaa", "US-Bbb"]
     assert table.loc[table["site"] == "US-Bbb", "lai"].isna().all()
     assert table.loc[table["site"] == "US-Aaa", "lai"].notna().any()
     assert report.missing_inputs == {"lai: every value fill or rejected by QC": ["US-Bbb"]}
-    assert report.dropped_sites == {"no point extract matches the tower": ["US-Ddd"]}
+    assert report.dropped_sites == {"no point extract matches the tower": ["US-Ddd"],
+                                    "point extracts outside the tower's months": ["US-Ccc"]}
     skipped = dict((p.rsplit("/", 1)[-1], why) for p, why in report.skipped_files)
     assert skipped["towers-MOD11A2-061-results.csv"].startswith("product MOD11A2 is not supported")
     assert skipped["notes.csv"].startswith("CSV not recognised as a point extract")
