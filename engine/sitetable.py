@@ -73,6 +73,16 @@ class SiteTableReport:
     missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # "input: reason" -> sites
     unmatched_points: list[str] = field(default_factory=list)  # point extracts' places without a tower
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    point_files: list[dict] = field(default_factory=list)  # per extract: file, format, product, layers
+
+    @property
+    def provenance(self) -> dict:
+        """What built the predictors, for the table's metadata: per predictor its path (cube or
+        points) and products, and how each point extract's layers were decoded."""
+        out = {"predictor_sources": dict(self.sources)} if self.sources else {}
+        if self.point_files:
+            out["point_extracts"] = list(self.point_files)
+        return out
 
     @property
     def rows(self) -> int:
@@ -260,7 +270,8 @@ def point_predictors(obs: pd.DataFrame, points: Sequence[str], *, window: int = 
                                                          for p in cube.sources.get(v, [])})} for n in names}
     report = SiteTableReport(flux=FluxReport(), mode="points", predictors=names,
                              missing_inputs=dict(cube.missing), dropped_sites=dropped, sources=sources,
-                             unmatched_points=list(cube.unmatched), skipped_files=list(files.skipped))
+                             unmatched_points=list(cube.unmatched), skipped_files=list(files.skipped),
+                             point_files=list(cube.files))
     return pd.concat(parts, ignore_index=True), names, report
 
 
@@ -313,9 +324,9 @@ def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[
 
 
 def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] | None = None,
-                     mode: str = "site-only", sources: dict | None = None) -> Path:
-    """Write the table as Parquet with the predictor order (and ``sources``: per predictor its
-    path and products) in the schema metadata."""
+                     mode: str = "site-only", provenance: dict | None = None) -> Path:
+    """Write the table as Parquet with the predictor order (and ``provenance``, e.g.
+    ``SiteTableReport.provenance``) in the schema metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -330,9 +341,7 @@ def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] 
     frame["time"] = pd.to_datetime(frame["time"]).astype("datetime64[ms]")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {"predictors": predictors, "target": "ter", "target_units": TER_UNITS,
-            "mode": mode, "time": "month start"}
-    if sources:
-        meta["predictor_sources"] = sources
+            "mode": mode, "time": "month start", **(provenance or {})}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta).encode()
     pq.write_table(table.replace_schema_metadata(schema_meta), path)

@@ -237,6 +237,10 @@ def test_cli_writes_the_points_table_with_its_sources(world, tmp_path):
     meta = json.loads(pq.read_schema(out).metadata[b"ciml_ter"])
     assert meta["mode"] == "points"
     assert meta["predictor_sources"]["lswi"] == {"path": "points", "products": ["MCD43A4"]}
+    decoded = {e["product"]: e for e in meta["point_extracts"]}
+    assert decoded["MCD15A2H"]["format"] == "ORNL DAAC subset"
+    assert decoded["MCD15A2H"]["layers"]["lai"]["scale_from"] == "file"
+    assert decoded["MOD11A1"]["layers"]["lst_day"]["layer"] == "MOD11A1_061_LST_Day_1km"
     table = pd.read_parquet(out)
     direct, _ = build_site_table(abcflux_files=[world["towers"]], points=[str(world["points"])], points_window=3,
                                  features_config=world["config"].features)

@@ -158,7 +158,7 @@ def test_granules_through_ingest_and_point_extracts_give_the_same_predictors(tmp
 
 def test_ingest_reads_mod13a1_reflectances_with_the_files_scale_convention(tmp_path):
     """MOD13A1 writes scale_factor 10000 meaning raw / 10000; VI Quality rejects mixed clouds."""
-    lat, lon = G.pixel_latlon(*TILE, N)
+    lat, _lon = G.pixel_latlon(*TILE, N)
     quality = np.zeros(lat.shape, np.uint16)
     quality[lat > 46] = 1 << 10  # mixed clouds in the northern row of cells
     G.mod13a1(tmp_path, "2019-06-10", *TILE, N, 0.0512 + 0 * lat, 0.3468 + 0 * lat, quality=quality)

@@ -19,5 +19,5 @@ def run(out: Path, fluxnet: Sequence[Path] = (), abcflux: Sequence[Path] = (), *
     the report of what was read, kept and left out."""
     frame, report = build_site_table(fluxnet, abcflux, features=features, window=window, points=points,
                                      points_window=points_window, features_config=features_config)
-    write_site_table(frame, out, mode=report.mode, sources=report.sources)
+    write_site_table(frame, out, mode=report.mode, provenance=report.provenance)
     return frame, report

@@ -135,7 +135,7 @@ def point_cube(files: PointFiles, towers: pd.DataFrame, tolerance_km: float = MA
             else:
                 date = s.date[inside]
             per_var[s.var].append((s.rank, s.source, _reduce(t[inside], date, s.value[inside])))
-    used = sorted({sites[k] for k in range(len(sites))} & set(matched))
+    used = sorted(matched)
     if not used:
         raise InputError(f"no point extract matches a tower by id, name or coordinates (within "
                          f"{tolerance_km:g} km): towers {', '.join(sites[:10])}; points "

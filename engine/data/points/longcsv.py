@@ -58,8 +58,8 @@ def read(path: Path, header: list[str]) -> Extract:
         if bad:
             raise InputError(f"{path}: variable {var!r} has units {bad[0]!r}; accepted: "
                              f"{', '.join(repr(u) for u in rule.accepted)}")
-        scale = rows["units"].map(lambda u: rule.accepted[u][0]).to_numpy(np.float64)
-        offset = rows["units"].map(lambda u: rule.accepted[u][1]).to_numpy(np.float64)
+        scale = rows["units"].map({u: a for u, (a, _b) in rule.accepted.items()}).to_numpy(np.float64)
+        offset = rows["units"].map({u: b for u, (_a, b) in rule.accepted.items()}).to_numpy(np.float64)
         value = (rows["value"].to_numpy(np.float64) * scale + offset).astype(np.float32)
         dated = rows["date"].notna().to_numpy()
         if rule.static and dated.any():

@@ -203,8 +203,8 @@ def locations_of(name, alias, lat: np.ndarray, lon: np.ndarray) -> tuple[Locatio
                  pd.factorize(lon, use_na_sentinel=False)[0]):
         key = pd.factorize(key * np.int64(part.max(initial=0) + 1) + part)[0].astype(np.int64)
     _, first = np.unique(key, return_index=True)
-    label = [str(v) if v is not None and v == v else "" for v in names]
-    other = [str(v) if v is not None and v == v else "" for v in aliases]
+    label = ["" if pd.isna(v) else str(v) for v in names]
+    other = ["" if pd.isna(v) else str(v) for v in aliases]
     return Locations([label[c] for c in name_codes[first]], [other[c] for c in alias_codes[first]],
                      np.asarray(lat, dtype=np.float64)[first], np.asarray(lon, dtype=np.float64)[first]), key
 
