@@ -248,31 +248,31 @@ def point_predictors(obs: pd.DataFrame, points: Sequence[str], *, window: int = 
     dropped: dict[str, list[str]] = {}
     if cube.without_points:
         dropped["no point extract matches the tower"] = list(cube.without_points)
-    parts = []
-    for k, site in enumerate(cube.sites):
-        rows = obs[obs["site"] == site]
-        index = plan_.months.get_indexer(pd.DatetimeIndex(rows["time"]))
-        inside = index >= 0
-        if not inside.any():
+    column = pd.Series(np.arange(len(cube.sites)), index=cube.sites).reindex(obs["site"]).to_numpy()
+    month = plan_.months.get_indexer(pd.DatetimeIndex(obs["time"]))
+    with_points = ~np.isnan(column)
+    inside = with_points & (month >= 0)
+    outside = obs.loc[with_points & ~inside, "site"].value_counts(sort=False)
+    kept = set(obs.loc[inside, "site"])
+    for site, n in sorted(outside.items()):
+        if site in kept:
+            dropped.setdefault("months outside the point extracts' period", []).append(f"{site} ({n})")
+        else:
             dropped.setdefault("point extracts outside the tower's months", []).append(site)
-            continue
-        if not inside.all():
-            dropped.setdefault("months outside the point extracts' period", []).append(
-                f"{site} ({(~inside).sum()})")
-        table = rows.loc[inside, list(BASE_COLUMNS)].copy()
-        for n in names:
-            table[n] = features[n].values[index[inside], 0, k]
-        parts.append(table)
-    if not parts:
+    if not inside.any():
         raise InputError(f"the point extracts ({plan_.months[0]:%Y-%m} to {plan_.months[-1]:%Y-%m}) cover "
                          f"none of the flux months of the {len(cube.sites)} matched tower(s)")
+    table = obs.loc[inside, list(BASE_COLUMNS)].reset_index(drop=True)
+    rows, cols = month[inside], column[inside].astype(np.int64)
+    for n in names:
+        table[n] = features[n].values[rows, 0, cols]
     sources = {n: {"path": "points", "products": sorted({p for v in _predictor_inputs(n, cube.sources)
                                                          for p in cube.sources.get(v, [])})} for n in names}
     report = SiteTableReport(flux=FluxReport(), mode="points", predictors=names,
                              missing_inputs=dict(cube.missing), dropped_sites=dropped, sources=sources,
                              unmatched_points=list(cube.unmatched), skipped_files=list(files.skipped),
                              point_files=list(cube.files))
-    return pd.concat(parts, ignore_index=True), names, report
+    return table, names, report
 
 
 def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
