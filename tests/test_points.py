@@ -427,6 +427,12 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(world, tmp_path, capsys):
         "\n".join(",".join(np.array(r.split(","))[keep]) for r in [header] + rows[:3]) + "\n")
     line = _one_error_line(capsys, *base, "--points", str(no_qc))
     assert "'MOD11A1_061_LST_Night_1km' (lst_night) has no QC column: expected 'QC_Night'" in line
+    no_date = tmp_path / "nodate"
+    no_date.mkdir()
+    (no_date / world["paths"]["lst"].name).write_text(
+        world["paths"]["lst"].read_text().replace("Date,", "Day,", 1))
+    line = _one_error_line(capsys, *base, "--points", str(no_date))
+    assert "an AppEEARS results file without column 'Date'" in line
     bad_units = P.long_csv(tmp_path / "units.csv", [("US-Aaa", "2019-01-01", "lai", 2.0, "LAI")])
     assert "variable 'lai' has units 'LAI'" in _one_error_line(capsys, *base, "--points", str(bad_units))
     later = write_towers(tmp_path, months=pd.date_range("2015-01-01", periods=12, freq="MS"))

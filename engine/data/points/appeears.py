@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ciml_ter.data.products import catalog
+from ciml_ter.errors import InputError
 from .series import (Extract, Locations, Series, layer_columns, locations_of, physical, product_rank, provenance,
                      qc_keep, qc_words, read_columns, unscale)
 
@@ -36,8 +37,14 @@ FORMAT = "AppEEARS point sample"
 
 
 def recognise(path: Path, header: list[str]) -> bool:
-    """An AppEEARS results file: the results name and the point columns."""
-    return NAME.match(path.name) is not None and all(c in header for c in REQUIRED)
+    """An AppEEARS results file (by its name); InputError if it lacks a point column."""
+    if NAME.match(path.name) is None:
+        return False
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise InputError(f"{path}: an AppEEARS results file without column {missing[0]!r}; expected "
+                         f"{', '.join(REQUIRED)}, found {', '.join(header[:8])}")
+    return True
 
 
 def is_companion(path: Path) -> bool:
