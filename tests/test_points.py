@@ -506,3 +506,28 @@ def test_the_point_cube_meets_the_contract_and_holds_decoded_values(world):
                             "lst_night": ["MOD11A1"], "lai": ["MCD15A2H"], "ci": ["long CSV"], "pv": ["long CSV"],
                             "npv": ["long CSV"], "bs": ["long CSV"], "soc0": ["long CSV"], "soc10": ["long CSV"],
                             "soc30": ["long CSV"]}
+
+
+def test_run_takes_the_points_of_its_config(tmp_path, monkeypatch):
+    """``ciml-ter run`` builds the site table from ``[paths] points`` when it is set."""
+    from ciml_ter.stages import run as run_stage
+    from ciml_ter.stages import sites as sites_stage
+
+    (tmp_path / "features.zarr").mkdir()  # present: the features stage is skipped
+    paths = {name: str(tmp_path / name) for name in ("features.zarr", "sites.parquet", "model", "run", "analysis",
+                                                      "report.html")}
+    config = config_from_dict({**TINY_FEATURES, "paths": {
+        "fluxnet": [str(tmp_path / "fluxnet")], "points": ["MOD13A1=ee.csv", "appeears/"],
+        "features": paths["features.zarr"], "sites": paths["sites.parquet"], "model": paths["model"],
+        "run": paths["run"], "analysis": paths["analysis"], "report": paths["report.html"]}})
+    seen = {}
+
+    def fake_sites(out, fluxnet, **kwargs):
+        seen.update(kwargs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(sites_stage, "run", fake_sites)
+    with pytest.raises(InputError, match="stop here"):
+        run_stage.run(config, say=lambda line: None)
+    assert seen["points"] == ["MOD13A1=ee.csv", "appeears/"]
+    assert seen["features_config"].sg_window == 31 and "features" not in seen
