@@ -449,19 +449,25 @@ def sites(fluxnet: list[str] = typer.Option([], "--fluxnet", help="Folder (or fi
           features_cube: Optional[Path] = typer.Option(None, "--features", help="Feature cube from "
                                                        "'ciml-ter features': predictors at each site's pixel."),
           window: int = typer.Option(1, "--window", help="1: nearest pixel; 3: median of the 3 x 3 pixels."),
-          table: Path = typer.Option(..., "--out", help="Site-month table to write (Parquet).")):
+          points: list[str] = typer.Option([], "--points", help="[PRODUCT=]PATH: point extracts at the towers "
+                                           "(AppEEARS, ORNL/MODISTools subsets, Earth Engine exports with "
+                                           "PRODUCT=, long CSV), files or folders; repeatable."),
+          points_window: int = typer.Option(1, "--points-window", help="ORNL subsets: median of the good "
+                                            "pixels of the central N x N (odd; 1 = the tower pixel)."),
+          table: Path = typer.Option(..., "--out", help="Site-month table to write (Parquet)."),
+          config_path: Optional[Path] = CONFIG_OPTION):
     """Build the site-month table (site, lat, lon, pft, time, ter + predictors) from flux data.
 
-    With --features the predictors come from the cube at each site's pixel; without it they are
-    each tower's own monthly meteorology plus latitude and month (site-only mode).
+    With --features the predictors come from the cube at each site's pixel; with --points from
+    point extracts at the towers through the same feature code ([features] of --config); without
+    either they are each tower's own monthly meteorology plus latitude and month (site-only mode).
     """
-    from ciml_ter.config import PipelineConfig
     from ciml_ter.data.flux import fluxnet_folder
     from ciml_ter.stages.sites import build_sites
 
-    config = PipelineConfig()
+    config = _load(config_path)
     _say(build_sites(table, config, _runtime(config), fluxnet=[fluxnet_folder(f) for f in fluxnet], abcflux=abcflux,
-                     features=features_cube, window=window))
+                     features=features_cube, window=window, points=points, points_window=points_window))
 
 
 @app.command()

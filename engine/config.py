@@ -176,6 +176,7 @@ class PathsConfig:
     granules: list[str] = field(default_factory=list)  # ingest inputs: files or folders
     cube: str = ""
     fluxnet: list[str] = field(default_factory=list)  # folders; "sample": the shipped FLUXNET2015 sample
+    points: list[str] = field(default_factory=list)  # "[PRODUCT=]PATH" point extracts (sites --points)
     features: str = ""
     sites: str = ""
     model: str = ""

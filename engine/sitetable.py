@@ -15,6 +15,11 @@
 * **cube mode**: predictors from a feature cube (``ciml-ter features``) at each site's pixel
   (nearest, or the 3 x 3 median), joined by month; sites outside the grid or on water and
   months outside the cube's period are left out and reported (:func:`cube_predictors`).
+* **points mode**: predictors from point extracts at the towers (AppEEARS, ORNL DAAC subsets,
+  Earth Engine exports, the long CSV; :mod:`ciml_ter.data.points`) through the same feature code
+  as the map, the towers being the pixels of a cube; towers without points, points without a
+  tower, inputs absent or all bad at a tower, and months outside the extracts are reported
+  (:func:`point_predictors`).
 
 Tables from a cube also have ``igbp``, the cube's land-cover class at the tower pixel.
 The table has columns ``site, lat, lon, pft, time, ter`` (time = month start,
@@ -40,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ciml_ter.config import FeaturesConfig
+from ciml_ter.device import CPU
 from ciml_ter.data.flux import FluxReport, read_abcflux, read_fluxnet_dir, rows_per_site
 from ciml_ter.errors import InputError
 from ciml_ter.predictors import IGBP_COLUMN, igbp_labels
@@ -63,6 +70,20 @@ class SiteTableReport:
     predictors: list[str] = field(default_factory=list)
     missing_predictors: dict[str, list[str]] = field(default_factory=dict)
     dropped_sites: dict[str, list[str]] = field(default_factory=dict)
+    sources: dict[str, dict] = field(default_factory=dict)  # predictor -> {"path", "products"}
+    missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # "input: reason" -> sites
+    unmatched_points: list[str] = field(default_factory=list)  # point extracts' places without a tower
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    point_files: list[dict] = field(default_factory=list)  # per extract: file, format, product, layers
+
+    @property
+    def provenance(self) -> dict:
+        """What built the predictors, for the table's metadata: per predictor its path (cube or
+        points) and products, and how each point extract's layers were decoded."""
+        out = {"predictor_sources": dict(self.sources)} if self.sources else {}
+        if self.point_files:
+            out["point_extracts"] = list(self.point_files)
+        return out
 
     @property
     def rows(self) -> int:
@@ -76,12 +97,22 @@ class SiteTableReport:
                        f"{', '.join(sites)}")
         for reason, sites in self.dropped_sites.items():
             out.append(f"left out, {reason}: {len(sites)} site(s): {', '.join(sites)}")
+        for what, sites in self.missing_inputs.items():
+            out.append(f"{what} at {len(sites)} site(s): {', '.join(sites)}")
+        if self.unmatched_points:
+            out.append(f"point extracts without a tower: {len(self.unmatched_points)}: "
+                       f"{', '.join(self.unmatched_points)}")
+        for path, why in self.skipped_files:
+            out.append(f"skipped {path}: {why}")
         return out
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "predictors": list(self.predictors),
                 "missing_predictors": dict(self.missing_predictors),
-                "dropped_sites": dict(self.dropped_sites), **self.flux.as_dict()}
+                "dropped_sites": dict(self.dropped_sites), "sources": dict(self.sources),
+                "missing_inputs": dict(self.missing_inputs),
+                "unmatched_points": list(self.unmatched_points),
+                "skipped_files": [list(s) for s in self.skipped_files], **self.flux.as_dict()}
 
 
 def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
@@ -179,24 +210,104 @@ def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
     return pd.concat(parts, ignore_index=True), names, dropped
 
 
+def _predictor_inputs(name: str, given: dict) -> tuple[str, ...]:
+    """The contract variables behind a predictor of the feature code (``given``: the variables
+    the inputs hold): NIRv and SCVTG from nirv or (nir, red), LSWI from lswi or (nir, swir1)."""
+    from ciml_ter.features import MONTHLY, STATIC
+
+    if name == "lswi":
+        return ("lswi",) if "lswi" in given else ("nir", "swir1")
+    if name == "nirv" or name not in (*MONTHLY, *STATIC):
+        return ("nirv",) if "nirv" in given else ("nir", "red")
+    return (name,)
+
+
+def point_predictors(obs: pd.DataFrame, points: Sequence[str], *, window: int = 1,
+                     config: FeaturesConfig | None = None, tolerance_km: float | None = None
+                     ) -> tuple[pd.DataFrame, list[str], SiteTableReport]:
+    """Predictors from point extracts at the towers, by the feature code of the map.
+
+    ``points``: ``[PRODUCT=]PATH`` items (files or folders); ``window``: the central window x
+    window pixels of ORNL subsets; ``tolerance_km``: matching by coordinates (default
+    ``data.points.cube.MATCH_KM``). The towers are the pixels of a contract cube
+    (``data.points.cube``); ``features.plan`` and ``features.band_features`` compute its monthly
+    predictors with ``config``, joined to the flux months. Returns the table, the predictor
+    order and a partial report (mode, sources, sites left out, points without a tower, inputs
+    missing per tower, skipped files).
+    """
+    from ciml_ter.data.points.cube import MATCH_KM, point_cube
+    from ciml_ter.data.points.extracts import read_points
+    from ciml_ter.features import band_features, plan
+
+    config = config or FeaturesConfig()
+    files = read_points(points, window)
+    towers = obs.groupby("site", sort=True)[["lat", "lon"]].first().reset_index()
+    cube = point_cube(files, towers, MATCH_KM if tolerance_km is None else tolerance_km)
+    plan_ = plan(cube.ds, "point extracts", None, config, CPU)
+    features = band_features(cube.ds, slice(0, 1), plan_, config, np)
+    names = list(plan_.features)
+    dropped: dict[str, list[str]] = {}
+    if cube.without_points:
+        dropped["no point extract matches the tower"] = list(cube.without_points)
+    column = pd.Series(np.arange(len(cube.sites)), index=cube.sites).reindex(obs["site"]).to_numpy()
+    month = plan_.months.get_indexer(pd.DatetimeIndex(obs["time"]))
+    with_points = ~np.isnan(column)
+    inside = with_points & (month >= 0)
+    outside = obs.loc[with_points & ~inside, "site"].value_counts(sort=False)
+    kept = set(obs.loc[inside, "site"])
+    for site, n in sorted(outside.items()):
+        if site in kept:
+            dropped.setdefault("months outside the point extracts' period", []).append(f"{site} ({n})")
+        else:
+            dropped.setdefault("point extracts outside the tower's months", []).append(site)
+    if not inside.any():
+        raise InputError(f"the point extracts ({plan_.months[0]:%Y-%m} to {plan_.months[-1]:%Y-%m}) cover "
+                         f"none of the flux months of the {len(cube.sites)} matched tower(s)")
+    table = obs.loc[inside, list(BASE_COLUMNS)].reset_index(drop=True)
+    rows, cols = month[inside], column[inside].astype(np.int64)
+    for n in names:
+        table[n] = features[n].values[rows, 0, cols]
+    sources = {n: {"path": "points", "products": sorted({p for v in _predictor_inputs(n, cube.sources)
+                                                         for p in cube.sources.get(v, [])})} for n in names}
+    report = SiteTableReport(flux=FluxReport(), mode="points", predictors=names,
+                             missing_inputs=dict(cube.missing), dropped_sites=dropped, sources=sources,
+                             unmatched_points=list(cube.unmatched), skipped_files=list(files.skipped),
+                             point_files=list(cube.files))
+    return table, names, report
+
+
 def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
                      features: Path | None = None, meteo: Sequence[str] = SITE_ONLY_METEO, window: int = 1,
-                     site_table: Path | None = None) -> tuple[pd.DataFrame, SiteTableReport]:
+                     site_table: Path | None = None, points: Sequence[str] = (), points_window: int = 1,
+                     features_config: FeaturesConfig | None = None
+                     ) -> tuple[pd.DataFrame, SiteTableReport]:
     """Build the site-month table from FLUXNET folders and ABCflux CSVs.
 
     With ``features`` (a cube from ``ciml-ter features``) the predictors are the cube's at each
-    site's pixel (``window`` 1 or 3); without it (site-only mode) the tower meteorology
+    site's pixel (``window`` 1 or 3); with ``points`` (``[PRODUCT=]PATH`` of point extracts) those
+    of the extracts through the feature code (``features_config``; ``points_window`` for ORNL
+    subsets, :func:`point_predictors`); without either (site-only mode) the tower meteorology
     ``meteo`` plus ``lat`` and ``month`` (see the module docstring).
     Returns the table and a report (counts per rule, predictor order, sites left out).
     """
+    if features is not None and points:
+        raise InputError("give --features or --points, not both: predictors come from one path")
     obs, flux_report = read_observations(fluxnet_dirs, abcflux_files, variables=meteo,
                                          site_table=site_table)
+    if points:
+        table, predictors, report = point_predictors(obs, points, window=points_window, config=features_config)
+        report.flux = flux_report
+        for reason, sites in {**report.dropped_sites, **report.missing_inputs}.items():
+            log.info("sites %s: %s", reason, ", ".join(sites))
+        table.attrs["predictors"] = list(predictors)
+        return table, report
     if features is not None:
         table, predictors, dropped = cube_predictors(obs, Path(features), window=window)
         for reason, sites in dropped.items():
             log.info("sites %s: %s", reason, ", ".join(sites))
         report = SiteTableReport(flux=flux_report, mode=f"cube {features}", predictors=predictors,
-                                 dropped_sites=dropped)
+                                 dropped_sites=dropped,
+                                 sources={n: {"path": "cube", "cube": str(features)} for n in predictors})
         table.attrs["predictors"] = list(predictors)
         return table, report
     table, predictors = site_only_predictors(obs, meteo=meteo)
@@ -214,8 +325,9 @@ def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[
 
 
 def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] | None = None,
-                     mode: str = "site-only") -> Path:
-    """Write the table as Parquet with the predictor order in the schema metadata."""
+                     mode: str = "site-only", provenance: dict | None = None) -> Path:
+    """Write the table as Parquet with the predictor order (and ``provenance``, e.g.
+    ``SiteTableReport.provenance``) in the schema metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -230,7 +342,7 @@ def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] 
     frame["time"] = pd.to_datetime(frame["time"]).astype("datetime64[ms]")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {"predictors": predictors, "target": "ter", "target_units": TER_UNITS,
-            "mode": mode, "time": "month start"}
+            "mode": mode, "time": "month start", **(provenance or {})}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta).encode()
     pq.write_table(table.replace_schema_metadata(schema_meta), path)

@@ -434,3 +434,29 @@ def latlon_geotiff(path: Path, f, west: float, north: float, res: float, n_lat: 
     lon = west + (np.arange(n_lon) + 0.5) * res
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     return geotiff(path, f(la, lo).astype(np.float32), north_up(west, north, res, res), **kwargs)
+
+
+def mod13a1(folder: Path, date: str, h: int, v: int, n: int, red, nir, quality=None,
+            product: str = "MOD13A1") -> Path:
+    """A MOD13A1 (or MYD13A1) C6.1 16-day tile: "500m 16 days red/NIR reflectance" (int16, fill
+    -1000, valid 0-10000) with the files' scale_factor 10000 (physical = raw / 10000, MOD13 user
+    guide), "500m 16 days VI Quality" (uint16, default 0 = good) and the other layers of the file."""
+    shape = (n, n)
+    quality = np.zeros(shape, np.uint16) if quality is None else quality
+    refl = dict(fill=-1000, valid=(0, 10000), scale=10000.0, units="reflectance")
+    ndvi = (nir - red) / (nir + red)
+
+    def raw(values):
+        return np.where(np.isnan(values), -1000, np.round(values * 10000)).astype(np.int16)
+
+    layers = [Sds("500m 16 days NDVI", raw(ndvi), "500m 16 days NDVI", "NDVI", -3000, (-2000, 10000), 10000.0),
+              Sds("500m 16 days VI Quality", quality, "500m 16 days VI Quality", "bits", 65535, (0, 65534)),
+              Sds("500m 16 days red reflectance", raw(red), "500m 16 days red reflectance", **refl),
+              Sds("500m 16 days NIR reflectance", raw(nir), "500m 16 days NIR reflectance", **refl),
+              Sds("500m 16 days composite day of the year", np.full(shape, 9, np.int16),
+                  "500m 16 days composite day of the year", "Julian day of year", -1, (1, 366)),
+              Sds("500m 16 days pixel reliability", np.zeros(shape, np.int8),
+                  "500m 16 days pixel reliability summary QA", "rank", -1, (0, 3))]
+    ul, lr = tile_corners(h, v)
+    path = Path(folder) / granule_name(product, date, "061", (h, v))
+    return write_hdf4(path, "MODIS_Grid_16DAY_500m_VI", ul, lr, layers, core={"SHORTNAME": product, "VERSIONID": 61})

@@ -7,7 +7,7 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month", "ingest"])
+@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month", "ingest", "points"])
 def test_quick_benchmark_writes_its_results(suite, tmp_path):
     import importlib
 
@@ -23,3 +23,7 @@ def test_quick_benchmark_writes_its_results(suite, tmp_path):
         assert result["sizes"]["pixels"] == 20_000 and result["row_trees_per_s"]["mean_std_shap"] > 0
     if suite == "ingest":
         assert result["counts_equal_reference"] and result["pixels_per_s"]["kernel"] > 0
+    if suite == "points":
+        assert result["sizes"]["sites"] == 10 and result["sizes"]["site_months"] == 10 * 24
+        assert result["finite_share"] > 0.75 and result["seconds"]["total"] > 0  # ci, pv, npv, bs not given:
+        assert sorted(result["missing_inputs"]) == [f"{v}: absent from the point extracts" for v in ("bs", "ci", "npv", "pv")]

@@ -90,8 +90,8 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, year: int | None = No
     else:
         if not config.paths.fluxnet:
             raise ConfigError("no flux data: set [paths] fluxnet = [\"DIR\", ...] in the config")
-        s = build_sites(p["sites"], config, runtime, fluxnet=[fluxnet_folder(d) for d in config.paths.fluxnet],
-                        features=p["features"])
+        by = {"points": list(config.paths.points)} if config.paths.points else {"features": p["features"]}
+        s = build_sites(p["sites"], config, runtime, fluxnet=[fluxnet_folder(d) for d in config.paths.fluxnet], **by)
         say(f"sites: {len(s.table):,} site-months of {s.table['site'].nunique()} sites"
             f"{f' ({s.left_out} left out: see the log)' if s.left_out else ''} -> {p['sites']}")
     if (p["model"] / "metrics.json").exists():

@@ -1,5 +1,6 @@
 """``ciml-ter sites``: the site-month table (Parquet) from flux data, with predictors from the
-towers' own meteorology or from a feature cube at each site's pixel."""
+towers' own meteorology, from a feature cube at each site's pixel, or from point extracts at the
+towers through the same feature code."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ class SitesSummary:
 
     @property
     def left_out(self) -> int:
-        """Sites left out (off the grid, on water, ...)."""
+        """Sites left out (off the grid, on water, without points, ...)."""
         return sum(len(v) for v in self.report.dropped_sites.values())
 
     def lines(self) -> list[str]:
@@ -32,10 +33,13 @@ class SitesSummary:
 
 
 def build_sites(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet: Sequence[Path] = (),
-                abcflux: Sequence[Path] = (), features: Path | None = None, window: int = 1) -> SitesSummary:
-    """Build the table (``sitetable.build_site_table``) from FLUXNET folders and ABCflux files, with
-    the predictors of the feature cube ``features`` at each tower (``window`` 1 or 3) or the
-    towers' meteorology, and write it to ``out``."""
-    frame, report = build_site_table(fluxnet, abcflux, features=features, window=window)
-    write_site_table(frame, out, mode=report.mode)
+                abcflux: Sequence[Path] = (), features: Path | None = None, window: int = 1,
+                points: Sequence[str] = (), points_window: int = 1) -> SitesSummary:
+    """Build the table (``sitetable.build_site_table``) from FLUXNET folders and ABCflux files and
+    write it to ``out``. Predictors: the feature cube ``features`` at each tower (``window`` 1 or
+    3), or the ``points`` extracts (``[PRODUCT=]PATH``; ``points_window`` for ORNL subsets)
+    through the feature code with ``config.features``, or the towers' meteorology."""
+    frame, report = build_site_table(fluxnet, abcflux, features=features, window=window, points=points,
+                                     points_window=points_window, features_config=config.features)
+    write_site_table(frame, out, mode=report.mode, provenance=report.provenance)
     return SitesSummary(Path(out), frame, report)

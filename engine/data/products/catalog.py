@@ -2,11 +2,18 @@
 which quality-control rule keeps a pixel.
 
 Scale factor, add_offset, _FillValue and valid_range are read from each file's own attributes
-(the values noted beside the tables are those of the product specifications, for reference and
-for the test granules); a table only names the layers and the QC rule. MODIS HDF4 physical
-values are ``scale_factor * (raw - add_offset)`` (the HDF4 SDsetcal convention the MODIS land
-products use); the VIIRS HDF5 land products listed here carry add_offset 0, and the same rule is
-applied to them.
+where the file has them (granules; ORNL subsets give the scale); ``Layer.stored`` holds the
+values of the product specification, used where a file gives none (AppEEARS and Earth Engine
+point extracts) and to recognise the MOD13/VNP13 convention below. MODIS HDF4 physical values
+are ``scale_factor * (raw - add_offset)`` (the HDF4 SDsetcal convention the MODIS land products
+use); the VIIRS HDF5 land products listed here carry add_offset 0, and the same rule is applied
+to them. The 16-day vegetation index files (MOD13/MYD13, VNP13) write ``scale_factor`` 10000 and
+mean raw / 10000 (their user guides' "scale factor 10000"): an attribute equal to 1 / the
+specification's scale is read that way.
+
+Layer and QC names are the HDF science dataset (SDS) names; AppEEARS and the ORNL DAAC subsets
+write them with ``_`` for spaces (``layer_key``), Earth Engine under its own band names, listed
+in ``aliases`` where they differ.
 
 QC rules are written as bit fields (first bit, number of bits, accepted values), bit 0 = least
 significant; a pixel is kept when every field of its QC word holds an accepted value, its raw
@@ -18,11 +25,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DAILY, EIGHT_DAY, FOUR_DAY, YEARLY = "daily", "8-day", "4-day", "yearly"
+DAILY, EIGHT_DAY, FOUR_DAY, SIXTEEN_DAY, YEARLY = "daily", "8-day", "4-day", "16-day", "yearly"
 SINUSOIDAL, CMG = "sinusoidal", "cmg"
 HDF4, HDF5 = "hdf4", "hdf5"
-# Output time dimension of each cadence (the contract allows one time dim per variable).
-TIME_DIMS = {DAILY: "time", EIGHT_DAY: "time8", FOUR_DAY: "time4"}
+# Output time dimension of each cadence (the contract allows one time dim per variable). The
+# 16-day products give red/nir, which feed the daily NIRv: a composite sits on the daily axis at
+# its first day, and the SG envelope bridges the days between composites as it bridges cloudy days.
+TIME_DIMS = {DAILY: "time", EIGHT_DAY: "time8", FOUR_DAY: "time4", SIXTEEN_DAY: "time"}
+
+
+def layer_key(name: str) -> str:
+    """A layer name as AppEEARS and the ORNL DAAC subsets write it: spaces as ``_``, no leading
+    ``_`` (AppEEARS prefixes one to names that begin with a digit: ``_250m_16_days_NDVI``)."""
+    return name.replace(" ", "_").lstrip("_")
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,7 @@ class QCRule:
 
     sds: str
     fields: tuple[BitField, ...]
+    aliases: tuple[str, ...] = ()  # the QC layer's Earth Engine band names where they differ
 
     def accept(self, qc: np.ndarray) -> np.ndarray:
         keep = np.ones(qc.shape, dtype=bool)
@@ -60,12 +76,26 @@ class QCRule:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """How a layer is stored, by its product specification: physical = scale * (raw - offset),
+    in ``units``; raw ``fill`` and values outside the raw ``valid`` range are invalid."""
+
+    scale: float
+    fill: float | None
+    valid: tuple[float, float]
+    units: str
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
 class Layer:
     """One contract variable from one science dataset (SDS) of a product."""
 
     var: str
     sds: str
     qc: QCRule | None = None
+    stored: Stored | None = None
+    aliases: tuple[str, ...] = ()  # the layer's Earth Engine band names where they differ
 
 
 @dataclass(frozen=True)
@@ -106,13 +136,14 @@ def _mod11_qc(sds: str) -> QCRule:
                         _bits(6, 2, {0, 1}, "average LST error <= 2 K")))
 
 
+_LST = Stored(0.02, 0, (7500, 65535), "K")
 MOD11A1 = Product(("MOD11A1", "MYD11A1"), HDF4, SINUSOIDAL, DAILY,
-                  (Layer("lst_day", "LST_Day_1km", _mod11_qc("QC_Day")),
-                   Layer("lst_night", "LST_Night_1km", _mod11_qc("QC_Night"))),
+                  (Layer("lst_day", "LST_Day_1km", _mod11_qc("QC_Day"), _LST),
+                   Layer("lst_night", "LST_Night_1km", _mod11_qc("QC_Night"), _LST)),
                   926.625433, "MODIS Collection-6.1 LST Products Users' Guide (Wan 2019), MOD11A1")
 MOD11C1 = Product(("MOD11C1", "MYD11C1"), HDF4, CMG, DAILY,
-                  (Layer("lst_day", "LST_Day_CMG", _mod11_qc("QC_Day")),
-                   Layer("lst_night", "LST_Night_CMG", _mod11_qc("QC_Night"))),
+                  (Layer("lst_day", "LST_Day_CMG", _mod11_qc("QC_Day"), _LST),
+                   Layer("lst_night", "LST_Night_CMG", _mod11_qc("QC_Night"), _LST)),
                   5559.752598, "MODIS Collection-6.1 LST Products Users' Guide (Wan 2019), MOD11C1")
 
 
@@ -134,15 +165,16 @@ def _mcd43_qc(band: int) -> QCRule:
 
 
 _MCD43C4_QC = QCRule("BRDF_Quality", (_bits(0, 8, {0, 1, 2}, "CMG BRDF quality: >= 75 % full inversions"),))
+_NBAR = Stored(1e-4, 32767, (0, 32766), "1")
 MCD43A4 = Product(("MCD43A4",), HDF4, SINUSOIDAL, DAILY,
-                  (Layer("red", "Nadir_Reflectance_Band1", _mcd43_qc(1)),
-                   Layer("nir", "Nadir_Reflectance_Band2", _mcd43_qc(2)),
-                   Layer("swir1", "Nadir_Reflectance_Band6", _mcd43_qc(6))),
+                  (Layer("red", "Nadir_Reflectance_Band1", _mcd43_qc(1), _NBAR),
+                   Layer("nir", "Nadir_Reflectance_Band2", _mcd43_qc(2), _NBAR),
+                   Layer("swir1", "Nadir_Reflectance_Band6", _mcd43_qc(6), _NBAR)),
                   463.312717, "MODIS MCD43 User's Guide C6/C6.1 (Schaaf & Wang), MCD43A4")
 MCD43C4 = Product(("MCD43C4",), HDF4, CMG, DAILY,
-                  (Layer("red", "Nadir_Reflectance_Band1", _MCD43C4_QC),
-                   Layer("nir", "Nadir_Reflectance_Band2", _MCD43C4_QC),
-                   Layer("swir1", "Nadir_Reflectance_Band6", _MCD43C4_QC)),
+                  (Layer("red", "Nadir_Reflectance_Band1", _MCD43C4_QC, _NBAR),
+                   Layer("nir", "Nadir_Reflectance_Band2", _MCD43C4_QC, _NBAR),
+                   Layer("swir1", "Nadir_Reflectance_Band6", _MCD43C4_QC, _NBAR)),
                   5559.752598, "MODIS MCD43 User's Guide C6/C6.1 (Schaaf & Wang), MCD43C4")
 
 
@@ -156,12 +188,14 @@ MCD43C4 = Product(("MCD43C4",), HDF4, CMG, DAILY,
 #   method without saturation, 001 main with saturation, 010 main failed (geometry) empirical
 #   back-up used, 011 main failed (other) back-up used, 100 not produced.
 # Rule: SCF_QC in {0, 1} (main radiative-transfer algorithm, with or without saturation).
+# Earth Engine names the MCD15A3H layer "Lai" (MODIS/061/MCD15A3H).
 _MCD15_QC = QCRule("FparLai_QC", (_bits(5, 3, {0, 1}, "SCF_QC: main RT algorithm"),))
+_LAI = Stored(0.1, 255, (0, 100), "m2 m-2")
 MCD15A2H = Product(("MCD15A2H", "MOD15A2H", "MYD15A2H"), HDF4, SINUSOIDAL, EIGHT_DAY,
-                   (Layer("lai", "Lai_500m", _MCD15_QC),),
+                   (Layer("lai", "Lai_500m", _MCD15_QC, _LAI),),
                    463.312717, "MODIS C6.1 LAI/FPAR User's Guide (Myneni et al.), MCD15A2H")
 MCD15A3H = Product(("MCD15A3H",), HDF4, SINUSOIDAL, FOUR_DAY,
-                   (Layer("lai", "Lai_500m", _MCD15_QC),),
+                   (Layer("lai", "Lai_500m", _MCD15_QC, _LAI, aliases=("Lai",)),),
                    463.312717, "MODIS C6.1 LAI/FPAR User's Guide (Myneni et al.), MCD15A3H")
 
 
@@ -177,9 +211,9 @@ def _vnp43_qc(band: int) -> QCRule:
 
 
 VNP43IA4 = Product(("VNP43IA4", "VJ143IA4"), HDF5, SINUSOIDAL, DAILY,
-                   (Layer("red", "Nadir_Reflectance_I1", _vnp43_qc(1)),
-                    Layer("nir", "Nadir_Reflectance_I2", _vnp43_qc(2)),
-                    Layer("swir1", "Nadir_Reflectance_I3", _vnp43_qc(3))),
+                   (Layer("red", "Nadir_Reflectance_I1", _vnp43_qc(1), _NBAR),
+                    Layer("nir", "Nadir_Reflectance_I2", _vnp43_qc(2), _NBAR),
+                    Layer("swir1", "Nadir_Reflectance_I3", _vnp43_qc(3), _NBAR)),
                    463.312717, "VIIRS VNP43 BRDF/Albedo User Guide V2 (Schaaf et al.), VNP43IA4")
 
 # VNP21A1D / VNP21A1N LST 1 km daily (day / night granules), grid VIIRS_Grid_Daily_1km_LST21.
@@ -195,10 +229,10 @@ def _vnp21_qc() -> QCRule:
 
 
 VNP21A1D = Product(("VNP21A1D", "VJ121A1D"), HDF5, SINUSOIDAL, DAILY,
-                   (Layer("lst_day", "LST_1KM", _vnp21_qc()),),
+                   (Layer("lst_day", "LST_1KM", _vnp21_qc(), _LST),),
                    926.625433, "VIIRS VNP21 LST&E User Guide C2 (Hulley et al.), VNP21A1D")
 VNP21A1N = Product(("VNP21A1N", "VJ121A1N"), HDF5, SINUSOIDAL, DAILY,
-                   (Layer("lst_night", "LST_1KM", _vnp21_qc()),),
+                   (Layer("lst_night", "LST_1KM", _vnp21_qc(), _LST),),
                    926.625433, "VIIRS VNP21 LST&E User Guide C2 (Hulley et al.), VNP21A1N")
 
 # VNP15A2H LAI 500 m 8-day. Guide: Knyazikhin, Y. & Myneni, R. et al., VIIRS LAI/FPAR (VNP15)
@@ -207,8 +241,62 @@ VNP21A1N = Product(("VNP21A1N", "VJ121A1N"), HDF5, SINUSOIDAL, DAILY,
 #   010/011 main failed, empirical back-up, 100 not produced); bit 3 dead detector; bits 4-7
 #   biome. Rule: SCF_QC in {0, 1} (the VIIRS layout differs from MODIS: SCF_QC in bits 0-2).
 VNP15A2H = Product(("VNP15A2H", "VJ115A2H"), HDF5, SINUSOIDAL, EIGHT_DAY,
-                   (Layer("lai", "Lai", QCRule("FparLai_QC", (_bits(0, 3, {0, 1}, "SCF_QC: main RT algorithm"),))),),
+                   (Layer("lai", "Lai", QCRule("FparLai_QC", (_bits(0, 3, {0, 1}, "SCF_QC: main RT algorithm"),)),
+                          _LAI),),
                    463.312717, "VIIRS VNP15 LAI/FPAR User's Guide C2 (Knyazikhin, Myneni et al.), VNP15A2H")
+
+
+# --- Vegetation indices, 16-day (MOD13Q1/MYD13Q1 250 m, MOD13A1/MYD13A1 500 m, VNP13A1 500 m) -----
+# Guide: Didan, K. et al., MODIS Vegetation Index User's Guide (MOD13 Series), Collection 6.1
+# (2019); LP DAAC product pages MOD13Q1/MOD13A1 v061. Grids MODIS_Grid_16DAY_250m_500m_VI and
+# MODIS_Grid_16DAY_500m_VI. "<res> 16 days red reflectance" (band 1, 620-670 nm) and "... NIR
+# reflectance" (band 2, 841-876 nm): int16, scale factor 10000 (physical = raw / 10000),
+# _FillValue -1000, valid_range 0-10000. (The "MIR reflectance" layer is band 7, 2105-2155 nm, not
+# the contract's 1.6 um swir1.) "<res> 16 days VI Quality": uint16 bit fields
+#   bits 0-1 MODLAND QA: 00 VI produced, good quality; 01 VI produced, check other QA; 10 pixel
+#            produced but most probably cloudy; 11 pixel not produced (other reasons);
+#   bits 2-5 VI usefulness: 0000 highest ... 1100 lowest quality, 1101 quality so low that it is
+#            not useful, 1110 L1B data faulty, 1111 not useful for any other reason / not processed;
+#   bits 6-7 aerosol quantity; bit 8 adjacent cloud; bit 9 atmosphere BRDF correction; bit 10
+#   mixed clouds; bits 11-13 land/water; bit 14 possible snow/ice; bit 15 possible shadow.
+# "<res> 16 days pixel reliability" (SummaryQA): -1 fill, 0 good, 1 marginal, 2 snow/ice, 3 cloudy.
+# Rule (on VI Quality, the finer of the two): VI produced (MODLAND 00 or 01), usefulness 0-12, no
+# mixed clouds, no shadow. Earth Engine (MODIS/061/MOD13A1 ...) names the layers sur_refl_b01,
+# sur_refl_b02 and DetailedQA.
+def _vi_quality(sds: str, aliases: tuple[str, ...]) -> QCRule:
+    return QCRule(sds, (_bits(0, 2, {0, 1}, "MODLAND QA: VI produced"),
+                        _bits(2, 4, set(range(13)), "VI usefulness: useful (0-12)"),
+                        _bits(10, 1, {0}, "no mixed clouds"),
+                        _bits(15, 1, {0}, "no possible shadow")), aliases)
+
+
+_VI_REFLECTANCE = Stored(1e-4, -1000, (0, 10000), "1")
+
+
+def _mod13(short_names: tuple[str, ...], res: str, res_m: float) -> Product:
+    qc = _vi_quality(f"{res} 16 days VI Quality", ("DetailedQA",))
+    return Product(short_names, HDF4, SINUSOIDAL, SIXTEEN_DAY,
+                   (Layer("red", f"{res} 16 days red reflectance", qc, _VI_REFLECTANCE, ("sur_refl_b01",)),
+                    Layer("nir", f"{res} 16 days NIR reflectance", qc, _VI_REFLECTANCE, ("sur_refl_b02",))),
+                   res_m, f"MODIS Vegetation Index User's Guide C6.1 (Didan et al. 2019), {short_names[0]}")
+
+
+MOD13Q1 = _mod13(("MOD13Q1", "MYD13Q1"), "250m", 231.656358)
+MOD13A1 = _mod13(("MOD13A1", "MYD13A1"), "500m", 463.312717)
+
+# VNP13A1: Didan, K. et al., VIIRS Vegetation Indices (VNP13) User Guide / ATBD, Version 2 (LP
+# DAAC); grid VIIRS_Grid_16Day_VI_500m. "500 m 16 days red reflectance" (I1, 600-680 nm), "... NIR
+# reflectance" (I2, 846-885 nm), "... SWIR2 reflectance" (I3, 1580-1640 nm, the band VNP43IA4
+# gives as swir1): int16, scale factor 10000 (raw / 10000), _FillValue -1000, valid_range 0-10000.
+# "500 m 16 days VI Quality": the MOD13 bit layout above; same rule. Earth Engine
+# (NASA/VIIRS/002/VNP13A1): red_reflectance, NIR_reflectance, SWIR2_reflectance, VI_Quality.
+_VNP13_QC = _vi_quality("500 m 16 days VI Quality", ("VI_Quality",))
+VNP13A1 = Product(("VNP13A1", "VJ113A1"), HDF5, SINUSOIDAL, SIXTEEN_DAY,
+                  (Layer("red", "500 m 16 days red reflectance", _VNP13_QC, _VI_REFLECTANCE, ("red_reflectance",)),
+                   Layer("nir", "500 m 16 days NIR reflectance", _VNP13_QC, _VI_REFLECTANCE, ("NIR_reflectance",)),
+                   Layer("swir1", "500 m 16 days SWIR2 reflectance", _VNP13_QC, _VI_REFLECTANCE,
+                         ("SWIR2_reflectance",))),
+                  463.312717, "VIIRS VNP13 Vegetation Indices User Guide V2 (Didan et al.), VNP13A1")
 
 
 # --- Land cover (MCD12C1 0.05 deg yearly CMG) ---------------------------------------------------
@@ -230,7 +318,7 @@ IGBP_CLASSES = {0: "water", 1: "evergreen needleleaf forest", 2: "evergreen broa
 PFT_FILL = 255
 
 PRODUCTS: tuple[Product, ...] = (MOD11A1, MOD11C1, MCD43A4, MCD43C4, MCD15A2H, MCD15A3H, VNP43IA4,
-                                 VNP21A1D, VNP21A1N, VNP15A2H, MCD12C1)
+                                 VNP21A1D, VNP21A1N, VNP15A2H, MOD13Q1, MOD13A1, VNP13A1, MCD12C1)
 BY_SHORT_NAME: dict[str, Product] = {name: p for p in PRODUCTS for name in p.short_names}
 
 

@@ -2,16 +2,17 @@
 
 MODIS convention (HDF4 SDsetcal, used by the MODIS and VIIRS land products):
 ``physical = scale_factor * (raw - add_offset)``. Raw values equal to _FillValue or outside
-valid_range are invalid (NaN); so are pixels the product's QC rule rejects.
+valid_range are invalid (NaN); so are pixels the product's QC rule rejects. The MOD13/VNP13
+files' ``scale_factor`` 10000 means raw / 10000 (``file_encoding``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .catalog import Layer, Product
+from .catalog import Layer, Product, Stored
 from .names import GranuleName
 from .structmeta import GridGeometry
 
@@ -78,6 +79,22 @@ def encoding_from_attrs(attrs: dict) -> Encoding:
                     None if units is None else str(units), None if long_name is None else str(long_name))
 
 
+def spec_encoding(stored: Stored, scale: float | None = None) -> Encoding:
+    """The Encoding of a product specification (``scale`` given by a file replaces its scale)."""
+    return Encoding(stored.scale if scale is None else scale, stored.offset, stored.fill, stored.valid,
+                    stored.units)
+
+
+def file_encoding(layer: Layer, attrs: dict) -> Encoding:
+    """The Encoding of ``layer`` from its file's attributes. A ``scale_factor`` equal to 1 / the
+    specification's scale (the MOD13/VNP13 "scale factor 10000") is read as that scale."""
+    enc = encoding_from_attrs(attrs)
+    spec = layer.stored
+    if spec is not None and spec.scale < 1 and abs(enc.scale_factor * spec.scale - 1.0) < 1e-6:
+        enc = replace(enc, scale_factor=spec.scale)
+    return enc
+
+
 def decode(raw: np.ndarray, enc: Encoding, keep: np.ndarray | None = None) -> np.ndarray:
     """float32 physical values of ``raw``; NaN at fill, outside valid_range, or where ``keep`` is
     False (QC)."""
@@ -130,7 +147,7 @@ def decode_layers(product: Product, read) -> tuple[dict[str, np.ndarray], dict]:
             if layer.qc.sds not in qc_words:
                 qc_words[layer.qc.sds] = read(layer.qc.sds)[0]
             keep = layer.qc.accept(qc_words[layer.qc.sds])
-        enc = encoding_from_attrs(attrs)
+        enc = file_encoding(layer, attrs)
         layers[layer.var] = decode(raw, enc, keep)
         provenance[layer.var] = layer_provenance(layer, enc)
     return layers, provenance
