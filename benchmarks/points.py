@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 
 from benchmarks.common import RESULTS, environment, write_result
 from ciml_ter.config import FeaturesConfig
+from ciml_ter.device import CPU
 
 GOAL_S = 30.0
 BITMASK = np.array([f"0b{w:08b}" for w in range(256)], dtype=object)
@@ -122,7 +123,7 @@ def steps(obs: pd.DataFrame, folder: Path, config: FeaturesConfig) -> dict:
     cube = point_cube(files, towers, MATCH_KM)
     out["match_reduce_cube"] = time.perf_counter() - start
     start = time.perf_counter()
-    plan_ = plan(cube.ds, "points", None, config, "cpu", np)
+    plan_ = plan(cube.ds, "points", None, config, CPU)
     band_features(cube.ds, slice(0, 1), plan_, config, np)
     out["features"] = time.perf_counter() - start
     return out
