@@ -27,6 +27,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def smoke_rounds(config) -> None:
+    """Fixed, few boosting rounds (50, no rounds search) for a smoke run (``--quick``, ``--dry``):
+    it checks that a runner works, and its figures are never recorded as results."""
+    config.xgboost.num_boost_round, config.xgboost.early_stopping_rounds = 50, 0
+
+
 def environment(device: str = "cpu") -> dict:
     """Device description, date and installed versions, for a results JSON."""
     from ciml_ter.device import xgboost_has_cuda

@@ -10,7 +10,8 @@ all rows, then mean + std + SHAP. Each pass is first timed on 65,536 rows; when 
 projects the month beyond ``--budget`` seconds the pass is projected, not run (marked so;
 one whole batch of millions of rows with SHAP can take minutes). Goals on one H100: <= 30 s and <= 5 min. Writes
 benchmarks/results/global-month-<device>-<date>.json with rows/s, row.trees/s and the device
-memory high-water mark. ``--quick``: 3 x 1 models and 20,000 pixels (a check that it runs).
+memory high-water mark. ``--quick``: 3 x 1 models of 50 fixed rounds and 20,000 pixels (a
+check that it runs).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, DeviceMemoryPeak, environment, global_land_cells, write_result
+from benchmarks.common import (RESULTS, DeviceMemoryPeak, environment, global_land_cells, smoke_rounds,
+                               write_result)
 from benchmarks.training import synthetic_table
 from ciml_ter.config import PipelineConfig
 from ciml_ter.device import CPU, Device
@@ -36,10 +38,13 @@ MISSING_SHARE = 0.03
 PROBE_ROWS = 65_536
 
 
-def trained_model(model_dir: Path, folds: int, seeds: int, note=print) -> tuple[MergedEnsemble, dict]:
+def trained_model(model_dir: Path, folds: int, seeds: int, note=print, smoke: bool = False
+                  ) -> tuple[MergedEnsemble, dict]:
     """Train (CPU workers) and merge the benchmark ensemble; returns it and the timings (s).
-    ``note(message)`` hears each step."""
+    ``note(message)`` hears each step; ``smoke``: few fixed rounds (``common.smoke_rounds``)."""
     config = PipelineConfig()
+    if smoke:
+        smoke_rounds(config)
     config.predictors.season = config.predictors.climatology = False  # the table's columns only
     config.device = "cpu"
     config.train.folds, config.train.seeds = folds, seeds
@@ -114,14 +119,15 @@ def main(argv=None) -> Path:
     parser.add_argument("--pixels", type=int, default=None, help="rows of the month (default: every "
                         "land cell of the 0.05 deg grid; quick: 20,000)")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per pass; see the module doc")
-    parser.add_argument("--quick", action="store_true", help="3 x 1 models, 20,000 pixels")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 x 1 models of 50 fixed rounds, 20,000 pixels (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     device = Device.resolve(args.device)
     pixels = args.pixels or (20_000 if args.quick else global_land_cells(0.05))
     folds, seeds = (3, 1) if args.quick else (10, 20)
     with tempfile.TemporaryDirectory() as tmp:
-        merged, seconds = trained_model(Path(tmp) / "model", folds, seeds)
+        merged, seconds = trained_model(Path(tmp) / "model", folds, seeds, smoke=args.quick)
     timing = time_month(merged, device, pixels, args.budget)
     result = {**environment(device.kind), "suite": "global_month", "quick": args.quick,
               "sizes": {"pixels": pixels, "features": N_FEATURES, "members": merged.n_members,

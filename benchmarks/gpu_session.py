@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import global_month
-from benchmarks.common import RESULTS, environment, global_land_cells, write_result
+from benchmarks.common import RESULTS, environment, global_land_cells, smoke_rounds, write_result
 from benchmarks.kernels import cloudy_daily
 from benchmarks.training import synthetic_table
 from ciml_ter import kernels
@@ -151,7 +151,7 @@ def pytest_gpu_section(s: Session) -> dict:
 def global_month_section(s: Session) -> dict:
     """The merged ensemble on every land cell of a 0.05 deg month (``benchmarks.global_month``)."""
     folds, seeds = (3, 1) if s.dry else (10, 20)
-    s.merged, seconds = global_month.trained_model(s.work / "model", folds, seeds, note=s.note)
+    s.merged, seconds = global_month.trained_model(s.work / "model", folds, seeds, note=s.note, smoke=s.dry)
     pixels = 2_000 if s.dry else global_land_cells(0.05)
     timing = global_month.time_month(s.merged, s.device, pixels, budget=max(20.0, s.left() - 300), note=s.note)
     return {"sizes": {"pixels": pixels, "features": global_month.N_FEATURES, "members": s.merged.n_members,
@@ -234,6 +234,8 @@ def training_section(s: Session) -> dict:
         config.device = device.kind
         config.train.folds, config.train.seeds = folds, seeds
         config.train.gpu_workers = max(1, gpu_workers)
+        if s.dry:
+            smoke_rounds(config)
         s.note(f"training {folds} x {seeds} on {device}" + (f" with {gpu_workers} threads" if device.kind == "cuda" else ""))
         start = time.perf_counter()
         ensemble = train_ensemble(table, config, s.work / f"train-{device.kind}-{gpu_workers}", device,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from benchmarks.common import RESULTS, environment, timed
+from benchmarks.common import RESULTS, environment, smoke_rounds, timed
 from benchmarks.training import synthetic_table
 from ciml_ter.config import PipelineConfig, save_config
 from ciml_ter.data.cube import write_zarr
@@ -64,13 +64,15 @@ def mpi_predict(model: Path, cube: Path, work: Path, ranks: int, config: Path) -
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about 10x smaller")
+    parser.add_argument("--quick", action="store_true", help="about 10x smaller, 50 fixed rounds (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     n_rows, n_ref, grid = (2_000, 200, 24) if args.quick else (20_000, 1_000, 64)
     config = PipelineConfig()
     config.predictors.season = config.predictors.climatology = False  # the table's columns only
     config.train.folds, config.train.seeds = (3, 1) if args.quick else (10, 2)
+    if args.quick:
+        smoke_rounds(config)
     table, weights = synthetic_table(40 if args.quick else 200, 100, 21)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

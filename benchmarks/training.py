@@ -4,7 +4,7 @@
 
 Default: 10 folds x 20 seeds on 20,000 site-months (200 sites x 100 months) x 26 features,
 with the default XGBoost settings (rounds by inner CV, patience 200) and causal-like
-feature weights. ``--quick``: 3 folds x 2 seeds on 2,000 site-months. Writes
+feature weights. ``--quick``: 3 folds x 2 seeds on 2,000 site-months, 50 fixed rounds (a smoke run). Writes
 benchmarks/results/training-<device>-<date>.json with the device, versions, sizes and seconds.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ciml_ter.config import PipelineConfig
-from benchmarks.common import RESULTS, environment
+from benchmarks.common import RESULTS, environment, smoke_rounds
 from ciml_ter.sitetable import site_table_from_frame
 from ciml_ter.causal import fixed_weights
 from ciml_ter.device import Device
@@ -45,7 +45,7 @@ def synthetic_table(n_sites: int, n_months: int, n_features: int, seed: int = 0)
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 folds x 2 seeds on 2,000 site-months")
+    parser.add_argument("--quick", action="store_true", help="3 folds x 2 seeds on 2,000 site-months, 50 fixed rounds")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--workers", type=int, default=0, help="training processes (0 = one per core)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
@@ -57,6 +57,7 @@ def main(argv=None) -> Path:
     config.train.workers = args.workers
     if args.quick:
         config.train.folds, config.train.seeds = 3, 2
+        smoke_rounds(config)
     table, weights = synthetic_table(n_sites, n_months, n_features)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
