@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 PYTEST := $(BIN)/python -m pytest
 MPI_RANKS ?= 2
 MPI_TIMEOUT ?= 900
+TEST_WORKERS ?= 2
 APT_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge chromium
 
 # OpenMPI refuses root and more ranks than cores unless told; CI runs as root on 2 cores.
@@ -49,7 +50,7 @@ system-deps:
 # The whole suite: CUDA-simulator kernels, MPI on $(MPI_RANKS) ranks, a real Slurm job, the
 # installed wheel, the rest.
 test: $(VENV)/.test-installed
-	$(MAKE) --no-print-directory test-cudasim test-mpi test-slurm test-wheel test-main
+	$(MAKE) --no-print-directory test-cudasim test-mpi test-slurm test-main
 
 test-cudasim: $(VENV)/.test-installed
 	NUMBA_ENABLE_CUDASIM=1 $(PYTEST) -m cudasim
@@ -65,8 +66,10 @@ test-slurm: $(VENV)/.test-installed
 test-wheel: $(VENV)/.test-installed
 	$(PYTEST) tests/test_wheel.py
 
+# The rest, the wheel check among it, on $(TEST_WORKERS) pytest-xdist workers; a test module stays
+# on one worker (its module fixtures are built once), the slowest modules start first.
 test-main: $(VENV)/.test-installed
-	$(PYTEST) -m "not cudasim and not mpi and not slurm and not wheel"
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not cudasim and not mpi and not slurm"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

@@ -487,8 +487,8 @@ def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) wit
 def demo(out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Directory for demo outputs."),
          fluxnet: Optional[Path] = typer.Option(None, "--fluxnet", help="Real FLUXNET2015 monthly files "
                                                 "(default: the 20-site FLUXNET2015 sample shipped with ciml-ter)."),
-         quick: bool = typer.Option(False, "--quick", help="A smaller world (30 x 20 degrees, 6 years, 60 "
-                                    "towers) and 3 folds x 1 seed: the five-minute walk-through."),
+         quick: bool = typer.Option(False, "--quick", help="Six years instead of ten "
+                                    "and 3 folds x 1 seed: the five-minute walk-through."),
          device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
          config_path: Optional[Path] = CONFIG_OPTION):
     """The whole engine on a small synthetic world with known truth (synth, features, sites,

@@ -1,10 +1,8 @@
-"""The ciml-ter command line: help, info, user-error handling (exit 2, one line), demo."""
+"""The ciml-ter command line: help, info, user-error handling (exit 2, one line)."""
 from __future__ import annotations
 
 import json
-import re
 
-import numpy as np
 import pytest
 
 from _support import run_cli
@@ -77,31 +75,6 @@ def test_config_show_writes_a_valid_config(tmp_path):
     assert result.returncode == 0, result.stderr
     check = run_cli("config", "check", str(path))
     assert check.returncode == 0 and "valid; hash" in check.stdout
-
-
-def test_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_path):
-    """The whole demo (what `make demo` runs): one line per stage, the synthetic world's budget
-    within 5 % and its trend sign right, the true parents found, real towers trained, a report."""
-    # 339 s on the 2-core VM that measured the README; twice that on a slower 2-core machine
-    result = run_cli("demo", "--out", str(tmp_path / "demo"), timeout=1800)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    for k in range(1, 11):
-        assert sum(line.startswith(f"[{k}/10]") for line in lines) == 1, lines
-    stages = [line for line in lines if line.startswith("[")]
-    assert all(re.search(r"\(stage \d+( min \d\d)? s, total \d+( min \d\d)? s\)$", line) for line in stages), stages
-    report = tmp_path / "demo" / "report.html"
-    assert lines[-1].startswith("demo finished in") and lines[-1].endswith(f"open {report}")
-    truth = json.loads((tmp_path / "demo" / "truth_vs_estimate.json").read_text())
-    assert abs(truth["budget_error_percent"]) < 5
-    assert np.sign(truth["estimated_trend_percent_per_yr"]) == np.sign(truth["true_trend_percent_per_yr"]) != 0
-    assert truth["map_r2_vs_truth"] > 0.9 and truth["sites_test_r2"]["causal_vs_truth"] > 0.9
-    assert truth["parents_outweigh_decoys"] and truth["recall"] >= 0.75, truth
-    sites = truth["sites_test_r2"]  # causal weights do not cost accuracy on held-out sites
-    assert sites["causal_vs_truth"] >= sites["plain_vs_truth"] - 0.002, sites
-    page = report.read_text(encoding="utf-8")
-    assert "truth vs estimate (synthetic world)" in page and page.count("<img") >= 8
-    assert "real FLUXNET towers" in page and "2636 site-months" in result.stdout  # the shipped sample
 
 
 @pytest.mark.parametrize("args, fragment", [
