@@ -7,16 +7,20 @@ what ``analyze_run`` returns.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from ciml_ter import gridstats, kernels
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.products.catalog import IGBP_CLASSES
 from ciml_ter.data.products.landcover import MCD12C1_RES, landcover_on_grid
 from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_output
 from ciml_ter.grid import GridWindow
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.tiles import TerOutput
@@ -31,6 +35,37 @@ class Analysis:
     summary: dict
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     maps: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+
+
+MAPS = "maps.nc"
+
+
+def write_maps(analysis: Analysis, run: TerOutput, folder: Path) -> Path:
+    """Write the analysis maps, the run's land mask and its grid as ``folder/maps.nc`` (CF-1.8;
+    float maps as float32; attributes ``features`` and ``groups`` in SHAP order)."""
+    data = {k: (("lat", "lon"), np.asarray(v).astype(np.float32) if np.asarray(v).dtype.kind == "f"
+                else np.asarray(v), {"units": u}) for k, (v, u) in analysis.maps.items()}
+    data["land"] = (("lat", "lon"), run.land.astype(np.uint8), {"units": "1"})
+    maps = xr.Dataset(data, coords={"lat": ("lat", run.lat, {"units": "degrees_north"}),
+                                    "lon": ("lon", run.lon, {"units": "degrees_east"})},
+                      attrs={"Conventions": "CF-1.8", "features": json.dumps(list(run.shap)),
+                             "groups": json.dumps(analysis.summary.get("drivers", {}).get("group_order", []))})
+    with atomic_output(Path(folder) / MAPS) as tmp:
+        maps.to_netcdf(tmp, engine="h5netcdf")
+    return Path(folder) / MAPS
+
+
+def read_maps(folder: Path) -> xr.Dataset:
+    """``folder/maps.nc`` of ``ciml-ter analyze``, loaded; InputError naming it when it is missing or
+    unreadable."""
+    path = Path(folder) / MAPS
+    if not path.is_file():
+        raise InputError(f"{path}: analysis maps not found; expected the output folder of 'ciml-ter analyze'")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the analysis maps ({type(exc).__name__}: {exc})") from None
 
 
 def lat_band_masks(lat: np.ndarray, n_lon: int, high_latitude: float) -> dict[str, np.ndarray]:

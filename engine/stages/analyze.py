@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ciml_ter.analysis import analyze_run
+from ciml_ter.analysis import analyze_run, write_maps
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.cube import open_cube
 from ciml_ter.errors import InputError
-from ciml_ter.files import atomic_output, atomic_write
+from ciml_ter.files import atomic_write
 from ciml_ter.sitetable import read_site_table
 from ciml_ter.stages import Runtime
 from ciml_ter.tiles import RunDir
@@ -112,15 +112,7 @@ def analyze(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, c
     out.mkdir(parents=True, exist_ok=True)
     for name, table in found.tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
-    data = {k: (("lat", "lon"), np.asarray(v).astype(np.float32) if np.asarray(v).dtype.kind == "f"
-                else np.asarray(v), {"units": u}) for k, (v, u) in found.maps.items()}
-    data["land"] = (("lat", "lon"), output.land.astype(np.uint8), {"units": "1"})
-    maps = xr.Dataset(data, coords={"lat": ("lat", output.lat, {"units": "degrees_north"}),
-                                    "lon": ("lon", output.lon, {"units": "degrees_east"})},
-                      attrs={"Conventions": "CF-1.8", "features": json.dumps(list(output.shap)),
-                             "groups": json.dumps(summary.get("drivers", {}).get("group_order", []))})
-    with atomic_output(out / "maps.nc") as tmp:
-        maps.to_netcdf(tmp, engine="h5netcdf")
+    write_maps(found, output, out)
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=float))
     runtime.step(1, 1, "written")
     return AnalyzeSummary(out, summary)

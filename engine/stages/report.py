@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
+from ciml_ter.analysis import read_maps
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.synth import read_truth
 from ciml_ter.documents import read_json
@@ -145,8 +145,7 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
     else:
         analysis_dir = Path(analysis)
         summary = read_json(analysis_dir / "summary.json", "summary.json of `ciml-ter analyze`")
-        with xr.open_dataset(analysis_dir / "maps.nc", engine="h5netcdf") as ds:
-            ds = ds.load()
+        ds = read_maps(analysis_dir)
         land = ds.land.values.astype(bool)
         ter_mean = ds.ter_mean.values.astype(np.float64)
     truth_info = _truth_parts(found, rundir, lat, lon, land, months) if found is not None else None
