@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from contextlib import contextmanager
@@ -19,6 +19,9 @@ from rich.table import Table
 
 from ciml_ter import __version__
 from ciml_ter.errors import CimlTerError
+
+if TYPE_CHECKING:
+    from ciml_ter.stages import Summary
 
 # rich_markup_mode=None: help texts are plain text ("[paths]" is a config section, not markup)
 app = typer.Typer(name="ciml-ter", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -70,7 +73,7 @@ def _runtime(config, progress=None, say=None):
     return Runtime(Device.resolve(config.device), say or (lambda line: out.print(line, markup=False)), progress)
 
 
-def _say(summary) -> None:
+def _say(summary: Summary) -> None:
     """Print a stage summary's lines."""
     for line in summary.lines():
         out.print(line, markup=False)
