@@ -375,8 +375,12 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+SLOPE_UNDERESTIMATES = 0.8  # estimated-on-observed slope below which the sentence says high TER is underestimated
+
+
 def evaluation_sentence(metrics: dict, predictions: pd.DataFrame | None = None) -> str:
-    """One sentence of what an evaluation's numbers mean."""
+    """One sentence of what an evaluation's numbers mean, ranking the models by test MAE (the
+    measure the evaluation ranks by) and saying when the model flattens high TER."""
     entries = {n: e["test"] for n, e in model_entries(metrics).items() if "test" in e}
     name = model_name(metrics)
     m = entries.get(name, {})
@@ -389,9 +393,13 @@ def evaluation_sentence(metrics: dict, predictions: pd.DataFrame | None = None) 
     text = (f"On {m.get('n', 'the')} held-out site-months{sites}, the {name} {fit}, with a mean absolute error of "
             f"{m['mae']:.1f} {units}" + (f" ({100 * m['rmae']:.0f} % of the mean observed TER)"
                                         if _finite(m.get("rmae")) else ""))
-    others = {n: v["r2"] for n, v in entries.items() if n != name and _finite(v.get("r2"))}
+    others = {n: v["mae"] for n, v in entries.items() if n != name and _finite(v.get("mae"))}
     if others:
-        best = max(others, key=others.get)
-        text += (f"; the best baseline, {best}, reaches R² {others[best]:.2f}" if others[best] > r2
-                 else f"; no baseline does better (best: {best}, R² {others[best]:.2f})")
+        best = min(others, key=others.get)
+        text += (f"; the best baseline by test MAE, {best}, does better ({others[best]:.1f})" if others[best] < m["mae"]
+                 else f"; no baseline has a lower test MAE (best: {best}, {others[best]:.1f})")
+    slope = m.get("slope_est_on_obs")
+    if _finite(slope) and slope < SLOPE_UNDERESTIMATES:
+        text += (f". It flattens the extremes: the estimates regressed on the observations have a slope of "
+                 f"{slope:.2f}, so high TER is underestimated and low TER overestimated")
     return text + "."

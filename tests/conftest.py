@@ -5,8 +5,8 @@ import pytest
 
 # Modules that take minutes, started first so that pytest-xdist's workers (`make test`:
 # -n 2 --dist loadfile) do not end the run with one of them alone on one worker.
-SLOWEST_FIRST = ("test_demo.py", "test_wheel.py", "test_benchmarks.py", "test_gpu_session.py", "test_predict.py",
-                 "test_pipeline.py", "test_ingest_e2e.py", "test_cli.py")
+SLOWEST_FIRST = ("test_demo.py", "test_wheel.py", "test_walkthrough.py", "test_benchmarks.py", "test_gpu_session.py",
+                 "test_predict.py", "test_pipeline.py", "test_ingest_e2e.py", "test_cli.py")
 
 
 def _cuda_gpu_present() -> bool:

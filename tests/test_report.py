@@ -305,7 +305,7 @@ def _model_dir(path: Path, n: int, seed: int) -> Path:
     baselines = {}
     for key, r2 in BASELINES.items():
         pred[f"{key}_test"] = obs * rng.normal(1, 0.2, n)
-        baselines[key] = {"test": {**entry, "r2": r2, "mae": 10 * (1 - r2) + 3}, "by_pft": {"ENF": {"test": entry}}}
+        baselines[key] = {"test": {**entry, "r2": r2, "mae": 5.0 + 10 * (0.97 - r2)}, "by_pft": {"ENF": {"test": entry}}}
     path.mkdir(parents=True)
     pred.to_csv(path / "predictions.csv", index=False)
     pd.DataFrame({"feature": FEATURES, "pcmci_effect": [0.05, 0.6, 0.15, 0.2], "xgb_weight_causal": [0.1, 0.4, 0.2, 0.3],
@@ -540,7 +540,8 @@ def test_synthetic_report_real_towers_figure(given):
     assert f"{key}-scatter-obs-est" in figures and "observed vs held-out" in text.captions[f"{key}-scatter-obs-est"].lower()
     sentence = text.by_id[f"{key}-text"]
     assert sentence.startswith("On 300 held-out site-months from 20 towers, the causal XGBoost explains 97 %")
-    assert "the best baseline" not in sentence and "no baseline does better" in sentence
+    assert "the best baseline" not in sentence and "no baseline has a lower test MAE (best: plain XGBoost, 5.2)" in sentence
+    assert "flattens" not in sentence  # slope 0.96
     verdict = json.loads((given["kw"]["evaluations"][TOWERS]["model_dir"] / "metrics.json").read_text())["verdict"]
     assert " ".join(text.by_id[f"{key}-verdict"].split()) == f"{verdict['sentence']} {verdict['ranking']}"
     towers = _Parsed(page).tables[f"table-{key}-metrics"]
@@ -555,3 +556,17 @@ def test_a_skipped_evaluation_says_why(tmp_path):
     assert not _Parsed(page).figures
     assert _Text(page).by_id[f"{key}-text"] == "Not run: no FLUXNET folder at /nowhere; give ciml-ter demo --fluxnet DIR."
     assert "<code>ciml-ter demo --fluxnet DIR</code>" in page
+
+
+def test_evaluation_sentence_ranks_by_mae_and_names_a_flattening_model():
+    """One criterion everywhere: a baseline with a lower test MAE is named as better even when
+    the model's R² is higher; a slope of the estimates on the observations of 0.53 is said."""
+    from ciml_ter.reporting import evaluation_sentence
+
+    model = {"mae": 30.0, "rmae": 0.4, "r2": 0.50, "slope_est_on_obs": 0.53, "n": 100}
+    metrics = {"model": {"test": model, "causal": False}, "units": "g C m-2 month-1",
+               "baselines": {"random_forest": {"test": {**model, "mae": 29.0, "r2": 0.45}},
+                             "xgboost_plain": {"test": {**model, "mae": 31.0, "r2": 0.47}}}}
+    sentence = evaluation_sentence(metrics)
+    assert "the best baseline by test MAE, random forest, does better (29.0)" in sentence
+    assert "slope of 0.53, so high TER is underestimated" in sentence
