@@ -3,6 +3,7 @@ analytic fields, fill and QC-rejected pixels are excluded, tiles anywhere (60-70
 antimeridian), CMG block means, rasters, resume, bad and unknown files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -77,7 +78,7 @@ def test_mod11a1_high_latitude_tile_area_means_fill_and_qc(tmp_path):
     qc[60:90, 10:40] = 0b10 | (0b11 << 6)  # not produced (cloud), LST error > 3 K: 65-62.5 N, 2-7 E
     day[60:90, 10:40] = 1300.0  # garbage in valid_range: would break every bound if kept
     night = lst_field(lat, lon) - 12.0
-    G.mod11a1(tmp_path, "2019-07-01", 18, 2, n, day, night, qc_day=qc)
+    path = G.mod11a1(tmp_path, "2019-07-01", 18, 2, n, day, night, qc_day=qc)
     lines = []
     summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 60, 10, 70), log=lines.append)
     assert summary.ok and summary.written == {"time": ["2019-07-01"]}
@@ -96,8 +97,10 @@ def test_mod11a1_high_latitude_tile_area_means_fill_and_qc(tmp_path):
     assert "QC_Day" in ds.lst_day.attrs["qc_rule"] and ds.lst_day.attrs["source_products"] == "MOD11A1"
     products = json.loads(ds.attrs["ingest_products"])
     assert products["MOD11A1.061"]["layers"]["lst_day"]["scale_factor"] == pytest.approx(0.02)
-    assert json.loads(ds.attrs["ingest_files"])["time"]["2019-07-01"] == [
-        "MOD11A1.A2019182.h18v02.061.2021001000000.hdf"]
+    files = json.loads(ds.attrs["ingest_inventory"])["time"]["2019-07-01"]
+    assert files == {"MOD11A1.A2019182.h18v02.061.2021001000000.hdf": {
+        "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "variables": ["lst_day", "lst_night"]}}
 
 
 def anti_field(lat, lon):
@@ -311,7 +314,7 @@ def test_truncated_granule_is_named_others_ingested(tmp_path):
     summary = ingest([src], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 20, 50), log=lines.append)
     assert not summary.ok
     assert [p for p, _ in summary.bad] == [str(bad)]
-    assert sum(bad.name in line for line in lines) == 2  # its own line, and the closing summary
+    assert not any(bad.name in line for line in lines)  # reported once, by the caller from summary.bad
     assert summary.incomplete == {"time": ["2019-03-01"]}
     ds = open_cube(tmp_path / "cube.zarr")
     assert np.isfinite(ds.lst_day.values[0][:, :10]).all()  # h18 of the same date is ingested
@@ -322,6 +325,108 @@ def test_truncated_granule_is_named_others_ingested(tmp_path):
     assert summary.ok and summary.written == {"time": ["2019-03-01"]}
     assert summary.skipped_present == {"time": ["2019-03-02"]}
     assert np.isfinite(open_cube(tmp_path / "cube.zarr").lst_day.values[0][:, 16:]).all()
+
+
+def test_a_date_whose_only_granule_failed_gets_no_slice(tmp_path):
+    n = 20
+    lat, lon = G.pixel_latlon(18, 4, n)
+    G.mod11a1(tmp_path, "2019-03-01", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    bad = G.mod11a1(tmp_path, "2019-03-02", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    bad.write_bytes(bad.read_bytes()[:1000])
+    lines = []
+    summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    assert summary.written == {"time": ["2019-03-01"]} and summary.dates_written == ["2019-03-01"]
+    assert [p for p, _ in summary.bad] == [str(bad)] and summary.incomplete == {"time": ["2019-03-02"]}
+    assert not any(bad.name in line for line in lines)  # the one report is the caller's, from summary.bad
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert list(pd.DatetimeIndex(ds.time.values).strftime("%Y-%m-%d")) == ["2019-03-01"]
+    assert "2019-03-02" not in json.loads(ds.attrs["ingest_inventory"])["time"]
+
+
+def test_renamed_granules_are_refused(tmp_path):
+    """Product and date come from the name; a file renamed to another date or sensor is refused
+    against its own metadata (CoreMetadata.0 for MODIS, FILE_ATTRIBUTES for VIIRS)."""
+    n = 12
+    lat, lon = G.pixel_latlon(18, 4, n)
+    lst = lst_field(lat, lon)
+
+    def renamed(folder, write, old, new):
+        (tmp_path / folder).mkdir()
+        path = write(tmp_path / folder)
+        return path.rename(path.with_name(path.name.replace(old, new)))
+
+    cases = [(renamed("a", lambda f: G.mod11a1(f, "2021-08-15", 18, 4, n, lst, lst), "A2021227", "A2021001"),
+              r"file name says 2021-01-01, its metadata \(RANGEBEGINNINGDATE\) says 2021-08-15"),
+             (renamed("b", lambda f: G.mod11a1(f, "2021-01-01", 18, 4, n, lst, lst), "MOD11A1", "MYD11A1"),
+              r"file name says product MYD11A1, its metadata \(SHORTNAME\) says MOD11A1"),
+             (renamed("c", lambda f: G.vnp21a1(f, "2021-08-15", 18, 4, n, lst), "A2021227", "A2021228"),
+              r"file name says 2021-08-16, its metadata \(RangeBeginningDate\) says 2021-08-15"),
+             # MCD43: 16 days of observations, the ninth is the date in the name
+             (renamed("d", lambda f: G.mcd43a4(f, "2021-08-15", 18, 4, n, {2: 0.3 + 0 * lat}), "A2021227", "A2021240"),
+              r"file name says 2021-08-28, outside its metadata's RANGEBEGINNINGDATE..RANGEENDINGDATE "
+              r"2021-08-07..2021-08-22")]
+    for path, message in cases:
+        out = path.parent / "cube.zarr"
+        with pytest.raises(InputError, match=path.name.replace(".", r"\.") + ": .*" + message):
+            ingest([path.parent], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+        assert not out.exists()
+    (tmp_path / "e").mkdir()
+    kept = G.mcd43a4(tmp_path / "e", "2021-08-15", 18, 4, n, {2: 0.3 + 0 * lat})
+    summary = ingest([kept], tmp_path / "e" / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    assert summary.written == {"time": ["2021-08-15"]} and not summary.unverified
+
+
+def test_granules_without_identity_metadata_are_named(tmp_path):
+    lat, lon = G.pixel_latlon(18, 4, 12)
+    bare = G.mod11a1(tmp_path, "2019-03-01", 18, 4, 12, lst_field(lat, lon), lst_field(lat, lon), metadata=False)
+    lines = []
+    summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    assert summary.unverified == [bare.name] and summary.written == {"time": ["2019-03-01"]}
+    assert [line for line in lines if bare.name in line] == [
+        f"note: 1 granule(s) carry no product short name or date in their metadata (CoreMetadata.0 / "
+        f"FILE_ATTRIBUTES); product and date come from their names alone: {bare.name}"]
+
+
+def test_granules_outside_the_bbox_are_named_and_write_nothing(tmp_path):
+    n = 12
+    inside, outside = [], []
+    for day in ("2019-03-01", "2019-03-02"):
+        for h, into in ((18, inside), (25, outside)):  # h25v04: 40-50 N, 70-91 E
+            lat, lon = G.pixel_latlon(h, 4, n)
+            if h == 18 and day == "2019-03-02":
+                continue  # that date has only the far tile
+            into.append(G.mod11a1(tmp_path, day, h, 4, n, lst_field(lat, lon), lst_field(lat, lon)))
+    lines = []
+    summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    names = sorted(p.name for p in outside)
+    assert summary.outside_window == names and summary.written == {"time": ["2019-03-01"]}
+    assert [line for line in lines if "outside" in line] == [
+        f"2 granule(s) entirely outside --bbox 0,40,10,50, not used: {', '.join(names)}"]
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert ds.sizes["time"] == 1 and list(json.loads(ds.attrs["ingest_inventory"])["time"]["2019-03-01"]) == [
+        inside[0].name]
+    with pytest.raises(InputError, match=r"no usable input among 2 file\(s\): 2 entirely outside --bbox "
+                                         r"0,40,10,50 \(e\.g\. " + names[0].replace(".", r"\.")):
+        ingest(outside, tmp_path / "far.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    assert not (tmp_path / "far.zarr").exists()
+
+
+def test_no_usable_input_is_refused_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"empty: no input files found \(an empty folder\?\): nothing to ingest"):
+        ingest([tmp_path / "empty"], tmp_path / "a.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    (tmp_path / "notaproduct.log").write_text("a log")
+    (tmp_path / "MOD09GA.A2019060.h18v04.061.2021001000000.hdf").write_bytes(b"\x0e\x03\x13\x01")
+    with pytest.raises(InputError, match=r"no usable input among 2 file\(s\): 2 not recognised \(e\.g\. "
+                                         r"notaproduct\.log: not a recognised product file name\)"):
+        ingest([tmp_path / "notaproduct.log", tmp_path / "MOD09GA.A2019060.h18v04.061.2021001000000.hdf"],
+               tmp_path / "b.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    lat, lon = G.pixel_latlon(18, 4, 12)
+    G.mod11a1(tmp_path / "empty", "2019-03-01", 18, 4, 12, lst_field(lat, lon), lst_field(lat, lon))
+    with pytest.raises(InputError, match=r"1 dated outside --months 2020-01:2020-02"):
+        ingest([tmp_path / "empty"], tmp_path / "c.zarr", res=1.0, bbox=(0, 40, 10, 50), months="2020-01:2020-02",
+               log=quiet([]))
+    assert not any((tmp_path / name).exists() for name in ("a.zarr", "b.zarr", "c.zarr"))
 
 
 def test_unknown_files_are_listed(tmp_path):

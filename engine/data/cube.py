@@ -1,8 +1,12 @@
 """Gridded cubes: open and write them (Zarr stores or NetCDF4 files) lazily, without dask, and the
-store that ``ciml-ter ingest`` builds and extends (``IngestStore``)."""
+store that ``ciml-ter ingest`` builds and extends (``IngestStore``), with the inventory of the
+input files behind each of its dates (``file_record``, ``changed_files``)."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,7 @@ from ciml_ter.grid import GridWindow
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5")
 CHUNK = 512  # spatial chunk edge of the ingest store's arrays
+TIME_CHUNK_BYTES = 1 << 20  # a chunk of a dated array holds as many dates as fit in this (bytes)
 TIME_UNITS = "days since 1970-01-01"
 
 
@@ -54,6 +59,72 @@ def write_zarr(ds: xr.Dataset, path: str | Path, **kwargs) -> None:
     ds.to_zarr(path, consolidated=False, **kwargs)
 
 
+def _files_of(path: Path) -> list[Path]:
+    """The files of an input: itself, or a directory's files (a Zarr store) in sorted order."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    """(size in bytes, latest modification time in ns) of an input file or directory."""
+    stats = [p.stat() for p in _files_of(path)]
+    return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+
+
+@functools.lru_cache(maxsize=8192)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 (hex) of a file's content, or of a directory's relative file names and contents;
+    cached per (path, size, modification time)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for p in _files_of(root):
+        if root.is_dir():
+            digest.update(p.relative_to(root).as_posix().encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(functools.partial(f.read, 1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def file_record(path: str | Path, variables) -> dict:
+    """An input file as the store's inventory records it: ``size`` (bytes), ``mtime_ns``
+    (modification time, ns), ``sha256`` of the content and the ``variables`` it gave."""
+    path = Path(path)
+    size, mtime_ns = _stat(path)
+    return {"size": size, "mtime_ns": mtime_ns, "sha256": _sha256(str(path.resolve()), size, mtime_ns),
+            "variables": sorted(variables)}
+
+
+def _differs(record: dict, path: Path) -> bool:
+    size, mtime_ns = _stat(path)
+    if size != record["size"]:
+        return True
+    if mtime_ns == record["mtime_ns"]:
+        return False
+    return _sha256(str(path.resolve()), size, mtime_ns) != record["sha256"]
+
+
+def changed_files(recorded: dict, current: dict) -> dict[str, list[str]]:
+    """The variables whose input files differ from the inventory's: ``recorded`` (file name ->
+    ``file_record``) against ``current`` (path -> variables it gives now). A file is new (``+``)
+    when no recorded file of that name gave the variable, changed (``~``) when its size differs or,
+    its modification time having changed, its SHA-256 does; for those variables the recorded files
+    no longer among the inputs are listed too (``-``). Returns {variable: ["+ NAME", ...]}."""
+    out: dict = {}
+    for path, variables in current.items():
+        record = recorded.get(path.name)
+        for var in variables:
+            if record is None or var not in record["variables"]:
+                out.setdefault(var, []).append(f"+ {path.name}")
+            elif _differs(record, path):
+                out.setdefault(var, []).append(f"~ {path.name}")
+    names = {p.name for p in current}
+    for name, record in recorded.items():
+        for var in record["variables"]:
+            if var in out and name not in names:
+                out[var].append(f"- {name}")
+    return {var: sorted(marks) for var, marks in out.items()}
+
+
 def _json_attr(attrs: dict, key: str, default):
     value = attrs.get(key)
     return default if value is None else json.loads(value)
@@ -63,7 +134,10 @@ class IngestStore:
     """The input cube that ``ciml-ter ingest`` builds (Zarr): grid checks, writes of static layers
     and of dates, and the record in its attributes of what is complete (``ingest_completed``:
     time dim -> variable -> ISO dates; ``ingest_static``), where each value came from
-    (``ingest_products``, ``ingest_files``) and its history."""
+    (``ingest_products``; ``ingest_inventory``: time dim, or "static" -> ISO date, or static
+    variable -> input file name -> ``file_record``) and its history. Its metadata are consolidated
+    (``consolidate``) once a run's writes are done and dropped (``unconsolidate``) before a run
+    writes, so a reader never sees stale metadata."""
 
     def __init__(self, path: Path, window: GridWindow):
         self.path = Path(path)
@@ -73,7 +147,7 @@ class IngestStore:
     # --- state
     def attrs(self) -> dict:
         import zarr
-        return zarr.open_group(str(self.path), mode="r").attrs.asdict()
+        return zarr.open_group(str(self.path), mode="r", use_consolidated=False).attrs.asdict()
 
     def dataset(self) -> xr.Dataset:
         return open_cube(self.path)
@@ -113,11 +187,9 @@ class IngestStore:
             per_var[var] = sorted(set(per_var.get(var, [])) | set(dates))
         self.update_attrs({"ingest_completed": json.dumps(record, sort_keys=True)})
 
-    def record_provenance(self, products: dict, files_by_date: dict, dim: str) -> None:
-        """Merge the products' provenance (layers, QC rules, guides) and the files of each date of
-        ``dim`` into the store's attributes."""
-        attrs = self.attrs()
-        known = _json_attr(attrs, "ingest_products", {})
+    def record_products(self, products: dict) -> None:
+        """Merge the products' provenance (layers, QC rules, guides) into the store's attributes."""
+        known = _json_attr(self.attrs(), "ingest_products", {})
         for tag, entry in products.items():
             merged = known.setdefault(tag, {})
             for key, value in entry.items():
@@ -125,10 +197,37 @@ class IngestStore:
                     merged.setdefault(key, {}).update(value)
                 else:
                     merged[key] = value
-        recorded = _json_attr(attrs, "ingest_files", {})
-        recorded.setdefault(dim, {}).update(files_by_date)
-        self.update_attrs({"ingest_products": json.dumps(known, sort_keys=True),
-                           "ingest_files": json.dumps(recorded, sort_keys=True)})
+        self.update_attrs({"ingest_products": json.dumps(known, sort_keys=True)})
+
+    def inventory(self, key: str) -> dict:
+        """ISO date (or static variable) -> input file name -> ``file_record``, of time dim ``key``
+        (or "static")."""
+        return _json_attr(self.attrs(), "ingest_inventory", {}).get(key, {})
+
+    def record_inventory(self, key: str, files: dict, computed: dict) -> None:
+        """Record the input files of each date (or static variable) of ``key``: ``files`` {date:
+        {name: file_record}} replace the recorded files that gave a variable computed now
+        (``computed`` {date: variables}); the others stay."""
+        inventory = _json_attr(self.attrs(), "ingest_inventory", {})
+        recorded = inventory.setdefault(key, {})
+        for date, new in files.items():
+            kept = {name: r for name, r in recorded.get(date, {}).items()
+                    if not set(r["variables"]) & set(computed[date])}
+            recorded[date] = {**kept, **new}
+        self.update_attrs({"ingest_inventory": json.dumps(inventory, sort_keys=True)})
+
+    def unconsolidate(self) -> None:
+        """Drop the consolidated copy of the metadata (before writes: it would go stale)."""
+        import zarr
+        group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
+        group.attrs.update(group.attrs.asdict())  # rewrites the group's metadata alone
+
+    def consolidate(self) -> None:
+        """Consolidate the store's metadata (``xr.open_zarr`` then opens it without a warning)."""
+        import zarr
+        with warnings.catch_warnings():  # zarr: consolidated metadata are not in the v3 spec yet
+            warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
+            zarr.consolidate_metadata(str(self.path))
 
     def add_history(self, line: str) -> None:
         """Append a line to the CF ``history`` attribute."""
@@ -150,16 +249,19 @@ class IngestStore:
         write_zarr(xr.Dataset(coords=coords, attrs=attrs), self.path, mode="w")
 
     def update_attrs(self, updates: dict) -> None:
+        """Update the group's attributes (the consolidated copy of the metadata is dropped)."""
         import zarr
-        zarr.open_group(str(self.path), mode="r+").attrs.update(updates)
+        zarr.open_group(str(self.path), mode="r+", use_consolidated=False).attrs.update(updates)
 
     def update_var_attrs(self, var: str, updates: dict) -> None:
         import zarr
-        zarr.open_group(str(self.path), mode="r+")[var].attrs.update(updates)
+        zarr.open_group(str(self.path), mode="r+", use_consolidated=False)[var].attrs.update(updates)
 
     def _chunks(self, ndim: int) -> tuple:
+        """Chunks of a new array: spatial edges up to CHUNK; on time as many dates as fit in
+        TIME_CHUNK_BYTES of float32 (1 on a large grid, the whole record on a small one)."""
         space = (min(self.lat.size, CHUNK), min(self.lon.size, CHUNK))
-        return space if ndim == 2 else (1,) + space
+        return space if ndim == 2 else (max(1, TIME_CHUNK_BYTES // (4 * space[0] * space[1])),) + space
 
     def write_static(self, var: str, values: np.ndarray, attrs: dict) -> None:
         da = xr.Variable(("lat", "lon"), values, attrs)
