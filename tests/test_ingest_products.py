@@ -255,3 +255,21 @@ def test_missing_shipped_landcover_names_the_file_and_the_way_out(monkeypatch, t
     assert str(exc.value) == (f"landcover 'default': expected the MCD12C1 2019 GeoTIFF shipped with ciml-ter at "
                               f"{tmp_path / 'gone.tif'}, found nothing; reinstall ciml-ter or pass --landcover "
                               f"PATH to an MCD12C1 file")
+
+
+def test_viirs_fill_attribute_spelled_Fillvalue(tmp_path):
+    """Some real VIIRS files name the fill attribute ``_Fillvalue``: it marks fill as ``_FillValue``
+    does (here the only thing that does: the layer has no valid_range)."""
+    n = 16
+    lst = np.full((n, n), 300.0)
+    lst[:4] = np.nan
+    layers = [G.Sds("LST_1KM", G.encode(lst, 0.02, 0.0, np.uint16, 0), "Daily 1km Land Surface Temperature (LST)",
+                    "K", 0, None, 0.02),
+              G.Sds("QC", np.full((n, n), 0b11 << 14, np.uint16), "Daily QC for LST and emissivity", "n/a",
+                    None, (0, 65535))]
+    path = tmp_path / G.granule_name("VNP21A1D", "2019-05-01", "002", (18, 4), "h5")
+    G.write_hdf5(path, "VIIRS_Grid_Daily_1km_LST21", *G.tile_corners(18, 4), layers, G.inventory(path),
+                 fill_attribute="_Fillvalue")
+    data = read_hdf5(names.parse_granule_name(path), catalog.VNP21A1D)
+    assert np.isnan(data.layers["lst_day"][:4]).all() and np.allclose(data.layers["lst_day"][4:], 300.0)
+    assert data.provenance["lst_day"]["_FillValue"] == 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import warnings
 
 import granules as G
 import numpy as np
@@ -461,6 +463,63 @@ def test_rerun_skips_written_dates_and_adds_new_ones(tmp_path):
     assert np.nanmean(ds.lst_day.values[2] - ds.lst_day.values[1]) == pytest.approx(1.0, abs=0.01)
     with pytest.raises(InputError, match="another grid"):
         ingest([src], out, res=0.5, bbox=(0, 40, 10, 50), log=quiet([]))
+
+
+def test_rerun_redoes_a_date_whose_files_changed(tmp_path):
+    """A tile added later for a written date, and a file replaced under the same name and size,
+    make that date be redone (said in one line); unchanged dates are skipped."""
+    n = 20
+    src = tmp_path / "in"
+    src.mkdir()
+    for day in ("2019-03-01", "2019-03-02"):
+        lat, lon = G.pixel_latlon(18, 4, n)
+        G.mod11a1(src, day, 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    out, bbox = tmp_path / "cube.zarr", (0, 40, 20, 50)
+    ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert np.isnan(open_cube(out).lst_day.values[:, :, 16:]).all()  # h18 reaches 15.6 E at most
+    lat, lon = G.pixel_latlon(19, 4, n)
+    added = G.mod11a1(src, "2019-03-01", 19, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    lines = []
+    summary = ingest([src], out, res=1.0, bbox=bbox, log=lines.append)
+    assert summary.written == {"time": ["2019-03-01"]} and summary.redone == {"time": ["2019-03-01"]}
+    assert summary.skipped_present == {"time": ["2019-03-02"]}
+    assert [line for line in lines if "redone" in line] == [
+        f"time: 1 date(s) written before are redone, their input files changed (+ new, ~ changed, - no longer "
+        f"among the inputs), e.g. 2019-03-01: + {added.name}"]
+    ds = open_cube(out)
+    assert ds.sizes["time"] == 2 and np.isfinite(ds.lst_day.values[0, :, 16:]).all()
+    assert np.isnan(ds.lst_day.values[1, :, 16:]).all()
+    assert sorted(json.loads(ds.attrs["ingest_inventory"])["time"]["2019-03-01"]) == sorted(
+        [added.name, G.granule_name("MOD11A1", "2019-03-01", "061", (18, 4))])
+    before = ds.lst_day.values[0, :, 16:].copy()
+    size, stamp = added.stat().st_size, added.stat().st_mtime_ns
+    G.mod11a1(src, "2019-03-01", 19, 4, n, lst_field(lat, lon) + 5, lst_field(lat, lon))
+    os.utime(added, ns=(stamp + 10**9, stamp + 10**9))
+    assert added.stat().st_size == size  # same name and size: only the checksum tells
+    again = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert again.redone == {"time": ["2019-03-01"]} and again.written == {"time": ["2019-03-01"]}
+    assert np.allclose(open_cube(out).lst_day.values[0, :, 16:], before + 5, atol=0.02)
+    os.utime(added, ns=(stamp + 2 * 10**9, stamp + 2 * 10**9))  # touched, content unchanged: not redone
+    touched_only = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert touched_only.written == {} and touched_only.skipped_present == {"time": ["2019-03-01", "2019-03-02"]}
+
+
+def test_store_metadata_are_consolidated_after_every_run(tmp_path):
+    n = 12
+    lat, lon = G.pixel_latlon(18, 4, n)
+    G.mod11a1(tmp_path, "2019-03-01", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    out = tmp_path / "cube.zarr"
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xr.open_zarr warns on a store without consolidated metadata
+        assert xr.open_zarr(out).sizes["time"] == 1
+    G.mod11a1(tmp_path, "2019-03-02", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(out, consolidated=True)  # the consolidated copy is current, not the first run's
+        assert ds.sizes["time"] == 2 and np.isfinite(ds.lst_day.values).any(axis=(1, 2)).all()
+        assert "2019-03-02" in json.loads(ds.attrs["ingest_completed"])["time"]["lst_day"]
 
 
 def test_interrupted_run_is_not_recorded_complete(tmp_path, monkeypatch):
