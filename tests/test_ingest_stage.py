@@ -642,6 +642,31 @@ def test_cf_cube_passes_through_with_unit_conversion(tmp_path):
         ingest([tmp_path / "bad.nc"], tmp_path / "z.zarr", res=0.5, bbox=(0, 40, 10, 45), log=quiet([]))
 
 
+def test_cf_cube_read_by_blocks_in_any_orientation(tmp_path):
+    """A cube stored south to north, on the output grid itself (each value its cell's, count 1;
+    NaN -> count 0), read by blocks of dates: values and dates as stored, one date's slice at the
+    right place; two variables of one file both recorded as coming from it."""
+    lat = 40.25 + 0.5 * np.arange(10)  # ascending: flipped on reading
+    lon = 0.25 + 0.5 * np.arange(20)
+    t = pd.date_range("2019-01-01", periods=40, freq="D")
+    rng = np.random.default_rng(3)
+    nir = rng.uniform(0.2, 0.5, (40, 10, 20)).astype(np.float32)
+    nir[5, 2, 3] = np.nan
+    red = rng.uniform(0.02, 0.1, (40, 10, 20)).astype(np.float32)
+    xr.Dataset({"nir": (("time", "lat", "lon"), nir, {"units": "1"}),
+                "red": (("time", "lat", "lon"), red, {"units": "1"})},
+               coords={"time": t, "lat": lat, "lon": lon}).to_netcdf(tmp_path / "c.nc", engine="h5netcdf")
+    summary = ingest([tmp_path / "c.nc"], tmp_path / "cube.zarr", res=0.5, bbox=(0, 40, 10, 45),
+                     months="2019-01:2019-01", log=quiet([]))
+    assert summary.written == {"time": [d.date().isoformat() for d in t[:31]]} and summary.outside_months == 18
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert np.array_equal(ds.nir.values, nir[:31, ::-1], equal_nan=True)
+    assert np.array_equal(ds.red.values, red[:31, ::-1])
+    assert ds.nir_count.values[5, 7, 3] == 0 and ds.nir_count.values.sum() == 31 * 200 - 1
+    files = json.loads(ds.attrs["ingest_inventory"])["time"]["2019-01-06"]
+    assert files["c.nc"]["variables"] == ["nir", "red"] and files["c.nc"]["size"] == (tmp_path / "c.nc").stat().st_size
+
+
 def test_input_errors(tmp_path):
     with pytest.raises(InputError, match="is not a whole number of 0.3-degree cells"):
         ingest([], tmp_path / "a.zarr", res=0.3, bbox=(0, 40, 10, 45), log=quiet([]))

@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from ciml_ter import __version__
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.contract import RULES
@@ -137,24 +136,22 @@ def _ingest_static(store: IngestStore, plan: Plan, window: GridWindow, device: D
         layers["land"] = (land, {**catalog.cf_attrs("land"), "units": "1", **prov})
     elif plan.landcover is not None:
         summary.static_skipped += ["land", "pft"]
-    for var, sources in sorted(plan.static.items()):
-        if var in done:
-            summary.static_skipped.append(var)
-            continue
+    summary.static_skipped += sorted(set(plan.static) & done)
+    todo = sorted(set(plan.static) - done)
+    for var, sources in zip(todo, load_cubes([plan.static[v] for v in todo], window, device, min_valid_fraction)):
         result = compute_date(sources, window, device, min_valid_fraction)
         for line in result.messages:
             say(line)
         mean, _, used = result.values[var]
         layers[var] = (mean, {**_var_attrs(var, used, {}, False), "source_files": ", ".join(sources.files())})
         files[var] = result.files
-    for var, (values, attrs) in layers.items():
-        store.write_static(var, values, attrs)
-        summary.static_written.append(var)
     if layers:
+        store.write_static(layers)
+        summary.static_written += list(layers)
         store.update_attrs({"ingest_static": json.dumps(sorted(done | set(layers)))})
         say(f"static: wrote {', '.join(sorted(layers))}")
     if files:
-        store.record_inventory(STATIC_KEY, files, {var: [var] for var in files})
+        store.record(STATIC_KEY, files, {var: [var] for var in files})
 
 
 def _wanted(sources: Sources, done: set) -> Sources:
@@ -216,21 +213,17 @@ def _write_batch(store: IngestStore, dim: str, dates: list, todo: dict, results:
     for var in variables:
         attrs[var] = _var_attrs(var, sorted(sources[var]), _qc_of(provenance, var), binned)
         attrs[f"{var}_count"] = _count_attrs(var)
-    store.write_dates(dim, per_date, attrs)
+    if store.write_dates(dim, per_date, attrs):
+        say(f"note: {dim} is not in date order in {store.path.name} (dates added by an earlier run precede "
+            f"some of this run's); readers sort by date")
+    store.add_source_products(sources)
     # Only now, with the data on disk, record the files and the dates as complete.
-    store.record_inventory(dim, {d.isoformat(): results[d].files for d in dates},
-                           {d.isoformat(): list(results[d].values) for d in dates})
     complete = defaultdict(list)
     for d in dates:
         for var in set(results[d].values) - results[d].failed:
             complete[var].append(d.isoformat())
-    store.record_complete(dim, complete)
-    ds = store.dataset()
-    for var in variables:
-        existing = ds[var].attrs.get("source_products", "")
-        union = sorted(set(filter(None, existing.split(", "))) | sources[var])
-        store.update_var_attrs(var, {"source_products": ", ".join(union)})
-    store.record_products(provenance)
+    store.record(dim, {d.isoformat(): results[d].files for d in dates},
+                 {d.isoformat(): list(results[d].values) for d in dates}, complete, provenance)
     summary.written.setdefault(dim, []).extend(d.isoformat() for d in dates)
     say(f"{dim}: wrote {dates[0]}..{dates[-1]} ({len(dates)} date(s); {', '.join(variables)})")
 
@@ -319,14 +312,8 @@ def _ingest(paths, out: Path, config: PipelineConfig, runtime: Runtime, pool) ->
     store.add_history(f"{stamp} ciml-ter ingest {__version__}: {len(summary.dates_written)} date(s) and "
                       f"{len(summary.static_written)} static layer(s) written (res={c.res}, "
                       f"min_valid_fraction={c.min_valid_fraction}, device={device}, bad granules={len(summary.bad)})")
-    ds = store.dataset()
-    summary.variables = sorted(ds.data_vars)
-    for dim in (d for d in ds.dims if d not in ("lat", "lon")):
-        t = pd.DatetimeIndex(ds[dim].values)
-        if not t.is_monotonic_increasing:
-            say(f"note: {dim} is not in date order in {store.path.name} (dates added by an earlier run "
-                f"precede some of this run's); readers sort by date")
-    if plan.landcover is None and "land" not in ds.data_vars:
+    summary.variables = store.variables()
+    if plan.landcover is None and "land" not in summary.variables:
         say("note: no land mask in the cube; pass landcover='default' (--landcover default) to add "
             "pft and land from MCD12C1")
     store.consolidate()

@@ -103,8 +103,20 @@ def _assign_dim(var_dims: dict, var: str, dim: str, what: str) -> None:
                          f"on {var_dims[var]!r} (one time step per variable: drop one of them)")
 
 
+@functools.lru_cache(maxsize=32)
+def _open_input_cube(path: str, inode: int, mtime_ns: int, size: int):
+    return open_cube(path)
+
+
+def open_input_cube(path: Path):
+    """An input cube, opened once per process while the file is unchanged (planning and every
+    block of dates share the handle: opening a NetCDF file costs far more than reading a block)."""
+    st = Path(path).stat()
+    return _open_input_cube(str(Path(path).resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _cube_vars(path: Path, window: GridWindow):
-    ds = open_cube(path)
+    ds = open_input_cube(path)
     found = []
     for var in ds.data_vars:
         if var not in RULES:
@@ -224,9 +236,9 @@ def plan_inputs(paths, raster_specs, landcover, window: GridWindow, months, stor
                     static[var].cube.append(_CubeVar(path, var, None))
                     continue
                 _assign_dim(var_dims, var, var_dims.get(var, dim), str(path))
-                for i, t in enumerate(pd.DatetimeIndex(ds[dim].values)):
-                    if _in_months(t.date(), months):
-                        dated[var_dims[var]][t.date()].cube.append(_CubeVar(path, var, i))
+                for i, day in enumerate(pd.DatetimeIndex(ds[dim].values).date):
+                    if _in_months(day, months):
+                        dated[var_dims[var]][day].cube.append(_CubeVar(path, var, i))
                     else:
                         outside += 1
             continue
@@ -386,7 +398,7 @@ def cube_block(path: Path, var: str, indices: list, window: GridWindow, xp, min_
     """A pass-through cube variable on the target grid at time ``indices`` (None: static), read in
     one go per ``CUBE_BLOCK_BYTES`` block: block mean of an aligned grid at the same or an
     integer-finer resolution; one (mean float32, count int32) per index."""
-    ds = open_cube(path)
+    ds = open_input_cube(path)
     da = ds[var]
     lat, lon = da["lat"].values.astype(float), da["lon"].values.astype(float)
     lat_order, lon_order = np.argsort(-lat, kind="stable"), np.argsort(lon, kind="stable")
@@ -411,22 +423,18 @@ def cube_block(path: Path, var: str, indices: list, window: GridWindow, xp, min_
             values = values[..., ::-1, :]
         if lon_flip:
             values = values[..., ::-1]
-        if block[0] is None:
-            out.append(_static_cube_values(values, var, f, xp, min_valid_fraction))
+        if block[0] is None and var in ("pft", "land"):
+            from ciml_ter.kernels import block_resample
+            classes = values if f == 1 else block_resample(values.astype(np.float64), f, "mode", 0.0)
+            out.append((np.asarray(classes, dtype=np.float32), np.isfinite(classes).astype(np.int32)))
             continue
-        mean, count = binned_mean(block_sums(xp.asarray(values), f), min_valid_fraction)
-        mean, count = to_host(mean), to_host(count).astype(np.int32)
-        out.extend(zip(mean, count))
+        if f == 1:  # the grid itself: each value is its cell's mean, of one observation
+            mean, count = values, np.isfinite(values).astype(np.int32)
+        else:
+            mean, count = binned_mean(block_sums(xp.asarray(values), f), min_valid_fraction)
+            mean, count = to_host(mean), to_host(count).astype(np.int32)
+        out.extend([(mean, count)] if block[0] is None else zip(mean, count))
     return out
-
-
-def _static_cube_values(values: np.ndarray, var: str, f: int, xp, min_valid_fraction):
-    if var in ("pft", "land"):
-        from ciml_ter.kernels import block_resample
-        out = values if f == 1 else block_resample(values.astype(np.float64), f, "mode", 0.0)
-        return np.asarray(out, dtype=np.float32), np.isfinite(out).astype(np.int32)
-    mean, count = binned_mean(block_sums(xp.asarray(values), f), min_valid_fraction)
-    return to_host(mean), to_host(count).astype(np.int32)
 
 
 def load_cubes(items: list, window: GridWindow, device: Device, min_valid_fraction: float) -> list:
@@ -479,6 +487,8 @@ def compute_date(sources: Sources, window: GridWindow, device: Device, min_valid
 def merge(parts: list) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One variable from several sources in precedence order: the first source's value, each later
     source filling only cells still empty; the count comes from the source of each value."""
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1], [parts[0][2]]
     mean, count, used = parts[0][0].copy(), parts[0][1].copy(), [parts[0][2]]
     for m, c, source in parts[1:]:
         fill = np.isnan(mean) & ~np.isnan(m)
