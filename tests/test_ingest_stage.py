@@ -385,7 +385,7 @@ def test_granules_without_identity_metadata_are_named(tmp_path):
     summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
     assert summary.unverified == [bare.name] and summary.written == {"time": ["2019-03-01"]}
     assert [line for line in lines if bare.name in line] == [
-        f"note: 1 granule(s) carry no product short name or date in their metadata (CoreMetadata.0 / "
+        f"note: 1 granule(s) lack a product short name or a date in their metadata (CoreMetadata.0 / "
         f"FILE_ATTRIBUTES); product and date come from their names alone: {bare.name}"]
 
 
@@ -502,6 +502,47 @@ def test_rerun_redoes_a_date_whose_files_changed(tmp_path):
     os.utime(added, ns=(stamp + 2 * 10**9, stamp + 2 * 10**9))  # touched, content unchanged: not redone
     touched_only = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
     assert touched_only.written == {} and touched_only.skipped_present == {"time": ["2019-03-01", "2019-03-02"]}
+
+
+def test_a_file_broken_after_it_was_ingested_unmarks_its_date(tmp_path):
+    """A tile replaced by a truncated copy: its date is redone from the other tile, reported, and
+    no longer recorded complete; once the file is whole again the next run completes it."""
+    n = 20
+    src = tmp_path / "in"
+    src.mkdir()
+    for h in (18, 19):
+        lat, lon = G.pixel_latlon(h, 4, n)
+        G.mod11a1(src, "2019-03-01", h, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    out, bbox = tmp_path / "cube.zarr", (0, 40, 20, 50)
+    ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    tile = src / G.granule_name("MOD11A1", "2019-03-01", "061", (19, 4))
+    whole = tile.read_bytes()
+    tile.write_bytes(whole[:2000])
+    broken = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert [p for p, _ in broken.bad] == [str(tile)] and broken.redone == {"time": ["2019-03-01"]}
+    completed = json.loads(open_cube(out).attrs["ingest_completed"])["time"]
+    assert completed["lst_day"] == [] and completed["lst_night"] == []
+    tile.write_bytes(whole)
+    mended = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert mended.ok and mended.written == {"time": ["2019-03-01"]}
+    assert json.loads(open_cube(out).attrs["ingest_completed"])["time"]["lst_day"] == ["2019-03-01"]
+    assert np.isfinite(open_cube(out).lst_day.values[0, :, 16:]).all()
+
+
+def test_dates_added_before_written_ones_are_noted_once(tmp_path):
+    n = 12
+    lat, lon = G.pixel_latlon(18, 4, n)
+    for day in ("2019-03-05", "2019-03-06"):
+        G.mod11a1(tmp_path, day, 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    out = tmp_path / "cube.zarr"
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    for day in ("2019-03-01", "2019-03-02"):
+        G.mod11a1(tmp_path, day, 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    lines = []
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    assert [line for line in lines if "date order" in line] == [
+        "note: time is not in date order in cube.zarr (dates added by an earlier run precede some of this "
+        "run's); readers sort by date"]
 
 
 def test_store_metadata_are_consolidated_after_every_run(tmp_path):

@@ -205,12 +205,14 @@ class IngestStore:
         return set(_json_attr(self.attrs(), "ingest_static", []))
 
     def record(self, key: str, files: dict, computed: dict, complete: dict | None = None,
-               products: dict | None = None) -> None:
+               incomplete: dict | None = None, products: dict | None = None) -> None:
         """Record, in one update of the attributes and only once the data are on disk, what a batch
         wrote under time dim ``key`` (or "static"): the input files of each date or static variable
         (``files`` {date: {name: file_record}}; they replace the recorded files that gave a
         variable computed now, ``computed`` {date: variables}); the dates complete per variable
-        (``complete`` {var: ISO dates}); the products' provenance (layers, QC rules, guides)."""
+        (``complete`` {var: ISO dates}) and those no longer complete (``incomplete``: rewritten
+        without a granule that could not be read); the products' provenance (layers, QC rules,
+        guides)."""
         attrs = self.attrs()
         updates = {}
         inventory = _json_attr(attrs, "ingest_inventory", {})
@@ -220,11 +222,12 @@ class IngestStore:
                     if not set(r["variables"]) & set(computed[date])}
             recorded[date] = {**kept, **new}
         updates["ingest_inventory"] = json.dumps(inventory, sort_keys=True)
-        if complete:
+        if complete or incomplete:
             record = _json_attr(attrs, "ingest_completed", {})
             per_var = record.setdefault(key, {})
-            for var, dates in complete.items():
-                per_var[var] = sorted(set(per_var.get(var, [])) | set(dates))
+            for var in set(complete or {}) | set(incomplete or {}):
+                dates = set(per_var.get(var, [])) | set((complete or {}).get(var, []))
+                per_var[var] = sorted(dates - set((incomplete or {}).get(var, [])))
             updates["ingest_completed"] = json.dumps(record, sort_keys=True)
         if products:
             known = _json_attr(attrs, "ingest_products", {})

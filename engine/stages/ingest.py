@@ -196,8 +196,10 @@ def _todo(store: IngestStore, dim: str, by_date: dict, summary: IngestSummary, s
 
 
 def _write_batch(store: IngestStore, dim: str, dates: list, todo: dict, results: dict, summary: IngestSummary,
-                 say: Callable) -> None:
-    """Write the dates of a batch that have values, then record their files and completion."""
+                 say: Callable) -> bool:
+    """Write the dates of a batch that have values, then record their files and completion (a
+    variable with a granule that could not be read is recorded incomplete). Returns True when
+    the dates were appended after later ones."""
     per_date, sources, provenance = {}, defaultdict(set), {}
     for d in dates:
         for tag, entry in results[d].provenance.items():
@@ -213,19 +215,18 @@ def _write_batch(store: IngestStore, dim: str, dates: list, todo: dict, results:
     for var in variables:
         attrs[var] = _var_attrs(var, sorted(sources[var]), _qc_of(provenance, var), binned)
         attrs[f"{var}_count"] = _count_attrs(var)
-    if store.write_dates(dim, per_date, attrs):
-        say(f"note: {dim} is not in date order in {store.path.name} (dates added by an earlier run precede "
-            f"some of this run's); readers sort by date")
+    disordered = store.write_dates(dim, per_date, attrs)
     store.add_source_products(sources)
     # Only now, with the data on disk, record the files and the dates as complete.
-    complete = defaultdict(list)
+    complete, incomplete = defaultdict(list), defaultdict(list)
     for d in dates:
-        for var in set(results[d].values) - results[d].failed:
-            complete[var].append(d.isoformat())
+        for var in results[d].values:
+            (incomplete if var in results[d].failed else complete)[var].append(d.isoformat())
     store.record(dim, {d.isoformat(): results[d].files for d in dates},
-                 {d.isoformat(): list(results[d].values) for d in dates}, complete, provenance)
+                 {d.isoformat(): list(results[d].values) for d in dates}, complete, incomplete, provenance)
     summary.written.setdefault(dim, []).extend(d.isoformat() for d in dates)
     say(f"{dim}: wrote {dates[0]}..{dates[-1]} ({len(dates)} date(s); {', '.join(variables)})")
+    return disordered
 
 
 def _ingest_dim(store: IngestStore, dim: str, by_date: dict, window: GridWindow, device: Device,
@@ -234,7 +235,7 @@ def _ingest_dim(store: IngestStore, dim: str, by_date: dict, window: GridWindow,
     computation over MPI ranks (``parallel.task_pool``). A date none of whose inputs gave a value
     (every granule unreadable) gets no slice."""
     todo = _todo(store, dim, by_date, summary, say)
-    dates = sorted(todo)
+    dates, disordered = sorted(todo), False
     size = _batch_size(2 * len({v for d in dates for v in todo[d].variables()}), window)
     work = functools.partial(compute_date, window=window, device=device, min_valid_fraction=min_valid_fraction)
     for start in range(0, len(dates), size):
@@ -249,7 +250,10 @@ def _ingest_dim(store: IngestStore, dim: str, by_date: dict, window: GridWindow,
                 summary.incomplete.setdefault(dim, []).append(d.isoformat())
         written = [d for d in batch if results[d].values]
         if written:
-            _write_batch(store, dim, written, todo, results, summary, say)
+            disordered |= _write_batch(store, dim, written, todo, results, summary, say)
+    if disordered:
+        say(f"note: {dim} is not in date order in {store.path.name} (dates added by an earlier run precede "
+            f"some of this run's); readers sort by date")
 
 
 def ingest(paths: list[Path], out: Path, config: PipelineConfig, runtime: Runtime) -> IngestSummary | None:
@@ -294,7 +298,7 @@ def _ingest(paths, out: Path, config: PipelineConfig, runtime: Runtime, pool) ->
         say(f"{len(plan.outside_window)} granule(s) entirely outside --bbox {w:g},{s:g},{e:g},{n:g}, not used: "
             f"{_names(plan.outside_window)}")
     if plan.unverified:
-        say(f"note: {len(plan.unverified)} granule(s) carry no product short name or date in their metadata "
+        say(f"note: {len(plan.unverified)} granule(s) lack a product short name or a date in their metadata "
             f"(CoreMetadata.0 / FILE_ATTRIBUTES); product and date come from their names alone: "
             f"{_names(plan.unverified)}")
     if store.exists():
