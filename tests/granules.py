@@ -130,6 +130,10 @@ class Inventory:
     granule_id: str  # LocalGranuleID: the standard name the file was produced under
     platform: str = "Terra"
 
+    @property
+    def sensor(self) -> str:
+        return "VIIRS" if self.short_name.startswith(("VNP", "VJ1")) else "MODIS"
+
     def core_metadata(self) -> str:
         """The ECS CoreMetadata.0 text (ODL) of a MODIS HDF4 granule, in the files' layout."""
         def obj(name, value, indent, klass=False):
@@ -146,9 +150,9 @@ class Inventory:
             return [f"{pad}{'GROUP':<23}= {name}", "", *body, f"{pad}{'END_GROUP':<23}= {name}", ""]
 
         sensor = [f"    {'OBJECT':<23}= ASSOCIATEDPLATFORMINSTRUMENTSENSORCONTAINER", f"      {'CLASS':<21}= \"1\"", "",
-                  *obj("ASSOCIATEDSENSORSHORTNAME", "MODIS", 6, True),
+                  *obj("ASSOCIATEDSENSORSHORTNAME", self.sensor, 6, True),
                   *obj("ASSOCIATEDPLATFORMSHORTNAME", self.platform, 6, True),
-                  *obj("ASSOCIATEDINSTRUMENTSHORTNAME", "MODIS", 6, True),
+                  *obj("ASSOCIATEDINSTRUMENTSHORTNAME", self.sensor, 6, True),
                   f"    {'END_OBJECT':<23}= ASSOCIATEDPLATFORMINSTRUMENTSENSORCONTAINER", ""]
         lines = [f"{'GROUP':<23}= INVENTORYMETADATA", f"  {'GROUPTYPE':<21}= MASTERGROUP", "",
                  *group("ECSDATAGRANULE", [*obj("LOCALGRANULEID", self.granule_id, 4),
@@ -169,7 +173,7 @@ class Inventory:
         return {"ShortName": self.short_name, "LocalGranuleID": self.granule_id, "VersionID": self.version,
                 "RangeBeginningDate": self.begin.isoformat(), "RangeBeginningTime": "00:00:00.000000",
                 "RangeEndingDate": self.end.isoformat(), "RangeEndingTime": "23:59:59.000000",
-                "PlatformShortName": self.platform, "SensorShortname": "VIIRS"}
+                "PlatformShortName": self.platform, "SensorShortname": self.sensor}
 
 
 def inventory(path: Path, days: int = 1, centred: bool = False) -> Inventory:
