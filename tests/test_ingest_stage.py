@@ -300,15 +300,21 @@ def test_mod11c1_cmg(tmp_path):
 # --- bad, unknown, resume ------------------------------------------------------------------------------
 
 
+def lst_tiles(folder, day: str, tiles, n: int, offset: float = 0.0) -> list:
+    """MOD11A1 tiles (h, 4) of ``day`` in ``folder`` (made if missing): LST from ``lst_field``."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for h in tiles:
+        lat, lon = G.pixel_latlon(h, 4, n)
+        paths.append(G.mod11a1(folder, day, h, 4, n, lst_field(lat, lon) + offset, lst_field(lat, lon)))
+    return paths
+
+
 def test_truncated_granule_is_named_others_ingested(tmp_path):
     n = 40
     src = tmp_path / "in"
-    src.mkdir()
-    for h in (18, 19):
-        lat, lon = G.pixel_latlon(h, 4, n)
-        G.mod11a1(src, "2019-03-01", h, 4, n, lst_field(lat, lon), lst_field(lat, lon))
-    lat, lon = G.pixel_latlon(18, 4, n)
-    G.mod11a1(src, "2019-03-02", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    lst_tiles(src, "2019-03-01", (18, 19), n)
+    lst_tiles(src, "2019-03-02", (18,), n)
     bad = src / G.granule_name("MOD11A1", "2019-03-01", "061", (19, 4))
     good_copy = bad.read_bytes()
     bad.write_bytes(good_copy[: len(good_copy) // 3])
@@ -470,15 +476,12 @@ def test_rerun_redoes_a_date_whose_files_changed(tmp_path):
     make that date be redone (said in one line); unchanged dates are skipped."""
     n = 20
     src = tmp_path / "in"
-    src.mkdir()
     for day in ("2019-03-01", "2019-03-02"):
-        lat, lon = G.pixel_latlon(18, 4, n)
-        G.mod11a1(src, day, 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+        lst_tiles(src, day, (18,), n)
     out, bbox = tmp_path / "cube.zarr", (0, 40, 20, 50)
     ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
     assert np.isnan(open_cube(out).lst_day.values[:, :, 16:]).all()  # h18 reaches 15.6 E at most
-    lat, lon = G.pixel_latlon(19, 4, n)
-    added = G.mod11a1(src, "2019-03-01", 19, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    [added] = lst_tiles(src, "2019-03-01", (19,), n)
     lines = []
     summary = ingest([src], out, res=1.0, bbox=bbox, log=lines.append)
     assert summary.written == {"time": ["2019-03-01"]} and summary.redone == {"time": ["2019-03-01"]}
@@ -493,7 +496,7 @@ def test_rerun_redoes_a_date_whose_files_changed(tmp_path):
         [added.name, G.granule_name("MOD11A1", "2019-03-01", "061", (18, 4))])
     before = ds.lst_day.values[0, :, 16:].copy()
     size, stamp = added.stat().st_size, added.stat().st_mtime_ns
-    G.mod11a1(src, "2019-03-01", 19, 4, n, lst_field(lat, lon) + 5, lst_field(lat, lon))
+    lst_tiles(src, "2019-03-01", (19,), n, offset=5.0)
     os.utime(added, ns=(stamp + 10**9, stamp + 10**9))
     assert added.stat().st_size == size  # same name and size: only the checksum tells
     again = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
@@ -507,12 +510,8 @@ def test_rerun_redoes_a_date_whose_files_changed(tmp_path):
 def test_a_file_broken_after_it_was_ingested_unmarks_its_date(tmp_path):
     """A tile replaced by a truncated copy: its date is redone from the other tile, reported, and
     no longer recorded complete; once the file is whole again the next run completes it."""
-    n = 20
     src = tmp_path / "in"
-    src.mkdir()
-    for h in (18, 19):
-        lat, lon = G.pixel_latlon(h, 4, n)
-        G.mod11a1(src, "2019-03-01", h, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    lst_tiles(src, "2019-03-01", (18, 19), 20)
     out, bbox = tmp_path / "cube.zarr", (0, 40, 20, 50)
     ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
     tile = src / G.granule_name("MOD11A1", "2019-03-01", "061", (19, 4))
