@@ -7,6 +7,14 @@ UpperLeftPointMtrs/LowerRightMtrs, GCTP_SNSOID or GCTP_GEO, ProjParams). VIIRS: 
 written with h5py in the HDF-EOS5 layout (``HDFEOS/GRIDS/<grid>/Data Fields/<name>``,
 ``HDFEOS INFORMATION/StructMetadata.0``). Rasters: GeoTIFFs written with rasterio.
 
+Each granule carries its own identity as real files do: MODIS the ECS ``CoreMetadata.0`` global
+attribute (ODL: LOCALGRANULEID, RANGEBEGINNINGDATE/TIME, RANGEENDINGDATE/TIME, VERSIONID,
+SHORTNAME, the platform and sensor), VIIRS the attributes of ``HDFEOS/ADDITIONAL/FILE_ATTRIBUTES``
+(ShortName, LocalGranuleID, RangeBeginningDate/Time, RangeEndingDate/Time, VersionID, the
+"Global Attributes" of the LAADS VIIRS land file specifications). The range is the product's: one
+day, an 8-, 4- or 16-day composite from its first day, the year of MCD12C1, and for the BRDF
+products (MCD43, VNP43) the 16 days whose ninth is the date in the name.
+
 Tiles are subsampled (e.g. 120 x 120 pixels over a full 10 deg MODIS tile) by writing a
 StructMetadata whose XDim/YDim match: the geometry comes from the metadata, so a small tile is a
 legitimate input. Pixel values come from the true inverse sinusoidal projection on the MODIS
@@ -14,6 +22,7 @@ sphere: lat = y / R, lon = x / (R cos lat).
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +116,84 @@ def packed_dms(degrees: float) -> float:
     return float(round(degrees) * 1_000_000)
 
 
+# --- granule identity (ECS inventory metadata) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A granule's product, collection and date range, as its producer writes them."""
+
+    short_name: str
+    version: str  # collection, e.g. "061"
+    begin: dt.date
+    end: dt.date
+    granule_id: str  # LocalGranuleID: the standard name the file was produced under
+    platform: str = "Terra"
+
+    @property
+    def sensor(self) -> str:
+        return "VIIRS" if self.short_name.startswith(("VNP", "VJ1")) else "MODIS"
+
+    def core_metadata(self) -> str:
+        """The ECS CoreMetadata.0 text (ODL) of a MODIS HDF4 granule, in the files' layout."""
+        def obj(name, value, indent, klass=False):
+            pad = " " * indent
+            quoted = value if isinstance(value, int) else f'"{value}"'
+            lines = [f"{pad}{'OBJECT':<23}= {name}"]
+            if klass:
+                lines.append(f"{pad}  {'CLASS':<21}= \"1\"")
+            return lines + [f"{pad}  {'NUM_VAL':<21}= 1", f"{pad}  {'VALUE':<21}= {quoted}",
+                            f"{pad}{'END_OBJECT':<23}= {name}", ""]
+
+        def group(name, body, indent=2):
+            pad = " " * indent
+            return [f"{pad}{'GROUP':<23}= {name}", "", *body, f"{pad}{'END_GROUP':<23}= {name}", ""]
+
+        sensor = [f"    {'OBJECT':<23}= ASSOCIATEDPLATFORMINSTRUMENTSENSORCONTAINER", f"      {'CLASS':<21}= \"1\"", "",
+                  *obj("ASSOCIATEDSENSORSHORTNAME", self.sensor, 6, True),
+                  *obj("ASSOCIATEDPLATFORMSHORTNAME", self.platform, 6, True),
+                  *obj("ASSOCIATEDINSTRUMENTSHORTNAME", self.sensor, 6, True),
+                  f"    {'END_OBJECT':<23}= ASSOCIATEDPLATFORMINSTRUMENTSENSORCONTAINER", ""]
+        lines = [f"{'GROUP':<23}= INVENTORYMETADATA", f"  {'GROUPTYPE':<21}= MASTERGROUP", "",
+                 *group("ECSDATAGRANULE", [*obj("LOCALGRANULEID", self.granule_id, 4),
+                                           *obj("PRODUCTIONDATETIME", "2021-01-01T00:00:00.000Z", 4),
+                                           *obj("DAYNIGHTFLAG", "Both", 4)]),
+                 *group("RANGEDATETIME", [*obj("RANGEENDINGDATE", self.end.isoformat(), 4),
+                                          *obj("RANGEENDINGTIME", "23:59:59.000000", 4),
+                                          *obj("RANGEBEGINNINGDATE", self.begin.isoformat(), 4),
+                                          *obj("RANGEBEGINNINGTIME", "00:00:00.000000", 4)]),
+                 *group("COLLECTIONDESCRIPTIONCLASS", [*obj("VERSIONID", int(self.version), 4),
+                                                       *obj("SHORTNAME", self.short_name, 4)]),
+                 *group("ASSOCIATEDPLATFORMINSTRUMENTSENSOR", sensor),
+                 f"{'END_GROUP':<23}= INVENTORYMETADATA", "", "END", ""]
+        return "\n".join(lines)
+
+    def file_attributes(self) -> dict:
+        """The identity attributes of a VIIRS HDF-EOS5 granule's FILE_ATTRIBUTES group."""
+        return {"ShortName": self.short_name, "LocalGranuleID": self.granule_id, "VersionID": self.version,
+                "RangeBeginningDate": self.begin.isoformat(), "RangeBeginningTime": "00:00:00.000000",
+                "RangeEndingDate": self.end.isoformat(), "RangeEndingTime": "23:59:59.000000",
+                "PlatformShortName": self.platform, "SensorShortname": self.sensor}
+
+
+def inventory(path: Path, days: int = 1, centred: bool = False) -> Inventory:
+    """The identity a standard-named granule was produced with: its data span ``days`` days from
+    the name's date, or (``centred``, the BRDF products) the 16 days whose ninth it is."""
+    short_name, date_part, *rest = Path(path).name.split(".")
+    date = dt.date(int(date_part[1:5]), 1, 1) + dt.timedelta(days=int(date_part[5:8]) - 1)
+    begin = date - dt.timedelta(days=8) if centred else date
+    platform = {"MOD": "Terra", "MYD": "Aqua", "MCD": "Terra+Aqua", "VNP": "Suomi-NPP", "VJ1": "NOAA-20"}
+    return Inventory(short_name, rest[-3], begin, begin + dt.timedelta(days=days - 1), Path(path).name,
+                     platform[short_name[:3]])
+
+
+def yearly(path: Path) -> Inventory:
+    """The identity of a yearly granule (MCD12C1): January 1 to December 31 of the name's year."""
+    first = inventory(path)
+    return Inventory(first.short_name, first.version, first.begin, dt.date(first.begin.year, 12, 31),
+                     first.granule_id, first.platform)
+
+
 # --- layers --------------------------------------------------------------------------------------
 
 
@@ -143,8 +230,9 @@ def _sdc_type(dtype):
 
 
 def write_hdf4(path: Path, grid: str, ul, lr, layers: list[Sds], projection: str = "GCTP_SNSOID",
-               core: dict | None = None, compress: bool = False) -> Path:
-    """An HDF-EOS2 grid file as pyhdf writes it: SDSs with MODIS attributes + StructMetadata.0."""
+               identity: Inventory | None = None, compress: bool = False) -> Path:
+    """An HDF-EOS2 grid file as pyhdf writes it: SDSs with MODIS attributes, StructMetadata.0 and
+    (``identity``) CoreMetadata.0."""
     from pyhdf.SD import SD, SDC
 
     path = Path(path)
@@ -172,18 +260,18 @@ def write_hdf4(path: Path, grid: str, ul, lr, layers: list[Sds], projection: str
         text = struct_metadata(grid, x_dim, y_dim, ul, lr, [(s.name, s.data.dtype) for s in layers],
                                projection)
         sd.attr("StructMetadata.0").set(SDC.CHAR8, text)
-        core = core or {}
-        core_text = "\n".join(["GROUP = INVENTORYMETADATA", *(f'  OBJECT = {k}\n    VALUE = "{v}"\n'
-                                                             f"  END_OBJECT = {k}" for k, v in core.items()),
-                               "END_GROUP = INVENTORYMETADATA", "END"])
-        sd.attr("CoreMetadata.0").set(SDC.CHAR8, core_text)
+        if identity is not None:
+            sd.attr("CoreMetadata.0").set(SDC.CHAR8, identity.core_metadata())
     finally:
         sd.end()
     return path
 
 
-def write_hdf5(path: Path, grid: str, ul, lr, layers: list[Sds]) -> Path:
-    """A VIIRS HDF-EOS5 grid file as h5py writes it (HDFEOS/GRIDS/<grid>/Data Fields/...)."""
+def write_hdf5(path: Path, grid: str, ul, lr, layers: list[Sds], identity: Inventory | None = None,
+               fill_attribute: str = "_FillValue") -> Path:
+    """A VIIRS HDF-EOS5 grid file as h5py writes it (HDFEOS/GRIDS/<grid>/Data Fields/...), with
+    ``identity`` in HDFEOS/ADDITIONAL/FILE_ATTRIBUTES; ``fill_attribute`` is the fill value's
+    attribute name (some real VIIRS files spell it ``_Fillvalue``)."""
     path = Path(path)
     y_dim, x_dim = layers[0].data.shape
     text = struct_metadata(grid, x_dim, y_dim, ul, lr, [(s.name, s.data.dtype) for s in layers],
@@ -191,12 +279,14 @@ def write_hdf5(path: Path, grid: str, ul, lr, layers: list[Sds]) -> Path:
     with h5py.File(path, "w") as f:
         f.create_dataset("HDFEOS INFORMATION/StructMetadata.0", data=np.bytes_(text))
         f["HDFEOS INFORMATION"].attrs["HDFEOSVersion"] = np.bytes_("HDFEOS_5.1.15")
-        f.create_group("HDFEOS/ADDITIONAL/FILE_ATTRIBUTES")
+        attributes = f.create_group("HDFEOS/ADDITIONAL/FILE_ATTRIBUTES")
+        for key, value in (identity.file_attributes() if identity is not None else {}).items():
+            attributes.attrs[key] = np.bytes_(value)
         fields = f.create_group(f"HDFEOS/GRIDS/{grid}/Data Fields")
         for layer in layers:
             ds = fields.create_dataset(layer.name, data=layer.data, compression="gzip", compression_opts=4)
             if layer.fill is not None:
-                ds.attrs["_FillValue"] = np.array([layer.fill], dtype=layer.data.dtype)
+                ds.attrs[fill_attribute] = np.array([layer.fill], dtype=layer.data.dtype)
             if layer.valid is not None:
                 ds.attrs["valid_range"] = np.array(layer.valid, dtype=layer.data.dtype)
             if layer.scale is not None:
@@ -209,7 +299,6 @@ def write_hdf5(path: Path, grid: str, ul, lr, layers: list[Sds]) -> Path:
 
 def granule_name(product: str, date: str, collection: str, tile=None, ext: str = "hdf") -> str:
     """Standard name, e.g. MOD11A1.A2019001.h18v03.061.2020001000000.hdf (date YYYY-MM-DD)."""
-    import datetime as dt
     d = dt.date.fromisoformat(date)
     tile_part = "" if tile is None else f".h{tile[0]:02d}v{tile[1]:02d}"
     return f"{product}.A{d.year}{d.timetuple().tm_yday:03d}{tile_part}.{collection}.2021001000000.{ext}"
@@ -223,9 +312,9 @@ def _u8(value, n) -> np.ndarray:
 
 
 def mod11a1(folder: Path, date: str, h: int, v: int, n: int, day, night, qc_day=None, qc_night=None,
-            product: str = "MOD11A1", scale: float = 0.02, offset: float = 0.0) -> Path:
+            product: str = "MOD11A1", scale: float = 0.02, offset: float = 0.0, metadata: bool = True) -> Path:
     """A MOD11A1/MYD11A1 C6.1 tile. ``day``/``night``: physical LST (K) arrays, NaN = fill;
-    ``qc_*``: uint8 QC words (default 0 = good)."""
+    ``qc_*``: uint8 QC words (default 0 = good); ``metadata`` False: no CoreMetadata.0."""
     shape = (n, n)
     qc_day = np.zeros(shape, np.uint8) if qc_day is None else qc_day
     qc_night = np.zeros(shape, np.uint8) if qc_night is None else qc_night
@@ -253,7 +342,7 @@ def mod11a1(folder: Path, date: str, h: int, v: int, n: int, day, night, qc_day=
     ul, lr = tile_corners(h, v)
     path = Path(folder) / granule_name(product, date, "061", (h, v))
     return write_hdf4(path, "MODIS_Grid_Daily_1km_LST", ul, lr, layers,
-                      core={"SHORTNAME": product, "VERSIONID": 61})
+                      identity=inventory(path) if metadata else None)
 
 
 def mcd43a4(folder: Path, date: str, h: int, v: int, n: int, bands: dict, quality: dict | None = None) -> Path:
@@ -272,7 +361,7 @@ def mcd43a4(folder: Path, date: str, h: int, v: int, n: int, bands: dict, qualit
                           "Nadir_Reflectance", "reflectance, no units", 32767, (0, 32766), 1e-4))
     ul, lr = tile_corners(h, v)
     path = Path(folder) / granule_name("MCD43A4", date, "061", (h, v))
-    return write_hdf4(path, "MOD_Grid_BRDF", ul, lr, layers, core={"SHORTNAME": "MCD43A4", "VERSIONID": 61})
+    return write_hdf4(path, "MOD_Grid_BRDF", ul, lr, layers, identity=inventory(path, 16, centred=True))
 
 
 def mcd15a2h(folder: Path, date: str, h: int, v: int, n: int, lai, qc=None, product: str = "MCD15A2H") -> Path:
@@ -293,7 +382,7 @@ def mcd15a2h(folder: Path, date: str, h: int, v: int, n: int, lai, qc=None, prod
     ul, lr = tile_corners(h, v)
     path = Path(folder) / granule_name(product, date, "061", (h, v))
     grid = "MOD_Grid_MOD15A2H" if product != "MCD15A3H" else "MOD_Grid_MCD15A3H"
-    return write_hdf4(path, grid, ul, lr, layers, core={"SHORTNAME": product, "VERSIONID": 61})
+    return write_hdf4(path, grid, ul, lr, layers, identity=inventory(path, 4 if product == "MCD15A3H" else 8))
 
 
 CMG_UL = (packed_dms(-180.0), packed_dms(90.0))
@@ -316,7 +405,7 @@ def mcd43c4(folder: Path, date: str, bands: dict, quality: np.ndarray) -> Path:
     layers.append(Sds("BRDF_Quality", quality, "BRDF_Quality", "concatenated flags", 255, (0, 254)))
     path = Path(folder) / granule_name("MCD43C4", date, "061")
     return write_hdf4(path, "MCD_CMG_BRDF_0.05Deg", CMG_UL, CMG_LR, layers, projection="GCTP_GEO",
-                      core={"SHORTNAME": "MCD43C4", "VERSIONID": 61}, compress=True)
+                      identity=inventory(path, 16, centred=True), compress=True)
 
 
 def mod11c1(folder: Path, date: str, day: np.ndarray, night: np.ndarray, qc_day=None, qc_night=None) -> Path:
@@ -331,7 +420,7 @@ def mod11c1(folder: Path, date: str, day: np.ndarray, night: np.ndarray, qc_day=
               Sds("QC_Night", qc_night, "Quality control for nighttime LST and emissivity", "none", valid=(0, 255))]
     path = Path(folder) / granule_name("MOD11C1", date, "061")
     return write_hdf4(path, "MODIS_CMG_3MIN_LST", CMG_UL, CMG_LR, layers, projection="GCTP_GEO",
-                      core={"SHORTNAME": "MOD11C1", "VERSIONID": 61}, compress=True)
+                      identity=inventory(path), compress=True)
 
 
 def mcd12c1(folder: Path, year: int, classes: np.ndarray) -> Path:
@@ -340,7 +429,7 @@ def mcd12c1(folder: Path, year: int, classes: np.ndarray) -> Path:
                   "Majority Land Cover Type 1 (IGBP)", "class number", 255, (0, 16))]
     path = Path(folder) / granule_name("MCD12C1", f"{year}-01-01", "006")
     return write_hdf4(path, "MOD12C1", CMG_UL, CMG_LR, layers, projection="GCTP_GEO",
-                      core={"SHORTNAME": "MCD12C1", "VERSIONID": 6}, compress=True)
+                      identity=yearly(path), compress=True)
 
 
 # --- VIIRS -----------------------------------------------------------------------------------------
@@ -361,7 +450,7 @@ def vnp21a1(folder: Path, date: str, h: int, v: int, n: int, lst, qc=None, night
     ul, lr = tile_corners(h, v)
     product = "VNP21A1N" if night else "VNP21A1D"
     path = Path(folder) / granule_name(product, date, "002", (h, v), "h5")
-    return write_hdf5(path, "VIIRS_Grid_Daily_1km_LST21", ul, lr, layers)
+    return write_hdf5(path, "VIIRS_Grid_Daily_1km_LST21", ul, lr, layers, inventory(path))
 
 
 def vnp43ia4(folder: Path, date: str, h: int, v: int, n: int, bands: dict, quality: dict | None = None) -> Path:
@@ -376,7 +465,7 @@ def vnp43ia4(folder: Path, date: str, h: int, v: int, n: int, bands: dict, quali
                           f"Nadir_Reflectance_I{b}", "reflectance", 32767, (0, 32766), 1e-4))
     ul, lr = tile_corners(h, v)
     path = Path(folder) / granule_name("VNP43IA4", date, "002", (h, v), "h5")
-    return write_hdf5(path, "VIIRS_Grid_BRDF", ul, lr, layers)
+    return write_hdf5(path, "VIIRS_Grid_BRDF", ul, lr, layers, inventory(path, 16, centred=True))
 
 
 def vnp15a2h(folder: Path, date: str, h: int, v: int, n: int, lai, qc=None) -> Path:
@@ -393,7 +482,7 @@ def vnp15a2h(folder: Path, date: str, h: int, v: int, n: int, lai, qc=None) -> P
               Sds("LaiStdDev", _u8(3, shape), "LAI standard deviation", "m^2/m^2", 255, (0, 100), 0.1)]
     ul, lr = tile_corners(h, v)
     path = Path(folder) / granule_name("VNP15A2H", date, "002", (h, v), "h5")
-    return write_hdf5(path, "VNP_Grid_VNP15A2H", ul, lr, layers)
+    return write_hdf5(path, "VNP_Grid_VNP15A2H", ul, lr, layers, inventory(path, 8))
 
 
 # --- GeoTIFF ----------------------------------------------------------------------------------------
@@ -459,4 +548,4 @@ def mod13a1(folder: Path, date: str, h: int, v: int, n: int, red, nir, quality=N
                   "500m 16 days pixel reliability summary QA", "rank", -1, (0, 3))]
     ul, lr = tile_corners(h, v)
     path = Path(folder) / granule_name(product, date, "061", (h, v))
-    return write_hdf4(path, "MODIS_Grid_16DAY_500m_VI", ul, lr, layers, core={"SHORTNAME": product, "VERSIONID": 61})
+    return write_hdf4(path, "MODIS_Grid_16DAY_500m_VI", ul, lr, layers, identity=inventory(path, 16))

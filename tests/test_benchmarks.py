@@ -7,7 +7,8 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month", "ingest", "points"])
+@pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month", "ingest", "ingest_cube",
+                                   "points"])
 def test_quick_benchmark_writes_its_results(suite, tmp_path):
     import importlib
 
@@ -23,6 +24,11 @@ def test_quick_benchmark_writes_its_results(suite, tmp_path):
         assert result["sizes"]["pixels"] == 20_000 and result["row_trees_per_s"]["mean_std_shap"] > 0
     if suite == "ingest":
         assert result["counts_equal_reference"] and result["pixels_per_s"]["kernel"] > 0
+    if suite == "ingest_cube":
+        run = result["runs"][0]
+        assert run["cells"] == [10, 10] and run["days"] == 60 and run["dates_written"] == 60
+        assert run["values_equal_input"] and run["plain_seconds"] > 0 and run["ingest_seconds"] > 0
+        assert run["ratio"] == pytest.approx(run["plain_seconds"] / run["ingest_seconds"])
     if suite == "points":
         assert result["sizes"]["sites"] == 10 and result["sizes"]["site_months"] == 10 * 24
         assert result["finite_share"] > 0.75 and result["seconds"]["total"] > 0  # ci, pv, npv, bs not given:

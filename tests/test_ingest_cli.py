@@ -66,6 +66,7 @@ def test_a_bad_granule_is_named_in_one_line_and_exits_2(tmp_path):
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and bad.name in errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert bad.name not in result.stdout  # reported once, in the error line
     assert "skipped unknown file" in result.stdout and "notes.txt" in result.stdout
     ds = open_cube(tmp_path / "c.zarr")
     assert np.isfinite(ds.lst_day.values).any(axis=(1, 2)).tolist() == [True, True]  # h18 of day 2 is in
@@ -93,3 +94,30 @@ def test_options_default_to_the_config(tmp_path):
 def test_user_errors_exit_2(tmp_path, args, fragment):
     result = run_cli("ingest", *args, cwd=tmp_path)
     assert result.returncode == 2 and fragment in result.stderr, result.stderr
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+def test_no_usable_input_exits_2_and_leaves_no_store(tmp_path):
+    (tmp_path / "notaproduct.log").write_text("a log")
+    result = run_cli("ingest", "notaproduct.log", "--out", "c.zarr", "--res", "1", "--bbox", BBOX, cwd=tmp_path)
+    assert _one_error_line(result) == ("error: notaproduct.log: no usable input among 1 file(s): 1 not recognised "
+                                       "(e.g. notaproduct.log: not a recognised product file name)")
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_a_renamed_granule_exits_2_in_one_line(tmp_path):
+    lat, lon = G.pixel_latlon(18, 4, 12)
+    path = G.mod11a1(tmp_path, "2021-08-15", 18, 4, 12, 280 + 0 * lat, 270 + 0 * lat)
+    renamed = path.rename(path.with_name(path.name.replace("A2021227", "A2021001")))
+    result = run_cli("ingest", str(tmp_path), "--out", str(tmp_path / "c.zarr"), "--res", "1", "--bbox", BBOX,
+                     "--landcover", "none")
+    assert _one_error_line(result) == (f"error: {renamed}: the file name says 2021-01-01, its metadata "
+                                       f"(RANGEBEGINNINGDATE) says 2021-08-15: a renamed file is refused "
+                                       f"(restore its standard name or remove it)")
+    assert not (tmp_path / "c.zarr").exists()

@@ -255,3 +255,69 @@ def test_missing_shipped_landcover_names_the_file_and_the_way_out(monkeypatch, t
     assert str(exc.value) == (f"landcover 'default': expected the MCD12C1 2019 GeoTIFF shipped with ciml-ter at "
                               f"{tmp_path / 'gone.tif'}, found nothing; reinstall ciml-ter or pass --landcover "
                               f"PATH to an MCD12C1 file")
+
+
+def test_viirs_fill_attribute_spelled_Fillvalue(tmp_path):
+    """Some real VIIRS files name the fill attribute ``_Fillvalue``: it marks fill as ``_FillValue``
+    does (here the only thing that does: the layer has no valid_range)."""
+    n = 16
+    lst = np.full((n, n), 300.0)
+    lst[:4] = np.nan
+    layers = [G.Sds("LST_1KM", G.encode(lst, 0.02, 0.0, np.uint16, 0), "Daily 1km Land Surface Temperature (LST)",
+                    "K", 0, None, 0.02),
+              G.Sds("QC", np.full((n, n), 0b11 << 14, np.uint16), "Daily QC for LST and emissivity", "n/a",
+                    None, (0, 65535))]
+    path = tmp_path / G.granule_name("VNP21A1D", "2019-05-01", "002", (18, 4), "h5")
+    G.write_hdf5(path, "VIIRS_Grid_Daily_1km_LST21", *G.tile_corners(18, 4), layers, G.inventory(path),
+                 fill_attribute="_Fillvalue")
+    data = read_hdf5(names.parse_granule_name(path), catalog.VNP21A1D)
+    assert np.isnan(data.layers["lst_day"][:4]).all() and np.allclose(data.layers["lst_day"][4:], 300.0)
+    assert data.provenance["lst_day"]["_FillValue"] == 0
+
+
+# --- a granule's own identity --------------------------------------------------------------------
+
+
+def _viirs_lst(path: Path, identity_attrs: dict | None, core: str | None = None) -> Path:
+    """A VNP21A1D tile whose FILE_ATTRIBUTES hold ``identity_attrs`` (and, given ``core``, an ECS
+    CoreMetadata.0 dataset as some HDF-EOS5 files keep one)."""
+    n = 8
+    layers = [G.Sds("LST_1KM", np.full((n, n), 15000, np.uint16), "LST", "K", 0, (7500, 65535), 0.02),
+              G.Sds("QC", np.zeros((n, n), np.uint16), "QC", "n/a", None, (0, 65535))]
+    G.write_hdf5(path, "VIIRS_Grid_Daily_1km_LST21", *G.tile_corners(18, 4), layers)
+    import h5py
+    with h5py.File(path, "r+") as f:
+        for key, value in (identity_attrs or {}).items():
+            f["HDFEOS/ADDITIONAL/FILE_ATTRIBUTES"].attrs[key] = np.bytes_(value)
+        if core is not None:
+            f.create_dataset("HDFEOS INFORMATION/CoreMetadata.0", data=np.bytes_(core))
+    return path
+
+
+def test_hdf5_identity_from_local_granule_id_or_core_metadata(tmp_path):
+    """VIIRS files without ShortName / RangeBeginningDate are checked by their LocalGranuleID, or by
+    an ECS CoreMetadata.0 dataset; with neither the granule is unverified, not refused."""
+    from ciml_ter.data.products import identity
+    from ciml_ter.data.products.hdf5 import probe_hdf5
+
+    window = GridWindow(50.0, 0.0, 1.0, 10, 10)
+    name = G.granule_name("VNP21A1D", "2019-05-02", "002", (18, 4), "h5")
+    original = G.granule_name("VNP21A1D", "2019-05-01", "002", (18, 4), "h5")
+    by_id = _viirs_lst(tmp_path / name, {"LocalGranuleID": original})
+    probe = probe_hdf5(names.parse_granule_name(by_id), catalog.VNP21A1D, window)
+    assert probe.inside and probe.identity.verifiable
+    with pytest.raises(InputError, match=r"file name says 2019-05-02, its metadata \(LocalGranuleID "
+                                         + original.replace(".", r"\.") + r"\) says 2019-05-01"):
+        identity.check(names.parse_granule_name(by_id), catalog.VNP21A1D, probe.identity)
+    (tmp_path / "core").mkdir()
+    core = G.inventory(tmp_path / original).core_metadata()
+    by_core = _viirs_lst(tmp_path / "core" / name, None, core)
+    probe = probe_hdf5(names.parse_granule_name(by_core), catalog.VNP21A1D, window)
+    assert (probe.identity.short_name, probe.identity.begin) == ("VNP21A1D", dt.date(2019, 5, 1))
+    with pytest.raises(InputError, match=r"its metadata \(RANGEBEGINNINGDATE\) says 2019-05-01"):
+        identity.check(names.parse_granule_name(by_core), catalog.VNP21A1D, probe.identity)
+    (tmp_path / "bare").mkdir()
+    bare = _viirs_lst(tmp_path / "bare" / name, None)
+    probe = probe_hdf5(names.parse_granule_name(bare), catalog.VNP21A1D, window)
+    assert not probe.identity.verifiable
+    identity.check(names.parse_granule_name(bare), catalog.VNP21A1D, probe.identity)  # nothing to refuse

@@ -3,8 +3,11 @@ analytic fields, fill and QC-rejected pixels are excluded, tiles anywhere (60-70
 antimeridian), CMG block means, rasters, resume, bad and unknown files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import warnings
 
 import granules as G
 import numpy as np
@@ -77,7 +80,7 @@ def test_mod11a1_high_latitude_tile_area_means_fill_and_qc(tmp_path):
     qc[60:90, 10:40] = 0b10 | (0b11 << 6)  # not produced (cloud), LST error > 3 K: 65-62.5 N, 2-7 E
     day[60:90, 10:40] = 1300.0  # garbage in valid_range: would break every bound if kept
     night = lst_field(lat, lon) - 12.0
-    G.mod11a1(tmp_path, "2019-07-01", 18, 2, n, day, night, qc_day=qc)
+    path = G.mod11a1(tmp_path, "2019-07-01", 18, 2, n, day, night, qc_day=qc)
     lines = []
     summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 60, 10, 70), log=lines.append)
     assert summary.ok and summary.written == {"time": ["2019-07-01"]}
@@ -96,8 +99,10 @@ def test_mod11a1_high_latitude_tile_area_means_fill_and_qc(tmp_path):
     assert "QC_Day" in ds.lst_day.attrs["qc_rule"] and ds.lst_day.attrs["source_products"] == "MOD11A1"
     products = json.loads(ds.attrs["ingest_products"])
     assert products["MOD11A1.061"]["layers"]["lst_day"]["scale_factor"] == pytest.approx(0.02)
-    assert json.loads(ds.attrs["ingest_files"])["time"]["2019-07-01"] == [
-        "MOD11A1.A2019182.h18v02.061.2021001000000.hdf"]
+    files = json.loads(ds.attrs["ingest_inventory"])["time"]["2019-07-01"]
+    assert files == {"MOD11A1.A2019182.h18v02.061.2021001000000.hdf": {
+        "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "variables": ["lst_day", "lst_night"]}}
 
 
 def anti_field(lat, lon):
@@ -295,15 +300,21 @@ def test_mod11c1_cmg(tmp_path):
 # --- bad, unknown, resume ------------------------------------------------------------------------------
 
 
+def lst_tiles(folder, day: str, tiles, n: int, offset: float = 0.0) -> list:
+    """MOD11A1 tiles (h, 4) of ``day`` in ``folder`` (made if missing): LST from ``lst_field``."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for h in tiles:
+        lat, lon = G.pixel_latlon(h, 4, n)
+        paths.append(G.mod11a1(folder, day, h, 4, n, lst_field(lat, lon) + offset, lst_field(lat, lon)))
+    return paths
+
+
 def test_truncated_granule_is_named_others_ingested(tmp_path):
     n = 40
     src = tmp_path / "in"
-    src.mkdir()
-    for h in (18, 19):
-        lat, lon = G.pixel_latlon(h, 4, n)
-        G.mod11a1(src, "2019-03-01", h, 4, n, lst_field(lat, lon), lst_field(lat, lon))
-    lat, lon = G.pixel_latlon(18, 4, n)
-    G.mod11a1(src, "2019-03-02", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    lst_tiles(src, "2019-03-01", (18, 19), n)
+    lst_tiles(src, "2019-03-02", (18,), n)
     bad = src / G.granule_name("MOD11A1", "2019-03-01", "061", (19, 4))
     good_copy = bad.read_bytes()
     bad.write_bytes(good_copy[: len(good_copy) // 3])
@@ -311,7 +322,7 @@ def test_truncated_granule_is_named_others_ingested(tmp_path):
     summary = ingest([src], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 20, 50), log=lines.append)
     assert not summary.ok
     assert [p for p, _ in summary.bad] == [str(bad)]
-    assert sum(bad.name in line for line in lines) == 2  # its own line, and the closing summary
+    assert not any(bad.name in line for line in lines)  # reported once, by the caller from summary.bad
     assert summary.incomplete == {"time": ["2019-03-01"]}
     ds = open_cube(tmp_path / "cube.zarr")
     assert np.isfinite(ds.lst_day.values[0][:, :10]).all()  # h18 of the same date is ingested
@@ -322,6 +333,108 @@ def test_truncated_granule_is_named_others_ingested(tmp_path):
     assert summary.ok and summary.written == {"time": ["2019-03-01"]}
     assert summary.skipped_present == {"time": ["2019-03-02"]}
     assert np.isfinite(open_cube(tmp_path / "cube.zarr").lst_day.values[0][:, 16:]).all()
+
+
+def test_a_date_whose_only_granule_failed_gets_no_slice(tmp_path):
+    n = 20
+    lat, lon = G.pixel_latlon(18, 4, n)
+    G.mod11a1(tmp_path, "2019-03-01", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    bad = G.mod11a1(tmp_path, "2019-03-02", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    bad.write_bytes(bad.read_bytes()[:1000])
+    lines = []
+    summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    assert summary.written == {"time": ["2019-03-01"]} and summary.dates_written == ["2019-03-01"]
+    assert [p for p, _ in summary.bad] == [str(bad)] and summary.incomplete == {"time": ["2019-03-02"]}
+    assert not any(bad.name in line for line in lines)  # the one report is the caller's, from summary.bad
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert list(pd.DatetimeIndex(ds.time.values).strftime("%Y-%m-%d")) == ["2019-03-01"]
+    assert "2019-03-02" not in json.loads(ds.attrs["ingest_inventory"])["time"]
+
+
+def test_renamed_granules_are_refused(tmp_path):
+    """Product and date come from the name; a file renamed to another date or sensor is refused
+    against its own metadata (CoreMetadata.0 for MODIS, FILE_ATTRIBUTES for VIIRS)."""
+    n = 12
+    lat, lon = G.pixel_latlon(18, 4, n)
+    lst = lst_field(lat, lon)
+
+    def renamed(folder, write, old, new):
+        (tmp_path / folder).mkdir()
+        path = write(tmp_path / folder)
+        return path.rename(path.with_name(path.name.replace(old, new)))
+
+    cases = [(renamed("a", lambda f: G.mod11a1(f, "2021-08-15", 18, 4, n, lst, lst), "A2021227", "A2021001"),
+              r"file name says 2021-01-01, its metadata \(RANGEBEGINNINGDATE\) says 2021-08-15"),
+             (renamed("b", lambda f: G.mod11a1(f, "2021-01-01", 18, 4, n, lst, lst), "MOD11A1", "MYD11A1"),
+              r"file name says product MYD11A1, its metadata \(SHORTNAME\) says MOD11A1"),
+             (renamed("c", lambda f: G.vnp21a1(f, "2021-08-15", 18, 4, n, lst), "A2021227", "A2021228"),
+              r"file name says 2021-08-16, its metadata \(RangeBeginningDate\) says 2021-08-15"),
+             # MCD43: 16 days of observations, the ninth is the date in the name
+             (renamed("d", lambda f: G.mcd43a4(f, "2021-08-15", 18, 4, n, {2: 0.3 + 0 * lat}), "A2021227", "A2021240"),
+              r"file name says 2021-08-28, outside its metadata's RANGEBEGINNINGDATE..RANGEENDINGDATE "
+              r"2021-08-07..2021-08-22")]
+    for path, message in cases:
+        out = path.parent / "cube.zarr"
+        with pytest.raises(InputError, match=path.name.replace(".", r"\.") + ": .*" + message):
+            ingest([path.parent], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+        assert not out.exists()
+    (tmp_path / "e").mkdir()
+    kept = G.mcd43a4(tmp_path / "e", "2021-08-15", 18, 4, n, {2: 0.3 + 0 * lat})
+    summary = ingest([kept], tmp_path / "e" / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    assert summary.written == {"time": ["2021-08-15"]} and not summary.unverified
+
+
+def test_granules_without_identity_metadata_are_named(tmp_path):
+    lat, lon = G.pixel_latlon(18, 4, 12)
+    bare = G.mod11a1(tmp_path, "2019-03-01", 18, 4, 12, lst_field(lat, lon), lst_field(lat, lon), metadata=False)
+    lines = []
+    summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    assert summary.unverified == [bare.name] and summary.written == {"time": ["2019-03-01"]}
+    assert [line for line in lines if bare.name in line] == [
+        f"note: 1 granule(s) lack a product short name or a date in their metadata (CoreMetadata.0 / "
+        f"FILE_ATTRIBUTES); product and date come from their names alone: {bare.name}"]
+
+
+def test_granules_outside_the_bbox_are_named_and_write_nothing(tmp_path):
+    n = 12
+    inside, outside = [], []
+    for day in ("2019-03-01", "2019-03-02"):
+        for h, into in ((18, inside), (25, outside)):  # h25v04: 40-50 N, 70-91 E
+            lat, lon = G.pixel_latlon(h, 4, n)
+            if h == 18 and day == "2019-03-02":
+                continue  # that date has only the far tile
+            into.append(G.mod11a1(tmp_path, day, h, 4, n, lst_field(lat, lon), lst_field(lat, lon)))
+    lines = []
+    summary = ingest([tmp_path], tmp_path / "cube.zarr", res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    names = sorted(p.name for p in outside)
+    assert summary.outside_window == names and summary.written == {"time": ["2019-03-01"]}
+    assert [line for line in lines if "outside" in line] == [
+        f"2 granule(s) entirely outside --bbox 0,40,10,50, not used: {', '.join(names)}"]
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert ds.sizes["time"] == 1 and list(json.loads(ds.attrs["ingest_inventory"])["time"]["2019-03-01"]) == [
+        inside[0].name]
+    with pytest.raises(InputError, match=r"no usable input among 2 file\(s\): 2 entirely outside --bbox "
+                                         r"0,40,10,50 \(e\.g\. " + names[0].replace(".", r"\.")):
+        ingest(outside, tmp_path / "far.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    assert not (tmp_path / "far.zarr").exists()
+
+
+def test_no_usable_input_is_refused_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"empty: no input files found \(an empty folder\?\): nothing to ingest"):
+        ingest([tmp_path / "empty"], tmp_path / "a.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    (tmp_path / "notaproduct.log").write_text("a log")
+    (tmp_path / "MOD09GA.A2019060.h18v04.061.2021001000000.hdf").write_bytes(b"\x0e\x03\x13\x01")
+    with pytest.raises(InputError, match=r"no usable input among 2 file\(s\): 2 not recognised \(e\.g\. "
+                                         r"notaproduct\.log: not a recognised product file name\)"):
+        ingest([tmp_path / "notaproduct.log", tmp_path / "MOD09GA.A2019060.h18v04.061.2021001000000.hdf"],
+               tmp_path / "b.zarr", res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    lat, lon = G.pixel_latlon(18, 4, 12)
+    G.mod11a1(tmp_path / "empty", "2019-03-01", 18, 4, 12, lst_field(lat, lon), lst_field(lat, lon))
+    with pytest.raises(InputError, match=r"1 dated outside --months 2020-01:2020-02"):
+        ingest([tmp_path / "empty"], tmp_path / "c.zarr", res=1.0, bbox=(0, 40, 10, 50), months="2020-01:2020-02",
+               log=quiet([]))
+    assert not any((tmp_path / name).exists() for name in ("a.zarr", "b.zarr", "c.zarr"))
 
 
 def test_unknown_files_are_listed(tmp_path):
@@ -356,6 +469,97 @@ def test_rerun_skips_written_dates_and_adds_new_ones(tmp_path):
     assert np.nanmean(ds.lst_day.values[2] - ds.lst_day.values[1]) == pytest.approx(1.0, abs=0.01)
     with pytest.raises(InputError, match="another grid"):
         ingest([src], out, res=0.5, bbox=(0, 40, 10, 50), log=quiet([]))
+
+
+def test_rerun_redoes_a_date_whose_files_changed(tmp_path):
+    """A tile added later for a written date, and a file replaced under the same name and size,
+    make that date be redone (said in one line); unchanged dates are skipped."""
+    n = 20
+    src = tmp_path / "in"
+    for day in ("2019-03-01", "2019-03-02"):
+        lst_tiles(src, day, (18,), n)
+    out, bbox = tmp_path / "cube.zarr", (0, 40, 20, 50)
+    ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert np.isnan(open_cube(out).lst_day.values[:, :, 16:]).all()  # h18 reaches 15.6 E at most
+    [added] = lst_tiles(src, "2019-03-01", (19,), n)
+    lines = []
+    summary = ingest([src], out, res=1.0, bbox=bbox, log=lines.append)
+    assert summary.written == {"time": ["2019-03-01"]} and summary.redone == {"time": ["2019-03-01"]}
+    assert summary.skipped_present == {"time": ["2019-03-02"]}
+    assert [line for line in lines if "redone" in line] == [
+        f"time: 1 date(s) written before are redone, their input files changed (+ new, ~ changed, - no longer "
+        f"among the inputs), e.g. 2019-03-01: + {added.name}"]
+    ds = open_cube(out)
+    assert ds.sizes["time"] == 2 and np.isfinite(ds.lst_day.values[0, :, 16:]).all()
+    assert np.isnan(ds.lst_day.values[1, :, 16:]).all()
+    assert sorted(json.loads(ds.attrs["ingest_inventory"])["time"]["2019-03-01"]) == sorted(
+        [added.name, G.granule_name("MOD11A1", "2019-03-01", "061", (18, 4))])
+    before = ds.lst_day.values[0, :, 16:].copy()
+    size, stamp = added.stat().st_size, added.stat().st_mtime_ns
+    lst_tiles(src, "2019-03-01", (19,), n, offset=5.0)
+    os.utime(added, ns=(stamp + 10**9, stamp + 10**9))
+    assert added.stat().st_size == size  # same name and size: only the checksum tells
+    again = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert again.redone == {"time": ["2019-03-01"]} and again.written == {"time": ["2019-03-01"]}
+    assert np.allclose(open_cube(out).lst_day.values[0, :, 16:], before + 5, atol=0.02)
+    os.utime(added, ns=(stamp + 2 * 10**9, stamp + 2 * 10**9))  # touched, content unchanged: not redone
+    touched_only = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert touched_only.written == {} and touched_only.skipped_present == {"time": ["2019-03-01", "2019-03-02"]}
+
+
+def test_a_file_broken_after_it_was_ingested_unmarks_its_date(tmp_path):
+    """A tile replaced by a truncated copy: its date is redone from the other tile, reported, and
+    no longer recorded complete; once the file is whole again the next run completes it."""
+    src = tmp_path / "in"
+    lst_tiles(src, "2019-03-01", (18, 19), 20)
+    out, bbox = tmp_path / "cube.zarr", (0, 40, 20, 50)
+    ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    tile = src / G.granule_name("MOD11A1", "2019-03-01", "061", (19, 4))
+    whole = tile.read_bytes()
+    tile.write_bytes(whole[:2000])
+    broken = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert [p for p, _ in broken.bad] == [str(tile)] and broken.redone == {"time": ["2019-03-01"]}
+    completed = json.loads(open_cube(out).attrs["ingest_completed"])["time"]
+    assert completed["lst_day"] == [] and completed["lst_night"] == []
+    tile.write_bytes(whole)
+    mended = ingest([src], out, res=1.0, bbox=bbox, log=quiet([]))
+    assert mended.ok and mended.written == {"time": ["2019-03-01"]}
+    assert json.loads(open_cube(out).attrs["ingest_completed"])["time"]["lst_day"] == ["2019-03-01"]
+    assert np.isfinite(open_cube(out).lst_day.values[0, :, 16:]).all()
+
+
+def test_dates_added_before_written_ones_are_noted_once(tmp_path):
+    n = 12
+    lat, lon = G.pixel_latlon(18, 4, n)
+    for day in ("2019-03-05", "2019-03-06"):
+        G.mod11a1(tmp_path, day, 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    out = tmp_path / "cube.zarr"
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    for day in ("2019-03-01", "2019-03-02"):
+        G.mod11a1(tmp_path, day, 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    lines = []
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=lines.append)
+    assert [line for line in lines if "date order" in line] == [
+        "note: time is not in date order in cube.zarr (dates added by an earlier run precede some of this "
+        "run's); readers sort by date"]
+
+
+def test_store_metadata_are_consolidated_after_every_run(tmp_path):
+    n = 12
+    lat, lon = G.pixel_latlon(18, 4, n)
+    G.mod11a1(tmp_path, "2019-03-01", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    out = tmp_path / "cube.zarr"
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xr.open_zarr warns on a store without consolidated metadata
+        assert xr.open_zarr(out).sizes["time"] == 1
+    G.mod11a1(tmp_path, "2019-03-02", 18, 4, n, lst_field(lat, lon), lst_field(lat, lon))
+    ingest([tmp_path], out, res=1.0, bbox=(0, 40, 10, 50), log=quiet([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(out, consolidated=True)  # the consolidated copy is current, not the first run's
+        assert ds.sizes["time"] == 2 and np.isfinite(ds.lst_day.values).any(axis=(1, 2)).all()
+        assert "2019-03-02" in json.loads(ds.attrs["ingest_completed"])["time"]["lst_day"]
 
 
 def test_interrupted_run_is_not_recorded_complete(tmp_path, monkeypatch):
@@ -476,6 +680,31 @@ def test_cf_cube_passes_through_with_unit_conversion(tmp_path):
     bad.to_netcdf(tmp_path / "bad.nc", engine="h5netcdf")
     with pytest.raises(InputError, match="units 'F'"):
         ingest([tmp_path / "bad.nc"], tmp_path / "z.zarr", res=0.5, bbox=(0, 40, 10, 45), log=quiet([]))
+
+
+def test_cf_cube_read_by_blocks_in_any_orientation(tmp_path):
+    """A cube stored south to north, on the output grid itself (each value its cell's, count 1;
+    NaN -> count 0), read by blocks of dates: values and dates as stored, one date's slice at the
+    right place; two variables of one file both recorded as coming from it."""
+    lat = 40.25 + 0.5 * np.arange(10)  # ascending: flipped on reading
+    lon = 0.25 + 0.5 * np.arange(20)
+    t = pd.date_range("2019-01-01", periods=40, freq="D")
+    rng = np.random.default_rng(3)
+    nir = rng.uniform(0.2, 0.5, (40, 10, 20)).astype(np.float32)
+    nir[5, 2, 3] = np.nan
+    red = rng.uniform(0.02, 0.1, (40, 10, 20)).astype(np.float32)
+    xr.Dataset({"nir": (("time", "lat", "lon"), nir, {"units": "1"}),
+                "red": (("time", "lat", "lon"), red, {"units": "1"})},
+               coords={"time": t, "lat": lat, "lon": lon}).to_netcdf(tmp_path / "c.nc", engine="h5netcdf")
+    summary = ingest([tmp_path / "c.nc"], tmp_path / "cube.zarr", res=0.5, bbox=(0, 40, 10, 45),
+                     months="2019-01:2019-01", log=quiet([]))
+    assert summary.written == {"time": [d.date().isoformat() for d in t[:31]]} and summary.outside_months == 18
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert np.array_equal(ds.nir.values, nir[:31, ::-1], equal_nan=True)
+    assert np.array_equal(ds.red.values, red[:31, ::-1])
+    assert ds.nir_count.values[5, 7, 3] == 0 and ds.nir_count.values.sum() == 31 * 200 - 1
+    files = json.loads(ds.attrs["ingest_inventory"])["time"]["2019-01-06"]
+    assert files["c.nc"]["variables"] == ["nir", "red"] and files["c.nc"]["size"] == (tmp_path / "c.nc").stat().st_size
 
 
 def test_input_errors(tmp_path):

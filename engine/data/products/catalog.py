@@ -28,6 +28,12 @@ import numpy as np
 DAILY, EIGHT_DAY, FOUR_DAY, SIXTEEN_DAY, YEARLY = "daily", "8-day", "4-day", "16-day", "yearly"
 SINUSOIDAL, CMG = "sinusoidal", "cmg"
 HDF4, HDF5 = "hdf4", "hdf5"
+# Where the date in a granule's name lies in the date range its metadata give (CoreMetadata
+# RANGEBEGINNINGDATE..RANGEENDINGDATE, the HDF5 RangeBeginningDate..RangeEndingDate): the first
+# day for daily files and composites; a day inside the retrieval period for the BRDF products
+# (MCD43 / VNP43: 16 days of observations "temporally weighted to the ninth day which is reflected
+# in the Julian date in the file name", LP DAAC MCD43A4 v061 product page).
+NAME_DATE_START, NAME_DATE_WITHIN = "start", "within"
 # Output time dimension of each cadence (the contract allows one time dim per variable). The
 # 16-day products give red/nir, which feed the daily NIRv: a composite sits on the daily axis at
 # its first day, and the SG envelope bridges the days between composites as it bridges cloudy days.
@@ -108,6 +114,7 @@ class Product:
     nominal_res_m: float  # for precedence when two products give one variable on one date
     guide: str  # the user guide the SDS names and QC rules come from
     notes: dict = field(default_factory=dict)
+    name_date: str = NAME_DATE_START  # NAME_DATE_START or NAME_DATE_WITHIN (above)
 
     @property
     def time_dim(self) -> str | None:
@@ -170,12 +177,14 @@ MCD43A4 = Product(("MCD43A4",), HDF4, SINUSOIDAL, DAILY,
                   (Layer("red", "Nadir_Reflectance_Band1", _mcd43_qc(1), _NBAR),
                    Layer("nir", "Nadir_Reflectance_Band2", _mcd43_qc(2), _NBAR),
                    Layer("swir1", "Nadir_Reflectance_Band6", _mcd43_qc(6), _NBAR)),
-                  463.312717, "MODIS MCD43 User's Guide C6/C6.1 (Schaaf & Wang), MCD43A4")
+                  463.312717, "MODIS MCD43 User's Guide C6/C6.1 (Schaaf & Wang), MCD43A4",
+                  name_date=NAME_DATE_WITHIN)
 MCD43C4 = Product(("MCD43C4",), HDF4, CMG, DAILY,
                   (Layer("red", "Nadir_Reflectance_Band1", _MCD43C4_QC, _NBAR),
                    Layer("nir", "Nadir_Reflectance_Band2", _MCD43C4_QC, _NBAR),
                    Layer("swir1", "Nadir_Reflectance_Band6", _MCD43C4_QC, _NBAR)),
-                  5559.752598, "MODIS MCD43 User's Guide C6/C6.1 (Schaaf & Wang), MCD43C4")
+                  5559.752598, "MODIS MCD43 User's Guide C6/C6.1 (Schaaf & Wang), MCD43C4",
+                  name_date=NAME_DATE_WITHIN)
 
 
 # --- MODIS LAI (MCD15A2H 8-day, MCD15A3H 4-day, 500 m tiles) -----------------------------------
@@ -214,7 +223,8 @@ VNP43IA4 = Product(("VNP43IA4", "VJ143IA4"), HDF5, SINUSOIDAL, DAILY,
                    (Layer("red", "Nadir_Reflectance_I1", _vnp43_qc(1), _NBAR),
                     Layer("nir", "Nadir_Reflectance_I2", _vnp43_qc(2), _NBAR),
                     Layer("swir1", "Nadir_Reflectance_I3", _vnp43_qc(3), _NBAR)),
-                   463.312717, "VIIRS VNP43 BRDF/Albedo User Guide V2 (Schaaf et al.), VNP43IA4")
+                   463.312717, "VIIRS VNP43 BRDF/Albedo User Guide V2 (Schaaf et al.), VNP43IA4",
+                   name_date=NAME_DATE_WITHIN)
 
 # VNP21A1D / VNP21A1N LST 1 km daily (day / night granules), grid VIIRS_Grid_Daily_1km_LST21.
 #   Guide: Hulley, G. et al., VIIRS Land Surface Temperature and Emissivity (VNP21) User Guide,

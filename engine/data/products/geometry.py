@@ -129,13 +129,14 @@ def locate(struct_metadata: str, product, window: GridWindow | None):
 
 
 def block_sums(values, factor: int) -> BinSums:
-    """Per-block sums and counts of a (n_lat * f, n_lon * f) array (NaN = invalid) as BinSums, on the
-    device of ``values`` (NumPy or CuPy); ``n_seen`` counts every cell of a block."""
+    """Per-block sums and counts of a (..., n_lat * f, n_lon * f) array (NaN = invalid; leading
+    axes such as time kept) as BinSums, on the device of ``values`` (NumPy or CuPy); ``n_seen``
+    counts every cell of a block."""
     xp = array_module(values)
-    ny, nx = values.shape[0] // factor, values.shape[1] // factor
-    blocks = values.reshape(ny, factor, nx, factor)
+    *lead, ny, nx = values.shape
+    blocks = values.reshape(*lead, ny // factor, factor, nx // factor, factor)
     valid = ~xp.isnan(blocks)
-    sums = xp.where(valid, blocks, 0).astype(xp.float64).sum(axis=(1, 3))
-    n_valid = valid.sum(axis=(1, 3)).astype(xp.int32)
-    n_seen = xp.full((ny, nx), factor * factor, dtype=xp.int32)
+    sums = xp.where(valid, blocks, 0).astype(xp.float64).sum(axis=(-3, -1))
+    n_valid = valid.sum(axis=(-3, -1)).astype(xp.int32)
+    n_seen = xp.full(sums.shape, factor * factor, dtype=xp.int32)
     return BinSums(sums, n_valid, n_seen)

@@ -12,9 +12,12 @@ from ciml_ter.grid import GridWindow
 from .catalog import Product
 from .decode import GranuleData, decode_layers
 from .geometry import GranuleError, locate
+from .identity import Identity, Probe, from_core_metadata, from_file_attributes
 from .names import GranuleName
 
 STRUCT_METADATA = "HDFEOS INFORMATION/StructMetadata.0"
+CORE_METADATA = "HDFEOS INFORMATION/CoreMetadata.0"
+FILE_ATTRIBUTES = "HDFEOS/ADDITIONAL/FILE_ATTRIBUTES"
 GRIDS = "HDFEOS/GRIDS"
 
 
@@ -37,17 +40,48 @@ def _dataset(f: h5py.File, grid: str, name: str) -> h5py.Dataset:
     raise GranuleError(f"no dataset {name!r} under {GRIDS}/*/Data Fields")
 
 
+def _open(name: GranuleName) -> h5py.File:
+    try:
+        return h5py.File(name.path, "r")
+    except OSError as exc:
+        raise GranuleError(f"cannot open as HDF5 ({exc})") from None
+
+
+def _locate(f: h5py.File, product: Product, window: GridWindow | None):
+    if STRUCT_METADATA not in f:
+        raise GranuleError(f"no {STRUCT_METADATA} (not an HDF-EOS5 grid file)")
+    return locate(_text(f[STRUCT_METADATA][()]), product, window)
+
+
+def _identity(f: h5py.File, name: GranuleName) -> Identity:
+    """The granule's identity from FILE_ATTRIBUTES, else from an ECS CoreMetadata.0 dataset."""
+    attrs = {k: _text(v) for k, v in f[FILE_ATTRIBUTES].attrs.items()} if FILE_ATTRIBUTES in f else {}
+    identity = from_file_attributes(attrs, name.path)
+    if not identity.verifiable and CORE_METADATA in f:
+        return from_core_metadata(_text(f[CORE_METADATA][()]), name.path)
+    return identity
+
+
+def probe_hdf5(name: GranuleName, product: Product, window: GridWindow) -> Probe:
+    """A VIIRS granule's identity (FILE_ATTRIBUTES) and whether it reaches ``window``
+    (StructMetadata.0), its layers unread. Raises GranuleError when the file cannot be read."""
+    f = _open(name)
+    try:
+        identity = _identity(f, name)
+        _, where = _locate(f, product, window)
+    except (OSError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged files
+        raise GranuleError(f"read error ({type(exc).__name__}: {exc})") from None
+    finally:
+        f.close()
+    return Probe(identity, where is not None)
+
+
 def read_hdf5(name: GranuleName, product: Product, window: GridWindow | None = None) -> GranuleData:
     """Decode the product's layers of one VIIRS HDF5 granule (fill, valid_range and QC applied).
     Raises GranuleError when the file cannot be read as this product."""
+    f = _open(name)
     try:
-        f = h5py.File(name.path, "r")
-    except OSError as exc:
-        raise GranuleError(f"cannot open as HDF5 ({exc})") from None
-    try:
-        if STRUCT_METADATA not in f:
-            raise GranuleError(f"no {STRUCT_METADATA} (not an HDF-EOS5 grid file)")
-        geometry, where = locate(_text(f[STRUCT_METADATA][()]), product, window)
+        geometry, where = _locate(f, product, window)
         if where is None:
             return GranuleData(name, product, geometry, {}, provenance={"skipped": "outside the window"})
         rows, cols, factor = where
