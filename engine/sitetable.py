@@ -55,6 +55,7 @@ from ciml_ter.units import TER_UNITS
 log = logging.getLogger(__name__)
 
 SITE_ONLY_METEO = ("TA_F", "SW_IN_F", "LW_IN_F", "VPD_F", "P_F", "TS_F_MDS_1", "SWC_F_MDS_1")
+SHORT_SITE_MONTHS = 12  # a site with fewer site-months has no whole seasonal cycle: kept, with a note
 METADATA_KEY = b"ciml_ter"
 TARGET = "ter"  # the target column, in units.TER_UNITS
 BASE_COLUMNS = ("site", "lat", "lon", "pft", "time", TARGET)
@@ -141,6 +142,11 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
     if obs.empty:
         raise InputError(f"no site-month passed the rules in {', '.join(report.files)}; "
                          f"removed: {report.removed}")
+    short = {site: n for site, n in report.kept_per_site.items() if n < SHORT_SITE_MONTHS}
+    if short:
+        report.note(f"{len(short)} site(s) with fewer than {SHORT_SITE_MONTHS} site-months (less than one seasonal "
+                    "cycle), kept: " + ", ".join(f"{site} ({n})" for site, n in list(short.items())[:8])
+                    + (f", ... ({len(short)} in all)" if len(short) > 8 else ""))
     return obs, report
 
 
