@@ -245,8 +245,13 @@ def _rounds_summary(rounds: dict[int, int]) -> dict:
 
 def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path, device: Device,
                    causal_result: dict | None = None, progress: ProgressCallback = None, folds: dict[str, int] | None = None,
-                   spec: PredictorSpec | None = None, fold_settings: dict[int, dict] | None = None) -> Ensemble:
+                   spec: PredictorSpec | None = None, fold_settings: dict[int, dict] | None = None,
+                   made_from: dict | None = None) -> Ensemble:
     """Train folds x seeds members, write them and the manifest to ``out_dir``; return the Ensemble.
+
+    The manifest records each driver's units (the table's ``units`` metadata; None where the table
+    has none) and its range over the training rows, which ``predict`` checks a feature cube
+    against (``Ensemble.check_cube``), and ``made_from`` (the stage's ``stages.stamp``).
 
     ``device``: where the members train (``Device.for_rows`` with ``train.gpu_min_rows``: with
     "auto", small tables train on CPU workers). Predictors: ``spec`` (default ``predictors.plan(table, config)``). ``causal_result`` (from
@@ -356,6 +361,10 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
                             f"{c.num_boost_round}); members refitted on all the fold's training sites")},
         "config_hash": config.stable_hash(), "versions": _versions(), "device": device.kind,
         "xgboost_device": booster_device, "xgboost_cuda_build": xgboost_has_cuda(),
+        "feature_units": {f: table.meta.get("units", {}).get(f) for f in spec.drivers},
+        "feature_ranges": {f: [float(np.nanmin(table.frame[f])), float(np.nanmax(table.frame[f]))]
+                           for f in spec.drivers},
+        "made_from": made_from,
         "sites_path": table.path, "n_sites": len(folds), "n_samples": len(table.frame),
         "dropped_features": table.dropped_features,
         "train_seconds": round(time.perf_counter() - started, 3), "workers": workers, "nthread": nthread,
