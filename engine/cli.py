@@ -1,11 +1,14 @@
 """The ``ciml-ter`` command line (typer + rich).
 
 User mistakes (CimlTerError, missing or unreadable files) print one line ``error: ...`` on
-stderr and exit with code 2; ``--debug`` shows the traceback instead.
+stderr and exit with code 2; Ctrl-C prints one line and exits with 130 (outputs being written
+are not kept: folders are built whole, files written atomically); ``--debug`` shows the
+traceback instead.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ciml_ter import __version__
-from ciml_ter.errors import CimlTerError
+from ciml_ter.errors import CimlTerError, Interrupted
 
 # rich_markup_mode=None: help texts are plain text ("[paths]" is a config section, not markup)
 app = typer.Typer(name="ciml-ter", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -28,6 +31,8 @@ config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Write, check and hash pipeline configs (TOML).")
 app.add_typer(config_app, name="config")
 
+INTERRUPTED = ("interrupted (Ctrl-C); no unfinished output was kept (predict and ingest resume on a rerun where "
+               "they stopped)")
 out = Console(highlight=False, soft_wrap=True)  # no wrapping of long paths in messages
 err = Console(stderr=True, highlight=False)
 
@@ -508,6 +513,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ciml-ter`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
         app(args=argv, prog_name="ciml-ter")  # typer handles usage errors itself (exit 2)
     except (CimlTerError, OSError) as exc:
@@ -517,6 +523,20 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"error: {message}", markup=False, soft_wrap=True)
         _abort_mpi_job(2)
         sys.exit(2)
+    except Interrupted:
+        if debug:
+            raise
+        err.print(f"error: {INTERRUPTED}", markup=False, soft_wrap=True)
+        _abort_mpi_job(130)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C: raised as ``errors.Interrupted`` past typer up to ``main``; on its way out every
+    output being built is removed."""
+    raise Interrupted()
 
 
 def _abort_mpi_job(code: int) -> None:

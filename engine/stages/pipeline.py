@@ -8,6 +8,7 @@ resumes inside its run directory tile by tile.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from ciml_ter.errors import ConfigError, InputError
 from ciml_ter.parallel import under_mpi
 from ciml_ter.stages import Runtime
 from ciml_ter.stages.analyze import AnalyzeSummary, analyze
-from ciml_ter.stages.evaluate import EvaluateSummary, evaluate
+from ciml_ter.files import check_output, output_folder
+from ciml_ter.stages.evaluate import EvaluateSummary, evaluate_into
 from ciml_ter.stages.features import make_features
 from ciml_ter.stages.ingest import ingest
 from ciml_ter.stages.predict import predict
 from ciml_ter.stages.report import report
 from ciml_ter.stages.sites import build_sites
-from ciml_ter.stages.train import TrainSummary, train
+from ciml_ter.stages.train import TrainSummary, train_into
 from ciml_ter.units import TER_UNITS
 
 PATHS = ("features", "sites", "model", "run", "analysis", "report")
@@ -47,10 +49,13 @@ class ModelSummary:
 
 def train_and_evaluate(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *,
                        weights: Path | None = None, settings: Path | None = None) -> ModelSummary:
-    """``train`` on the site-month table ``sites``, then ``evaluate`` the model on the same table
-    into the model directory ``out``."""
-    trained = train(sites, out, config, runtime, weights=weights, settings=settings)
-    return ModelSummary(trained, evaluate(out, out, config, runtime, sites=sites))
+    """``train`` on the site-month table ``sites``, then ``evaluate`` the model on the same table,
+    in one folder built whole and swapped in as the model directory ``out`` (under its lock)."""
+    check_output(out, "folder")
+    with output_folder(out) as folder:
+        trained = train_into(sites, folder, config, runtime, weights=weights, settings=settings)
+        evaluation = evaluate_into(folder, folder, config, runtime, sites=sites)
+    return ModelSummary(dataclasses.replace(trained, out=Path(out)), dataclasses.replace(evaluation, out=Path(out)))
 
 
 @dataclass
