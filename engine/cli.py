@@ -477,15 +477,18 @@ def sites(fluxnet: list[str] = typer.Option([], "--fluxnet", help="Folder (or fi
 
 @app.command()
 def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) with a [paths] section."),
-        year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths.")):
+        year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths."),
+        restart: bool = typer.Option(False, "--restart", help="Redo the stages whose output was made with another "
+                                     "config or from other inputs (refused without it).")):
     """The whole chain from the config's [paths]: features, sites, causal + train, predict,
-    analyze, report; stages whose output exists are skipped (a rerun resumes)."""
+    analyze, report; a stage whose output exists and records this config's hash and the same
+    inputs is skipped (a rerun resumes); one made otherwise is refused, or redone with --restart."""
     from ciml_ter.config import load_config
     from ciml_ter.stages.pipeline import run_pipeline
 
     config = load_config(config_path)
     with _progress("run") as update:
-        _say(run_pipeline(config, _runtime(config, update), year=year))
+        _say(run_pipeline(config, _runtime(config, update), year=year, restart=restart))
 
 
 @app.command()

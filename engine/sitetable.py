@@ -51,6 +51,7 @@ from ciml_ter.config import FeaturesConfig
 from ciml_ter.device import CPU
 from ciml_ter.data.flux import FluxReport, read_abcflux, read_fluxnet_dir, rows_per_site
 from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_output
 from ciml_ter.predictors import IGBP_COLUMN, igbp_labels
 from ciml_ter.units import TER_UNITS
 
@@ -358,7 +359,8 @@ def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] 
             "mode": mode, "time": "month start", **(provenance or {})}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta).encode()
-    pq.write_table(table.replace_schema_metadata(schema_meta), path)
+    with atomic_output(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
     return path
 
 
