@@ -10,6 +10,7 @@ import numpy as np
 
 from ciml_ter.config import PipelineConfig, config_from_dict
 from ciml_ter.device import Device
+from ciml_ter.files import check_output
 from ciml_ter.parallel import worker_pool
 from ciml_ter.predictors import PredictorSpec, plan
 from ciml_ter.sitetable import SiteTable, read_site_table
@@ -43,7 +44,8 @@ def tune(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, tr
     """Tune every outer fold of the site-month table ``sites`` (folds as ``train`` deals them) and
     write the settings TOML to ``out``. Folds run in parallel (``train.workers``, 0 = one per core;
     processes on the CPU, threads sharing the GPU), each study on one thread, its boosters on
-    ``runtime.device``."""
+    ``runtime.device``. An ``out`` that cannot be written is refused before any search."""
+    check_output(out, "file")
     started = time.perf_counter()
     table = read_site_table(sites)
     folds = assign_folds(table.sites, config.train.folds, config.seed, table.path)
