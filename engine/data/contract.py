@@ -168,11 +168,13 @@ def check_cube(ds: xr.Dataset, name: str = "cube") -> list[str]:
 
 
 def require_contract(ds: xr.Dataset, name: str) -> None:
-    """Raise InputError listing every contract problem, one per line."""
+    """Raise InputError with every contract problem, on one line (the CLI's ``error:`` line): the
+    problem itself when there is one, else their count and the problems separated by " | "."""
     problems = check_cube(ds, name)
+    if len(problems) == 1:
+        raise InputError(problems[0])
     if problems:
-        raise InputError(f"{name}: {len(problems)} problem(s) with the input contract:\n  "
-                         + "\n  ".join(problems))
+        raise InputError(f"{name}: {len(problems)} problems with the input contract: " + " | ".join(problems))
 
 
 def canonical_units(da: xr.DataArray, var: str) -> xr.DataArray:
