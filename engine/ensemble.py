@@ -253,9 +253,10 @@ class Ensemble:
             margin = RANGE_MARGIN * (hi - lo)
             outside = np.mean((values < lo - margin) | (values > hi + margin)) if values.size else 0.0
             if outside > MAX_OUTSIDE_TRAINING:
+                unit = f" {units[f]}" if units.get(f) else ""
                 problems.append(f"variable '{f}': {outside:.0%} of the sampled values lie far outside its training "
-                                f"range {lo:.4g} to {hi:.4g} {units.get(f) or ''} (found {values.min():.4g} to "
-                                f"{values.max():.4g}); check its units and scale".replace("  (", " ("))
+                                f"range {lo:.4g} to {hi:.4g}{unit} (found {values.min():.4g} to {values.max():.4g}); "
+                                "check its units and scale")
         if problems:
             raise InputError(f"{source}: does not match model {self.path}: " + "; ".join(problems))
 
