@@ -1,11 +1,14 @@
 """The ``ciml-ter`` command line (typer + rich).
 
 User mistakes (CimlTerError, missing or unreadable files) print one line ``error: ...`` on
-stderr and exit with code 2; ``--debug`` shows the traceback instead.
+stderr and exit with code 2; Ctrl-C prints one line and exits with 130 (outputs being written
+are not kept: folders are built whole, files written atomically); ``--debug`` shows the
+traceback instead.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -18,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ciml_ter import __version__
-from ciml_ter.errors import CimlTerError
+from ciml_ter.errors import CimlTerError, Interrupted
 
 if TYPE_CHECKING:
     from ciml_ter.stages import Summary
@@ -31,6 +34,8 @@ config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Write, check and hash pipeline configs (TOML).")
 app.add_typer(config_app, name="config")
 
+INTERRUPTED = ("interrupted (Ctrl-C); no unfinished output was kept (predict and ingest resume on a rerun where "
+               "they stopped)")
 out = Console(highlight=False, soft_wrap=True)  # no wrapping of long paths in messages
 err = Console(stderr=True, highlight=False)
 
@@ -92,15 +97,18 @@ def _with_options(config, **overrides):
 
 
 def _print_metrics(metrics: dict) -> None:
-    """A table of test metrics of the model and each baseline (a metrics.json document)."""
+    """A table of test metrics of the model and each baseline (a metrics.json document). A model
+    without causal weights (trained so, or the causal guard dropped them in every fold, which the
+    verdict's sentence says) is the plain XGBoost: one row, named so, not a second identical one."""
     from ciml_ter.evaluation import BASELINE_NAMES
 
     table = Table(title=f"test metrics on held-out sites ({metrics['units']})")
     for column in ("model", "MAE", "rMAE", "R2", "slope obs~est", "n"):
         table.add_column(column)
-    rows = [("causal XGBoost" if metrics["model"].get("causal") else "XGBoost", metrics["model"]["test"])]
+    causal = metrics["model"].get("causal")
+    rows = [("causal XGBoost" if causal else "plain XGBoost", metrics["model"]["test"])]
     rows += [(BASELINE_NAMES.get(name, name), entry["test"]) for name, entry in metrics.get("baselines", {}).items()
-             if "test" in entry]
+             if "test" in entry and (causal or name != "xgboost_plain")]
     for name, m in rows:
         table.add_row(name, f"{m['mae']:.2f}", f"{m['rmae']:.3f}", f"{m['r2']:.3f}",
                       f"{m['slope_obs_on_est']:.3f}", str(m["n"]))
@@ -475,15 +483,18 @@ def sites(fluxnet: list[str] = typer.Option([], "--fluxnet", help="Folder (or fi
 
 @app.command()
 def run(config_path: Path = typer.Argument(..., help="Pipeline config (TOML) with a [paths] section."),
-        year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths.")):
+        year: Optional[int] = typer.Option(None, "--year", help="Fills {year} in the config's paths."),
+        restart: bool = typer.Option(False, "--restart", help="Redo the stages whose output was made with another "
+                                     "config or from other inputs (refused without it).")):
     """The whole chain from the config's [paths]: features, sites, causal + train, predict,
-    analyze, report; stages whose output exists are skipped (a rerun resumes)."""
+    analyze, report; a stage whose output exists and records this config's hash and the same
+    inputs is skipped (a rerun resumes); one made otherwise is refused, or redone with --restart."""
     from ciml_ter.config import load_config
     from ciml_ter.stages.pipeline import run_pipeline
 
     config = load_config(config_path)
     with _progress("run") as update:
-        _say(run_pipeline(config, _runtime(config, update), year=year))
+        _say(run_pipeline(config, _runtime(config, update), year=year, restart=restart))
 
 
 @app.command()
@@ -511,6 +522,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ciml-ter`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
         app(args=argv, prog_name="ciml-ter")  # typer handles usage errors itself (exit 2)
     except (CimlTerError, OSError) as exc:
@@ -520,6 +532,20 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"error: {message}", markup=False, soft_wrap=True)
         _abort_mpi_job(2)
         sys.exit(2)
+    except Interrupted:
+        if debug:
+            raise
+        err.print(f"error: {INTERRUPTED}", markup=False, soft_wrap=True)
+        _abort_mpi_job(130)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C: raised as ``errors.Interrupted`` past typer up to ``main``; on its way out every
+    output being built is removed."""
+    raise Interrupted()
 
 
 def _abort_mpi_job(code: int) -> None:

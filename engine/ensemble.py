@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ciml_ter.config import IDENTITY_OBJECTIVES, PipelineConfig, config_from_dict
+from ciml_ter.data.contract import sample_values
 from ciml_ter.device import CPU, Device
 from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
@@ -36,6 +37,12 @@ from ciml_ter.sitetable import SiteTable
 
 MANIFEST = "manifest.json"
 FORMAT = "ciml-ter-ensemble/1"
+# A feature cube's values against a driver's training range [lo, hi]: the range widened by
+# RANGE_MARGIN of its span on each side (the map covers more than the towers), and refused when
+# more than MAX_OUTSIDE_TRAINING of the sampled values lie outside (wrong units or scale: degC
+# for K, a scale factor left on, put nearly all of them outside).
+RANGE_MARGIN = 0.5
+MAX_OUTSIDE_TRAINING = 0.10
 
 
 @dataclass
@@ -170,7 +177,8 @@ def save_manifest(model_dir: Path, manifest: dict) -> dict:
 
 def _manifest_hash(manifest: dict) -> str:
     body = {k: v for k, v in manifest.items()
-            if k not in ("model_id", "train_seconds", "workers", "nthread", "xgboost_device", "xgboost_cuda_build")}
+            if k not in ("model_id", "train_seconds", "workers", "nthread", "xgboost_device", "xgboost_cuda_build",
+                         "made_from")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -220,6 +228,37 @@ class Ensemble:
                 parts.append(f"extra {', '.join(extra)}")
             raise InputError(f"{source}: predictors do not match model {self.path} "
                              f"({'; '.join(parts)}); expected {', '.join(mine)}")
+
+    def check_cube(self, cube, source: str) -> None:
+        """InputError naming every problem of the feature cube ``cube`` (an xarray Dataset) for this
+        model: a driver that is not a variable of the cube, units other than those it was trained
+        on, or values outside its training range (``feature_ranges``, widened by RANGE_MARGIN of
+        their span) for more than MAX_OUTSIDE_TRAINING of the sampled values."""
+        if "feature_ranges" not in self.manifest:
+            raise InputError(f"{self.path / MANIFEST}: records no units and ranges of the features (a model from "
+                             "an older ciml-ter); train it again to predict with it")
+        units, ranges = self.manifest["feature_units"], self.manifest["feature_ranges"]
+        drivers = self.predictors.drivers
+        absent = [f for f in drivers if f not in cube.data_vars]
+        problems = [f"variable(s) {', '.join(absent)} missing (the model {self.path} takes "
+                    f"{', '.join(drivers)})"] if absent else []
+        for f in (f for f in drivers if f not in absent):
+            found = cube[f].attrs.get("units")
+            if units.get(f) is not None and str(found).strip() != units[f]:
+                problems.append(f"variable '{f}' has units {found!r}; the model was trained on {units[f]!r}")
+                continue
+            values = sample_values(cube[f])
+            values = values[np.isfinite(values)]
+            lo, hi = ranges[f]
+            margin = RANGE_MARGIN * (hi - lo)
+            outside = np.mean((values < lo - margin) | (values > hi + margin)) if values.size else 0.0
+            if outside > MAX_OUTSIDE_TRAINING:
+                unit = f" {units[f]}" if units.get(f) else ""
+                problems.append(f"variable '{f}': {outside:.0%} of the sampled values lie far outside its training "
+                                f"range {lo:.4g} to {hi:.4g}{unit} (found {values.min():.4g} to {values.max():.4g}); "
+                                "check its units and scale")
+        if problems:
+            raise InputError(f"{source}: does not match model {self.path}: " + "; ".join(problems))
 
     def matrix(self, table: SiteTable) -> np.ndarray:
         """The model's predictor matrix of a table (drivers checked, context columns added)."""

@@ -16,3 +16,9 @@ class InputError(CimlTerError):
 
 class DeviceError(CimlTerError):
     """The requested device (e.g. a CUDA GPU) is not available."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT), as the CLI raises it and as a worker pool passes on a worker's
+    KeyboardInterrupt: not an Exception, so that nothing on the way swallows it, and not a
+    KeyboardInterrupt, which typer would turn into a silent exit."""

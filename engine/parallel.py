@@ -1,14 +1,19 @@
-"""Spreading tiles over MPI ranks: rank 0 hands them out from a queue, the others work.
+"""Spreading work: tiles over MPI ranks (rank 0 hands them out from a queue, the others work),
+and tasks over a pool of local threads or processes (``worker_pool``).
 
 Without an MPI launcher (or with one rank) the work runs in this process and mpi4py is never
 imported. Results come back to rank 0 in the order of the inputs, whatever rank did them.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Callable, Iterable
+
+from ciml_ter.errors import Interrupted
 
 # Launcher variables that carry the world size before MPI is initialised.
 WORLD_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
@@ -68,6 +73,25 @@ def task_pool() -> Iterator[Callable | None]:
             return results
 
         yield mapped
+
+
+@contextmanager
+def worker_pool(workers: int, processes: bool) -> Iterator[concurrent.futures.Executor]:
+    """A pool of ``workers`` processes (forkserver) or threads. When the block raises (Ctrl-C
+    included) the tasks not yet started are cancelled, not run, and the running ones are waited
+    for; a worker's KeyboardInterrupt (a Ctrl-C reaches every process of the terminal) comes out
+    as ``errors.Interrupted``."""
+    pool = (concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+            if processes else concurrent.futures.ThreadPoolExecutor(workers))
+    try:
+        yield pool
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise Interrupted() from None
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def map_tiles(work: Callable, items: Iterable, on_done: Callable | None = None) -> list | None:

@@ -21,7 +21,9 @@
   tower, inputs absent or all bad at a tower, and months outside the extracts are reported
   (:func:`point_predictors`).
 
-Tables from a cube also have ``igbp``, the cube's land-cover class at the tower pixel.
+Tables from a cube also have ``igbp``, the cube's land-cover class at the tower pixel. Tables from
+a cube or point extracts record the units of their predictors (``units`` in the schema metadata),
+which the model manifest keeps for ``predict`` to check a feature cube against.
 The table has columns ``site, lat, lon, pft, time, ter`` (time = month start,
 datetime64; ter in g C m-2 month-1), then the predictor columns in training order. The
 order is returned (``SiteTableReport.predictors``) and stored in the Parquet schema
@@ -49,12 +51,14 @@ from ciml_ter.config import FeaturesConfig
 from ciml_ter.device import CPU
 from ciml_ter.data.flux import FluxReport, read_abcflux, read_fluxnet_dir, rows_per_site
 from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_output
 from ciml_ter.predictors import IGBP_COLUMN, igbp_labels
 from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger(__name__)
 
 SITE_ONLY_METEO = ("TA_F", "SW_IN_F", "LW_IN_F", "VPD_F", "P_F", "TS_F_MDS_1", "SWC_F_MDS_1")
+SHORT_SITE_MONTHS = 12  # a site with fewer site-months has no whole seasonal cycle: kept, with a note
 METADATA_KEY = b"ciml_ter"
 TARGET = "ter"  # the target column, in units.TER_UNITS
 BASE_COLUMNS = ("site", "lat", "lon", "pft", "time", TARGET)
@@ -75,14 +79,17 @@ class SiteTableReport:
     unmatched_points: list[str] = field(default_factory=list)  # point extracts' places without a tower
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     point_files: list[dict] = field(default_factory=list)  # per extract: file, format, product, layers
+    units: dict[str, str] = field(default_factory=dict)  # predictor -> units (from a cube or point extracts)
 
     @property
     def provenance(self) -> dict:
         """What built the predictors, for the table's metadata: per predictor its path (cube or
-        points) and products, and how each point extract's layers were decoded."""
+        points), products and units, and how each point extract's layers were decoded."""
         out = {"predictor_sources": dict(self.sources)} if self.sources else {}
         if self.point_files:
             out["point_extracts"] = list(self.point_files)
+        if self.units:
+            out["units"] = dict(self.units)
         return out
 
     @property
@@ -141,6 +148,11 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
     if obs.empty:
         raise InputError(f"no site-month passed the rules in {', '.join(report.files)}; "
                          f"removed: {report.removed}")
+    short = {site: n for site, n in report.kept_per_site.items() if n < SHORT_SITE_MONTHS}
+    if short:
+        report.note(f"{len(short)} site(s) with fewer than {SHORT_SITE_MONTHS} site-months (less than one seasonal "
+                    "cycle), kept: " + ", ".join(f"{site} ({n})" for site, n in list(short.items())[:8])
+                    + (f", ... ({len(short)} in all)" if len(short) > 8 else ""))
     return obs, report
 
 
@@ -157,12 +169,13 @@ def site_only_predictors(obs: pd.DataFrame, *, meteo: Sequence[str] = SITE_ONLY_
 
 
 def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
-                    ) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
+                    ) -> tuple[pd.DataFrame, list[str], dict[str, list[str]], dict[str, str]]:
     """Predictors from a feature cube at each site's pixel, joined by month.
 
     ``window`` 1 takes the nearest pixel, 3 the median of the 3 x 3 pixels around it (NaN
     ignored). Sites outside the grid or on a water pixel are left out and listed in the
     returned ``dropped`` mapping (reason -> sites), as are months outside the cube's period.
+    Returns the table, the predictor order, ``dropped`` and the cube's units of each predictor.
     """
     from ciml_ter.data.cube import open_cube
 
@@ -207,7 +220,8 @@ def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
     if not parts:
         raise InputError(f"{features}: no flux site falls on a land pixel of the cube "
                          f"({', '.join(f'{k}: {len(v)}' for k, v in dropped.items())})")
-    return pd.concat(parts, ignore_index=True), names, dropped
+    units = {n: str(cube[n].attrs["units"]) for n in names if "units" in cube[n].attrs}
+    return pd.concat(parts, ignore_index=True), names, dropped, units
 
 
 def _predictor_inputs(name: str, given: dict) -> tuple[str, ...]:
@@ -272,7 +286,7 @@ def point_predictors(obs: pd.DataFrame, points: Sequence[str], *, window: int = 
     report = SiteTableReport(flux=FluxReport(), mode="points", predictors=names,
                              missing_inputs=dict(cube.missing), dropped_sites=dropped, sources=sources,
                              unmatched_points=list(cube.unmatched), skipped_files=list(files.skipped),
-                             point_files=list(cube.files))
+                             point_files=list(cube.files), units={n: str(features[n].attrs["units"]) for n in names})
     return table, names, report
 
 
@@ -302,11 +316,11 @@ def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[
         table.attrs["predictors"] = list(predictors)
         return table, report
     if features is not None:
-        table, predictors, dropped = cube_predictors(obs, Path(features), window=window)
+        table, predictors, dropped, units = cube_predictors(obs, Path(features), window=window)
         for reason, sites in dropped.items():
             log.info("sites %s: %s", reason, ", ".join(sites))
         report = SiteTableReport(flux=flux_report, mode=f"cube {features}", predictors=predictors,
-                                 dropped_sites=dropped,
+                                 dropped_sites=dropped, units=units,
                                  sources={n: {"path": "cube", "cube": str(features)} for n in predictors})
         table.attrs["predictors"] = list(predictors)
         return table, report
@@ -345,7 +359,8 @@ def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] 
             "mode": mode, "time": "month start", **(provenance or {})}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta).encode()
-    pq.write_table(table.replace_schema_metadata(schema_meta), path)
+    with atomic_output(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
     return path
 
 

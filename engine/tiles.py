@@ -2,7 +2,8 @@
 run's output ``ter.nc`` (written by ``RunDir.stitch``, read by ``RunDir.read_output``).
 
 A run directory holds ``manifest.json`` (format ``ciml-ter-run/1``: config hash, model id,
-grid, tile list; read back through ``documents.read_document``) and
+grid, tile list, how the run was made and the ``run_id`` that analyses and reports carry to tell
+runs apart; read back through ``documents.read_document``) and
 ``tiles/r{row}_c{col}.h5``, each written under a temporary name, checksummed (SHA-256 in a
 ``.sha256`` sidecar) and renamed when complete. A tile is finished when both files exist and
 the checksum matches; anything else (missing, truncated, corrupt) is redone.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ OUTPUT = "ter.nc"
 FORMAT = "ciml-ter-run/1"
 TILE_DIR = "tiles"
 # Manifest keys that must match for a rerun to reuse finished tiles.
-IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables")
+IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables", "made_from")
 
 
 @dataclass
@@ -135,13 +137,15 @@ class RunDir:
     def prepare(self, manifest: dict, restart: bool = False) -> dict:
         """Create the run directory or check that it belongs to the same run.
 
-        A different config hash, model, grid, month list or variable list is refused unless
-        ``restart`` is true, in which case the old tiles are removed.
+        A different config hash, model, grid, month list, variable list or input (``made_from``)
+        is refused unless ``restart`` is true, in which case the old tiles are removed and the run
+        gets a new ``run_id``; a resumed run keeps its ``run_id``.
         """
         manifest = {"format": FORMAT, **manifest, "tiles": [[t.row, t.col, t.y0, t.y1, t.x0, t.x1]
                                           for t in manifest["tiles"]],
                     "engine_version": __version__}
         manifest_path = self.path / MANIFEST
+        run_id = None
         try:
             self.tile_dir.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".write-test-{os.getpid()}"
@@ -166,6 +170,9 @@ class RunDir:
             if differing:
                 for f in self.tile_dir.iterdir():
                     f.unlink()
+            else:
+                run_id = old.get("run_id")
+        manifest["run_id"] = run_id or uuid.uuid4().hex[:16]
         atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
         return manifest
 

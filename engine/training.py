@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import multiprocessing
 import os
 import tempfile
 import time
@@ -31,6 +30,7 @@ from ciml_ter.config import PipelineConfig, config_from_dict
 from ciml_ter.device import Device, xgboost_has_cuda
 from ciml_ter.ensemble import Ensemble, load_ensemble, save_manifest, save_member
 from ciml_ter.errors import InputError
+from ciml_ter.parallel import worker_pool
 from ciml_ter.predictors import CLIMATOLOGY_PREFIX, PredictorSpec, plan, table_matrix
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import TARGET, SiteTable
@@ -245,8 +245,13 @@ def _rounds_summary(rounds: dict[int, int]) -> dict:
 
 def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path, device: Device,
                    causal_result: dict | None = None, progress: ProgressCallback = None, folds: dict[str, int] | None = None,
-                   spec: PredictorSpec | None = None, fold_settings: dict[int, dict] | None = None) -> Ensemble:
+                   spec: PredictorSpec | None = None, fold_settings: dict[int, dict] | None = None,
+                   made_from: dict | None = None) -> Ensemble:
     """Train folds x seeds members, write them and the manifest to ``out_dir``; return the Ensemble.
+
+    The manifest records each driver's units (the table's ``units`` metadata; None where the table
+    has none) and its range over the training rows, which ``predict`` checks a feature cube
+    against (``Ensemble.check_cube``), and ``made_from`` (the stage's ``stages.stamp``).
 
     ``device``: where the members train (``Device.for_rows`` with ``train.gpu_min_rows``: with
     "auto", small tables train on CPU workers). Predictors: ``spec`` (default ``predictors.plan(table, config)``). ``causal_result`` (from
@@ -324,19 +329,14 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         data = FoldData.save(folder, x, table.y, table.sites, weights=dict(weights),
                              configs={k: c.to_dict() for k, c in configs.items()},
                              xgboost_device=booster_device, nthread=nthread)
-        if workers == 1 or device.kind == "cuda":
-            # on the GPU, members share the card from threads (XGBoost releases the GIL)
-            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        # on the GPU, members share the card from threads (XGBoost releases the GIL)
+        with worker_pool(workers, processes=not (workers == 1 or device.kind == "cuda")) as pool:
+            try:
                 phases(pool.map, data)
-        else:
-            ctx = multiprocessing.get_context("forkserver")
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                try:
-                    phases(pool.map, data)
-                except concurrent.futures.process.BrokenProcessPool as exc:
-                    raise RuntimeError("a training worker process died; when calling train_ensemble from a "
-                                       "script, guard it with `if __name__ == '__main__':` (workers start "
-                                       "by re-importing the main module), or set train.workers = 1") from exc
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                raise RuntimeError("a training worker process died; when calling train_ensemble from a "
+                                   "script, guard it with `if __name__ == '__main__':` (workers start "
+                                   "by re-importing the main module), or set train.workers = 1") from exc
     members.sort(key=lambda m: (m["fold"], m["seed"]))
     c = config.xgboost
     save_manifest(out_dir, {
@@ -356,6 +356,10 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
                             f"{c.num_boost_round}); members refitted on all the fold's training sites")},
         "config_hash": config.stable_hash(), "versions": _versions(), "device": device.kind,
         "xgboost_device": booster_device, "xgboost_cuda_build": xgboost_has_cuda(),
+        "feature_units": {f: table.meta.get("units", {}).get(f) for f in spec.drivers},
+        "feature_ranges": {f: [float(np.nanmin(table.frame[f])), float(np.nanmax(table.frame[f]))]
+                           for f in spec.drivers},
+        "made_from": made_from,
         "sites_path": table.path, "n_sites": len(folds), "n_samples": len(table.frame),
         "dropped_features": table.dropped_features,
         "train_seconds": round(time.perf_counter() - started, 3), "workers": workers, "nthread": nthread,

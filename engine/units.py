@@ -24,8 +24,9 @@ AREA_RATIO = {"m2 m-2": (1.0, 0.0), "m2/m2": (1.0, 0.0), "m^2 m^-2": (1.0, 0.0),
 # TER of other products, to g C m-2 month-1: per-day rates times the days of the month, per-month as is.
 TER_PER_DAY = {"g C m-2 d-1": 1.0, "g C m-2 day-1": 1.0, "g m-2 d-1": 1.0, "g m-2 day-1": 1.0,
                "gC m-2 d-1": 1.0, "gC/m2/day": 1.0, "g C m-2 s-1": 86400.0, "kg C m-2 s-1": 86400e3,
-               "kg m-2 s-1": 86400e3}
-TER_PER_MONTH = {TER_UNITS: 1.0, "g m-2 month-1": 1.0, "gC m-2 month-1": 1.0, "gC/m2/month": 1.0}
+               "kg m-2 s-1": 86400e3, "kg C m-2 d-1": 1e3, "kg C m-2 day-1": 1e3, "kgC m-2 d-1": 1e3}
+TER_PER_MONTH = {TER_UNITS: 1.0, "g m-2 month-1": 1.0, "gC m-2 month-1": 1.0, "gC/m2/month": 1.0,
+                 "kg C m-2 month-1": 1e3, "kgC m-2 month-1": 1e3, "kg m-2 month-1": 1e3}
 
 
 def celsius_to_kelvin(t):

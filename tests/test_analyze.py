@@ -36,7 +36,7 @@ def _write_run(path, ter, ter_std=None, shap=None, months=None):
         data[f"shap_{name}"] = (("time", "lat", "lon"), values.astype(np.float32), {"units": "g C m-2 month-1"})
     path.mkdir(parents=True)
     xr.Dataset(data, coords={"time": months, "lat": lat, "lon": lon}).to_netcdf(path / "ter.nc", engine="h5netcdf")
-    (path / "manifest.json").write_text(json.dumps({"format": "ciml-ter-run/1", "model_id": "test"}))
+    (path / "manifest.json").write_text(json.dumps({"format": "ciml-ter-run/1", "model_id": "test", "run_id": "r1"}))
     return path
 
 
@@ -120,6 +120,43 @@ def test_product_comparison_with_daily_units_on_a_finer_grid(tmp_path):
     np.testing.assert_allclose(entry["budget_theirs_pg_c_yr"], entry["budget_ours_pg_c_yr"], rtol=1e-6)
 
 
+def test_a_product_in_kg_c_per_month_is_converted(tmp_path):
+    months = pd.date_range("2001-01-01", periods=2, freq="MS")
+    xr.Dataset({"reco": (("time", "lat", "lon"), np.full((2, 2, 2), 0.03), {"units": "kg C m-2 month-1"})},
+               coords={"time": months, "lat": [1.0, 0.0], "lon": [0.0, 1.0]}).to_netcdf(tmp_path / "kg.nc",
+                                                                                       engine="h5netcdf")
+    np.testing.assert_allclose(product_monthly(tmp_path / "kg.nc").values, 30.0)
+
+
+def test_two_years_give_a_budget_and_say_there_is_no_trend(tmp_path):
+    land = _land()
+    run = _write_run(tmp_path / "run", np.where(land, 30.0, np.nan)[None] * np.ones((24, 1, 1)))
+    summary = analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME)
+    assert "trend" not in summary.summary
+    assert summary.lines()[0].endswith("over 2 year(s); no trend (fewer than 3 complete years)")
+    assert summary.summary["run_id"] == "r1" and summary.summary["made_from"]["inputs"] == {"run": "r1"}
+
+
+def test_a_failed_analysis_leaves_nothing_and_an_older_one_is_replaced_whole(tmp_path, monkeypatch):
+    from ciml_ter.stages import analyze as stage
+
+    land = _land()
+    run = _write_run(tmp_path / "run", np.where(land, 30.0, np.nan)[None] * np.ones((36, 1, 1)))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "stale.csv").write_text("from another analysis")
+    analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["budget.csv", "maps.nc", "regions.csv",
+                                                                  "summary.json"]
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stage.xr.Dataset, "to_netcdf", fail)
+    with pytest.raises(OSError):
+        analyze(run, tmp_path / "b", PipelineConfig(), RUNTIME)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "run"]
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="prediction output not found"):
         analyze(tmp_path / "none", tmp_path / "a", PipelineConfig(), RUNTIME)
@@ -138,7 +175,8 @@ def test_report_from_run_and_analysis(tmp_path):
     ter = np.where(land, 40.0, np.nan)[None] * rng.uniform(0.8, 1.2, (36,) + land.shape)
     shap = {"lst_night": ter - 30, "lai": np.where(land, 2.0, np.nan)[None].repeat(36, axis=0)}
     run = _write_run(tmp_path / "run", ter, shap=shap)
-    manifest = {"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"]}
+    manifest = {"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"],
+                "run_id": "r1"}
     (run / "manifest.json").write_text(json.dumps(manifest))
     analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME)
     html = report(run, tmp_path / "r.html", PipelineConfig(), RUNTIME, analysis=tmp_path / "a").out.read_text()
@@ -169,3 +207,27 @@ def test_regions_per_igbp_class_of_the_real_land_cover(tmp_path):
     area = kernels.pixel_area(*_grid())
     assert igbp.loc["IGBP croplands", "budget_pg_c_yr"] == pytest.approx(
         (480.0 * area[crop]).sum() / 1e15, rel=1e-5)
+
+
+def test_the_report_refuses_an_analysis_or_a_model_of_another_run(tmp_path):
+    """report --run B --analysis A would show A's maps under B's name: refused, nothing written."""
+    from ciml_ter.stages.report import report
+
+    land = _land()
+    ter = np.where(land, 30.0, np.nan)[None] * np.ones((36, 1, 1))
+    run_a, run_b = _write_run(tmp_path / "A", ter), _write_run(tmp_path / "B", ter)
+    (run_b / "manifest.json").write_text(json.dumps({"format": "ciml-ter-run/1", "model_id": "test", "run_id": "r2"}))
+    analyze(run_a, tmp_path / "analysis-A", PipelineConfig(), RUNTIME)
+    with pytest.raises(InputError) as err:
+        report(run_b, tmp_path / "r.html", PipelineConfig(), RUNTIME, analysis=tmp_path / "analysis-A")
+    assert str(err.value) == (f"{tmp_path / 'analysis-A'}: is the analysis of run r1 ({run_a}), not of {run_b} (run "
+                              "r2); refusing to mix runs: give the analysis of this run")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "manifest.json").write_text(json.dumps({"model_id": "another"}))
+    with pytest.raises(InputError, match=f"model: holds model another, but {run_a} was predicted with model test; "):
+        report(run_a, tmp_path / "r.html", PipelineConfig(), RUNTIME, analysis=tmp_path / "analysis-A",
+               model=tmp_path / "model")
+    assert not (tmp_path / "r.html").exists()
+    (tmp_path / "r").mkdir()
+    with pytest.raises(InputError, match="r: is a folder; expected the path of a file to write"):
+        report(run_a, tmp_path / "r", PipelineConfig(), RUNTIME)

@@ -181,3 +181,17 @@ def test_metrics_table_names_models_as_the_report_does(capsys):
     for name in ("causal XGBoost", "plain XGBoost", "Q10", "random forest"):
         assert name in text
     assert "xgboost_plain" not in text and "Lloyd–Taylor" not in text  # skipped: no row
+
+
+def test_a_model_whose_guard_dropped_every_weight_is_one_row_named_plain(capsys):
+    """No "XGBoost" row beside an identical "plain XGBoost" one: the model is the plain XGBoost."""
+    from ciml_ter import cli
+
+    m = {"mae": 5.5, "rmae": 0.1, "r2": 0.98, "slope_obs_on_est": 1.0, "n": 10}
+    cli._print_metrics({
+        "units": "g C m-2 month-1", "model": {"causal": False, "test": m},
+        "training": {"causal_guard": {"0": {"kept": False}, "1": {"kept": False}, "2": {"kept": False}}},
+        "baselines": {"xgboost_plain": {"test": m}, "q10": {"test": {**m, "mae": 9.0}}}})
+    rows = [line.strip("│ ").split("│")[0].strip() for line in capsys.readouterr().out.splitlines()
+            if "5.50" in line or "9.00" in line]
+    assert rows == ["plain XGBoost", "Q10"]

@@ -119,7 +119,7 @@ def test_bands_do_not_change_results(built):
     a, b = built[0], built[2]
     for name in a.data_vars:
         np.testing.assert_array_equal(a[name].values, b[name].values)
-    same = {k: v for k, v in a.attrs.items() if k != "features_config"}  # which differs in band_rows
+    same = {k: v for k, v in a.attrs.items() if k not in ("features_config", "made_from")}  # these hold band_rows
     assert {k: b.attrs.get(k) for k in same} == same and json.loads(b.attrs["features"])  # kept on append
 
 
@@ -302,3 +302,32 @@ def test_site_table_from_a_cube_without_feature_list(cube_path, tmp_path):
     folder = _fluxnet_folder(tmp_path / "flux", [("XX-Lnd", 9.3, -3.7)])
     with pytest.raises(InputError, match="no 'features' attribute"):
         build_site_table([folder], features=cube_path)
+
+
+def test_a_cube_out_of_time_order_gives_the_features_of_the_ordered_cube_and_says_so(built, cube_path, tmp_path):
+    """An input cube whose dates are not in order (a store extended with earlier dates) is sorted
+    before the medians, seasonality and SCVTG: the same features as the ordered cube, and a note."""
+    ds = open_cube(cube_path).load()
+    order = np.random.default_rng(0).permutation(ds.sizes["time"])
+    shuffled = ds.isel(time=order).isel(time8=np.arange(ds.sizes["time8"])[::-1])
+    write_zarr(shuffled, tmp_path / "shuffled.zarr")
+    summary = make_features(tmp_path / "shuffled.zarr", tmp_path / "f.zarr", CONFIG, RUNTIME)
+    moved = int(np.sum(np.sort(order) != order))
+    assert sorted(summary.lines()[:2]) == [
+        f"{tmp_path / 'shuffled.zarr'}: time dimension 'time' was not in order ({moved} of 366 dates out of place); "
+        "sorted by date",
+        f"{tmp_path / 'shuffled.zarr'}: time dimension 'time8' was not in order (44 of 45 dates out of place); "
+        "sorted by date"]
+    ordered, got = built[0], open_cube(tmp_path / "f.zarr")
+    for name in ordered.data_vars:
+        np.testing.assert_array_equal(got[name].values, ordered[name].values, err_msg=name)
+
+
+def test_a_cube_that_repeats_dates_is_refused_with_the_dates(cube_path, tmp_path):
+    ds = open_cube(cube_path).load()
+    index = np.r_[np.arange(100), [40, 41, 42], np.arange(100, ds.sizes["time"])]
+    write_zarr(ds.isel(time=index), tmp_path / "twice.zarr")
+    with pytest.raises(InputError, match=r"time dimension 'time' repeats 3 date\(s\) \(2004-02-10, 2004-02-11, "
+                                         r"2004-02-12\); expected one value per date"):
+        make_features(tmp_path / "twice.zarr", tmp_path / "f.zarr", CONFIG, RUNTIME)
+    assert not (tmp_path / "f.zarr").exists()

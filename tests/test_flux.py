@@ -464,3 +464,100 @@ def test_fluxnet_word_sample_is_the_shipped_sample_and_a_path_stays_a_path():
     assert flux.fluxnet_folder("sample") == flux.SHIPPED_SAMPLE
     assert flux.fluxnet_folder("./sample") == Path("sample") != flux.SHIPPED_SAMPLE  # a local folder
     assert flux.fluxnet_folder("/data/fluxnet") == Path("/data/fluxnet")
+
+
+# ------------------------------------------------------------- the target's plausible range, layouts
+def _scaled_dk_sor(folder: Path, factor: float, month: int | None = None) -> Path:
+    """DK-Sor's real file with RECO_NT_VUT_REF times ``factor`` (only in row ``month`` if given)."""
+    raw = pd.read_csv(DK_SOR)
+    ok = raw["RECO_NT_VUT_REF"] != -9999
+    rows = ok if month is None else ok & (raw.index == month)
+    raw.loc[rows, "RECO_NT_VUT_REF"] *= factor
+    raw.to_csv(folder / DK_SOR.name, index=False)
+    shutil.copy(SITES, folder / "sites.csv")
+    return folder / DK_SOR.name
+
+
+@pytest.mark.parametrize("factor, share, found", [(30.0, "99%", "889.4 to 1.04e+04"), (-1.0, "100%", "-346.6 to -29.65")])
+def test_a_target_in_the_wrong_units_or_sign_is_refused_naming_file_and_site(tmp_path, factor, share, found):
+    """Daily values read as monthly ones (x 30) or a flipped sign: refused, not trained on."""
+    path = _scaled_dk_sor(tmp_path, factor)
+    with pytest.raises(InputError) as err:
+        flux.read_fluxnet_dir(tmp_path)
+    assert str(err.value) == (f"{path}: site DK-Sor: {share} of the monthly TER values (RECO_NT_VUT_REF x days of "
+                              f"the month) lie outside the plausible range [0, 1000] g C m-2 month-1 (found {found}); "
+                              "check the units and the sign")
+
+
+def test_one_implausible_month_among_many_is_removed_and_counted(tmp_path):
+    _scaled_dk_sor(tmp_path, -1.0, month=5)
+    obs, report = flux.read_fluxnet_dir(tmp_path)
+    assert len(obs) == 204 and (obs["ter"] >= 0).all()
+    assert report.removed["TER outside the plausible range [0, 1000] g C m-2 month-1"] == 1
+    assert "removed 1 rows: TER outside the plausible range [0, 1000] g C m-2 month-1" in report.lines()
+
+
+def test_fluxnet_files_of_another_time_step_are_named(tmp_path):
+    shutil.copy(DK_SOR, tmp_path / DK_SOR.name)
+    shutil.copy(SITES, tmp_path / "sites.csv")
+    (tmp_path / "FLX_DK-Sor_FLUXNET2015_SUBSET_DD_1996-2014_2-4.csv").write_text("TIMESTAMP\n")
+    _, report = flux.read_fluxnet_dir(tmp_path)
+    assert report.notes == [f"{tmp_path}: not read, 1 FLUXNET file(s) of another time step than monthly (_MM_): "
+                            "FLX_DK-Sor_FLUXNET2015_SUBSET_DD_1996-2014_2-4.csv"]
+
+
+@pytest.mark.parametrize("which", ["fluxnet", "site table", "abcflux"])
+def test_a_semicolon_separated_csv_is_named_as_such(tmp_path, which):
+    shutil.copy(DK_SOR, tmp_path / DK_SOR.name)
+    shutil.copy(SITES, tmp_path / "sites.csv")
+    target = {"fluxnet": tmp_path / DK_SOR.name, "site table": tmp_path / "sites.csv",
+              "abcflux": tmp_path / "abcflux.csv"}[which]
+    if which == "abcflux":
+        target.write_text("site_name;latitude;longitude;year;month;reco\nSite A;68,5;-149,5;2004;2;12,5\n")
+    else:
+        raw = pd.read_csv(target)
+        raw.to_csv(target, sep=";", decimal=",", index=False)
+    with pytest.raises(InputError) as err:
+        flux.read_abcflux(target) if which == "abcflux" else flux.read_fluxnet_dir(tmp_path)
+    assert str(err.value).startswith(f"{target}: the columns are separated by ';' (header ")
+    assert "expected a comma-separated" in str(err.value) and "export it again with commas" in str(err.value)
+
+
+def test_abcflux_per_day_reco_is_converted_with_a_note(tmp_path):
+    path = tmp_path / "abcflux.csv"
+    path.write_text(ABC_HEADER + ABC_DESCRIPTION.replace("g C m-2 month-1", "g C m-2 d-1")
+                    + "Site A,68.5,-149.5,2004,2,0.5,-20\nSite A,68.5,-149.5,2004,7,1.5,10\n")
+    obs, report = flux.read_abcflux(path)
+    assert obs["ter"].tolist() == [0.5 * 29, 1.5 * 31]
+    assert report.notes == ["abcflux.csv: reco is per day ('Ecosystem respiration, g C m-2 d-1' in the description "
+                            "row): times the days of the month, in g C m-2 month-1"]
+
+
+def test_abcflux_reco_in_another_unit_is_refused(tmp_path):
+    path = tmp_path / "abcflux.csv"
+    path.write_text(ABC_HEADER + ABC_DESCRIPTION.replace("g C m-2 month-1", "mg C m-2 h-1")
+                    + "Site A,68.5,-149.5,2004,2,0.5,-20\n")
+    with pytest.raises(InputError, match=r"column reco is described as 'Ecosystem respiration, mg C m-2 h-1'; "
+                                         r"expected g C m-2 month-1 \(or g C m-2 d-1, converted\)"):
+        flux.read_abcflux(path)
+
+
+def test_abcflux_site_whose_coordinates_change_is_refused(tmp_path):
+    path = tmp_path / "abcflux.csv"
+    path.write_text(ABC_HEADER + "Site A,68.5,-149.5,2004,2,12.5,-20\nSite A,64.1,-149.5,2004,3,14.5,-15\n")
+    with pytest.raises(InputError) as err:
+        flux.read_abcflux(path)
+    assert str(err.value) == (f"{path}: site Site A has 2 different coordinates (68.5, -149.5; 64.1, -149.5); "
+                              "expected one place per site_name: correct the coordinates or give each place its own "
+                              "site_name")
+
+
+def test_a_site_with_less_than_a_year_is_kept_with_a_note(tmp_path):
+    from ciml_ter.sitetable import read_observations
+
+    path = tmp_path / "abcflux.csv"
+    path.write_text(ABC_HEADER + "Site A,68.5,-149.5,2004,6,12.5,-20\nSite A,68.5,-149.5,2004,7,14.5,-15\n"
+                    "Site A,68.5,-149.5,2004,8,13.5,-15\n")
+    obs, report = read_observations([FLUXNET_SAMPLE], [path])
+    assert (obs["site"] == "Site A").sum() == 3
+    assert report.notes == ["1 site(s) with fewer than 12 site-months (less than one seasonal cycle), kept: Site A (3)"]

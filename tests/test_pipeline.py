@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from ciml_ter.config import config_from_dict, save_config
+from ciml_ter.config import config_from_dict, load_config, save_config
 from ciml_ter.data.cube import write_zarr
 from ciml_ter.errors import ConfigError
 from ciml_ter.stages.pipeline import run_pipeline
@@ -59,9 +59,26 @@ def test_run_chains_every_stage_and_resumes(tmp_path):
     assert 'id="map-dominant-driver"' in html and 'id="table-metrics"' in html
     summary = json.loads((w / "analysis" / "summary.json").read_text())
     assert summary["sites"]["n"] > 0
+    assert len(first.stdout.splitlines()) == len(set(first.stdout.splitlines()))  # the report said once
     again = run_cli("run", str(cfg))
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("exists, skipped") == 6  # all six stages
+    assert again.stdout.count("exists, skipped (same config and inputs)") == 5  # all but the report
+    assert again.stdout.splitlines()[-1] == "run finished: 1 stage(s) run, 5 skipped as made with this config and inputs"
+    # the same [paths] with another config: refused, nothing rewritten; --restart redoes every stage
+    before = {p: p.stat().st_mtime_ns for p in w.rglob("*") if p.is_file()}
+    other = save_config(config_from_dict({**config.to_dict(), "analysis": {"p_threshold": 0.1}}), tmp_path / "b.toml")
+    refused = run_cli("run", str(other))
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"error: features: {w / 'features.zarr'} exists but it was made with config hash {config.stable_hash()}, this "
+        f"config's is {load_config(other).stable_hash()}; refusing to mix outputs of different configs or inputs: give "
+        "other [paths], or run with --restart to redo it"]
+    assert {p: p.stat().st_mtime_ns for p in w.rglob("*") if p.is_file()} == before
+    redone = run_cli("run", str(other), "--restart")
+    assert redone.returncode == 0, redone.stderr
+    assert sum(line.startswith(f"{stage}: redoing ") for line in redone.stdout.splitlines()
+               for stage in ("features", "sites", "train", "predict", "analyze")) == 5, redone.stdout
+    assert json.loads((w / "analysis" / "summary.json").read_text())["made_from"]["config_hash"] == \
+        load_config(other).stable_hash()
 
 
 def test_missing_paths_are_named(tmp_path):

@@ -511,14 +511,17 @@ def test_the_point_cube_meets_the_contract_and_holds_decoded_values(world):
 def test_run_takes_the_points_of_its_config(tmp_path, monkeypatch):
     """``ciml-ter run`` builds the site table from ``[paths] points`` when it is set."""
     from ciml_ter.stages import pipeline
+    from ciml_ter.stages.features import made_from
 
-    (tmp_path / "features.zarr").mkdir()  # present: the features stage is skipped
     paths = {name: str(tmp_path / name) for name in ("features.zarr", "sites.parquet", "model", "run", "analysis",
                                                       "report.html")}
     config = config_from_dict({**TINY_FEATURES, "paths": {
         "fluxnet": [str(tmp_path / "fluxnet")], "points": ["MOD13A1=ee.csv", "appeears/"],
-        "features": paths["features.zarr"], "sites": paths["sites.parquet"], "model": paths["model"],
-        "run": paths["run"], "analysis": paths["analysis"], "report": paths["report.html"]}})
+        "cube": str(tmp_path / "cube.zarr"), "features": paths["features.zarr"], "sites": paths["sites.parquet"],
+        "model": paths["model"], "run": paths["run"], "analysis": paths["analysis"], "report": paths["report.html"]}})
+    # present and made with this config from this cube: the features stage is skipped
+    write_zarr(xr.Dataset(attrs={"made_from": json.dumps(made_from(tmp_path / "cube.zarr", config))}),
+               tmp_path / "features.zarr")
     seen = {}
 
     def fake_sites(out, config, runtime, **kwargs):

@@ -116,6 +116,44 @@ def test_feature_mismatch_is_refused(world, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def _altered_features(world, path, change):
+    """A copy of the world's feature cube with ``change(ds)`` applied (a Dataset in, one out)."""
+    with xr.open_dataset(world["features"], engine="zarr", consolidated=False) as ds:
+        change(ds.load()).to_zarr(path, consolidated=False)
+    return path
+
+
+def test_the_manifest_records_the_units_and_training_ranges_of_the_drivers(world):
+    manifest = load_ensemble(world["model"]).manifest
+    assert manifest["feature_units"]["lst_night"] == "K" and manifest["feature_units"]["lai"] == "m2 m-2"
+    lo, hi = manifest["feature_ranges"]["lst_night"]
+    assert 270 <= lo < hi <= 290  # the world's night LST, uniform in 270..290 K
+
+
+@pytest.mark.parametrize("units, problem", [
+    ("degC", "variable 'lst_night' has units 'degC'; the model was trained on 'K'"),
+    ("K", r"variable 'lst_night': 100% of the sampled values lie far outside its training range 2\d\d\.?\d* to "
+          r"2\d\d\.?\d* K \(found -?\d.* to \d.*\); check its units and scale")])
+def test_a_feature_in_celsius_is_refused_before_anything_is_written(world, tmp_path, units, problem):
+    """Night LST in degC (labelled so, or still labelled K): refused, not a map 25 % too low."""
+    def celsius(ds):
+        ds["lst_night"] = (ds.lst_night - 273.15).assign_attrs(units=units)
+        return ds
+
+    bad = _altered_features(world, tmp_path / "celsius.zarr", celsius)
+    with pytest.raises(InputError, match=f"celsius.zarr: does not match model .*: {problem}"):
+        predict(world["model"], bad, tmp_path / "r", world["config"], RUNTIME)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_cube_without_a_driver_is_refused_before_anything_is_written(world, tmp_path):
+    bad = _altered_features(world, tmp_path / "nolai.zarr", lambda ds: ds.drop_vars("lai"))
+    with pytest.raises(InputError, match=r"nolai.zarr: does not match model .*: variable\(s\) lai missing \(the "
+                                         r"model .* takes .*lai.*\)$"):
+        predict(world["model"], bad, tmp_path / "r", world["config"], RUNTIME)
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_or_repeated_months_are_refused(world, tmp_path):
     """A cube whose time axis skips a month is refused before any run directory is made."""
     from ciml_ter.stages.predict import _check_months

@@ -312,7 +312,8 @@ def _model_dir(path: Path, n: int, seed: int) -> Path:
                   "xgb_weight_plain": 0.25, "shap_causal": [0.02, 0.7, 0.1, 0.18], "shap_plain": 0.25}
                  ).to_csv(path / "structure.csv", index=False)
     tests = {"model": pred["ter_test"].to_numpy(), **{k: pred[f"{k}_test"].to_numpy() for k in BASELINES}}
-    metrics = {"model": {"test": entry, "causal": True, "by_pft": {"ENF": {"test": entry}}}, "baselines": baselines,
+    metrics = {"model": {"test": entry, "causal": True, "by_pft": {"ENF": {"test": entry}}, "model_id": f"m{seed + 1}"},
+               "baselines": baselines,
                "units": "g C m-2 month-1", "n_folds": 5, "n_sites": 20,
                "verdict": verdict(obs, pred["site"].to_numpy(), tests, causal=True, seed=0, n_boot=200)}
     (path / "metrics.json").write_text(json.dumps(metrics))
@@ -352,7 +353,7 @@ def synthetic(tmp_path_factory) -> dict:
                coords={"time": months, **grid}).to_netcdf(run / "ter.nc", engine="h5netcdf")
     (run / "manifest.json").write_text(json.dumps({
         "format": "ciml-ter-run/1", "model_id": "m1", "config_hash": "c1", "months": months.strftime("%Y-%m").tolist(),
-        "features_path": str(features)}))
+        "features_path": str(features), "run_id": "r1"}))
     analysis = root / "analysis"
     analysis.mkdir()
     share = np.where(land, 0.7, np.nan)
@@ -366,7 +367,7 @@ def synthetic(tmp_path_factory) -> dict:
                attrs={"features": json.dumps(FEATURES), "groups": json.dumps(["environment", "biotic"])}
                ).to_netcdf(analysis / "maps.nc", engine="h5netcdf")
     (analysis / "summary.json").write_text(json.dumps({
-        "budget": {"land_area_m2": 2.1e11}, "trend": {"p_threshold": 0.05, "significant_share_of_land": 0.3},
+        "run_id": "r1", "budget": {"land_area_m2": 2.1e11}, "trend": {"p_threshold": 0.05, "significant_share_of_land": 0.3},
         "drivers": {"groups": {"environment": {"mean": 0.7}, "biotic": {"mean": 0.3}}}}))
     pd.DataFrame({"year": [2001, 2002, 2003], "budget_pg_c_yr": [0.011, 0.012, 0.0125],
                   "uncertainty_pg_c_yr": 0.001}).to_csv(analysis / "budget.csv", index=False)

@@ -345,3 +345,27 @@ def test_causal_guard_keeps_weights_only_when_they_help(frame, tmp_path, favoure
     assert all(g["kept"] is kept for g in guard.values()), guard
     assert set(ensemble.manifest["weights"] or {}) == ({"0", "1", "2"} if kept else set())
     assert ensemble.manifest["causal"] is kept
+
+
+def test_retraining_into_a_model_folder_replaces_it_whole(frame, tmp_path):
+    """A retrained model leaves no member of the older one beside its own (the folder is built
+    whole and swapped in), and the stage says the final folder, not the temporary one."""
+    from ciml_ter.sitetable import write_site_table
+    from ciml_ter.stages.train import train
+
+    from _support import RUNTIME
+
+    write_site_table(frame.assign(pft="GRA"), tmp_path / "s.parquet", predictors=FEATURES)
+    config = small_config()
+    config.train.causal = False
+    config.train.seeds = 3
+    config.xgboost.early_stopping_rounds, config.xgboost.num_boost_round = 0, 10
+    train(tmp_path / "s.parquet", tmp_path / "m", config, RUNTIME)
+    assert len(list((tmp_path / "m").glob("*.ubj"))) == 9
+    config.train.seeds = 1
+    summary = train(tmp_path / "s.parquet", tmp_path / "m", config, RUNTIME)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(
+        ["manifest.json", *(m["file"] for m in manifest["members"])])
+    assert summary.lines() == [f"wrote {tmp_path / 'm'}: 3 folds x 1 seeds (cpu)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "s.parquet"]

@@ -44,7 +44,8 @@ def build_world(root: Path, n_lat: int = 12, n_lon: int = 10) -> dict:
 
 def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config) -> None:
     """A tiny ensemble trained on towers at every third land pixel of a feature cube, whose
-    "observations" are ``true_ter`` of the pixel's predictors with 5 % noise."""
+    "observations" are ``true_ter`` of the pixel's predictors with 5 % noise; the table carries
+    the cube's units, as one from ``ciml-ter sites --features`` does."""
     from ciml_ter.data.cube import open_cube
 
     f = open_cube(features)
@@ -60,4 +61,5 @@ def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config)
             rows.append({"site": f"S{k:03d}", "lat": float(f.lat[i]), "lon": float(f.lon[j]), "pft": "GRA",
                          "time": pd.Timestamp(f.time.values[m]), "ter": ter, **values})
     table = site_table_from_frame(pd.DataFrame(rows), "world", features=names)
+    table.meta = {"units": {name: f[name].attrs["units"] for name in names}}
     train_ensemble(table, config, model_dir, CPU)

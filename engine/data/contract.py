@@ -1,13 +1,17 @@
 """The gridded input contract (docs/architecture.md, "Input contract"): variables, dims, grid, units, ranges.
 
-``check_cube`` collects every problem before raising, so a user sees them all at once;
-``canonical_units`` converts accepted units (e.g. LST in degC) to the canonical ones.
+``check_cube`` collects every problem before raising, so a user sees them all at once (a time
+dimension that repeats a date is one); ``in_time_order`` sorts time dimensions that are out of
+order, with a note; ``canonical_units`` converts accepted units (e.g. LST in degC) to the
+canonical ones. ``TER_RANGE`` is the plausible range of the target, monthly TER at a tower, which
+the flux readers check as this table checks the predictors.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ciml_ter.errors import InputError
@@ -50,6 +54,11 @@ REQUIRED = ((("nirv",), ("nir", "red")), (("lswi",), ("nir", "swir1")), (("lst_d
             (("soc0",),), (("soc10",),), (("soc30",),), (("land",),))
 RANGE_SAMPLE = 200_000  # values read per variable for the range check
 MAX_OUT_OF_RANGE = 0.01  # share of sampled values allowed outside the plausible range
+# Monthly TER at a tower, g C m-2 month-1 (units.TER_UNITS): respiration is not negative, and the
+# largest monthly value of the 20 FLUXNET2015 sample sites is 606 (AU-Tum, 19.5 g C m-2 d-1);
+# 1000 is 32 g C m-2 d-1 for a whole month. Daily values taken as monthly ones (x 30) or a sign
+# flip put far more than MAX_OUT_OF_RANGE of a site's months outside.
+TER_RANGE = (0.0, 1000.0)
 
 
 def _grid_problems(ds: xr.Dataset, name: str) -> list[str]:
@@ -72,7 +81,7 @@ def _grid_problems(ds: xr.Dataset, name: str) -> list[str]:
     return problems
 
 
-def _sample(da: xr.DataArray) -> np.ndarray:
+def sample_values(da: xr.DataArray) -> np.ndarray:
     """Up to about RANGE_SAMPLE values of ``da``, strided evenly over every dimension."""
     stride = max(1, int(np.ceil((da.size / RANGE_SAMPLE) ** (1 / max(da.ndim, 1)))))
     return np.asarray(da[tuple(slice(None, None, stride) for _ in da.dims)].values, dtype=float)
@@ -97,7 +106,7 @@ def _variable_problems(ds: xr.Dataset, name: str, var: str, rule: VariableRule) 
         return [f"{name}: variable '{var}' has units {units!r}; accepted: "
                 f"{', '.join(repr(u) for u in rule.accepted)}"]
     scale, offset = rule.accepted.get(str(units).strip() if units is not None else "1", (1.0, 0.0))
-    values = _sample(da) * scale + offset
+    values = sample_values(da) * scale + offset
     values = values[np.isfinite(values)]
     lo, hi = rule.valid_range
     if values.size:
@@ -109,9 +118,42 @@ def _variable_problems(ds: xr.Dataset, name: str, var: str, rule: VariableRule) 
     return []
 
 
+def _time_problems(ds: xr.Dataset, name: str) -> list[str]:
+    """A time dimension that repeats a date: two values for one date, of which none can be
+    told to be the right one (so none is chosen)."""
+    problems = []
+    for dim in _time_dims(ds):
+        times = pd.DatetimeIndex(ds[dim].values)
+        repeated = times[times.duplicated()].unique()
+        if len(repeated):
+            shown = ", ".join(f"{t:%Y-%m-%d}" for t in repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+            problems.append(f"{name}: time dimension '{dim}' repeats {len(repeated)} date(s) ({shown}); expected "
+                            "one value per date: remove the repeated dates")
+    return problems
+
+
+def _time_dims(ds: xr.Dataset) -> list[str]:
+    return [str(d) for d in ds.dims if d in ds.coords and np.issubdtype(ds[d].dtype, np.datetime64)]
+
+
+def in_time_order(ds: xr.Dataset, name: str) -> tuple[xr.Dataset, list[str]]:
+    """``ds`` with every time dimension in increasing order, and one note per dimension that had
+    to be sorted (a store extended with earlier dates is out of order; medians, seasonality and
+    SCVTG need the days in order)."""
+    notes = []
+    for dim in _time_dims(ds):
+        times = pd.DatetimeIndex(ds[dim].values)
+        if not times.is_monotonic_increasing:
+            moved = int(np.sum(np.argsort(times.values, kind="stable") != np.arange(len(times))))
+            ds = ds.sortby(dim)
+            notes.append(f"{name}: time dimension '{dim}' was not in order ({moved} of {len(times)} dates out of "
+                         "place); sorted by date")
+    return ds, notes
+
+
 def check_cube(ds: xr.Dataset, name: str = "cube") -> list[str]:
     """Every contract problem of ``ds`` (an empty list when it complies)."""
-    problems = _grid_problems(ds, name)
+    problems = _grid_problems(ds, name) + _time_problems(ds, name)
     for alternatives in REQUIRED:
         if not any(all(v in ds.data_vars for v in alt) for alt in alternatives):
             wanted = " or ".join("(" + ", ".join(alt) + ")" if len(alt) > 1 else alt[0]
@@ -126,11 +168,13 @@ def check_cube(ds: xr.Dataset, name: str = "cube") -> list[str]:
 
 
 def require_contract(ds: xr.Dataset, name: str) -> None:
-    """Raise InputError listing every contract problem, one per line."""
+    """Raise InputError with every contract problem, on one line (the CLI's ``error:`` line): the
+    problem itself when there is one, else their count and the problems separated by " | "."""
     problems = check_cube(ds, name)
+    if len(problems) == 1:
+        raise InputError(problems[0])
     if problems:
-        raise InputError(f"{name}: {len(problems)} problem(s) with the input contract:\n  "
-                         + "\n  ".join(problems))
+        raise InputError(f"{name}: {len(problems)} problems with the input contract: " + " | ".join(problems))
 
 
 def canonical_units(da: xr.DataArray, var: str) -> xr.DataArray:

@@ -35,11 +35,23 @@ FLUXNET rules
       without a target are counted under ``RECO_NT_VUT_REF missing (-9999)``, ``... below
       -9999``, ``... empty`` or ``... not a number`` after what the cell held;
     * site coordinates and IGBP class come from the site table (``sites.csv`` beside the
-      files: ``SITE_ID, LOCATION_LAT, LOCATION_LONG, IGBP``).
+      files: ``SITE_ID, LOCATION_LAT, LOCATION_LONG, IGBP``);
+    * FLUXNET files of another time step (``_DD_``, ``_HH_``, ...) in the folder are not read,
+      and a note names them.
+
+The target's plausible range (both readers)
+    ``data.contract.TER_RANGE`` (g C m-2 month-1): when more than ``MAX_OUT_OF_RANGE`` of a
+    site's months in a file lie outside it, the file is refused naming the site and the values
+    found (daily values read as monthly ones, a factor 30, a flipped sign); fewer are removed
+    and counted under their own rule.
 
 ABCflux rules
     * columns ``site_name, latitude, longitude, year, month, reco`` (g C m-2 month-1);
-    * a description row of text above or under the header is detected and skipped;
+    * a description row of text above or under the header is detected and skipped; when its
+      ``reco`` cell names the unit, per-day values (``g C m-2 d-1``) are converted (times the
+      days of the month, with a note) and any unit other than g C m-2 per month or day is
+      refused; without a unit there, ``reco`` is taken as g C m-2 month-1;
+    * a site is at one place: a site whose coordinates differ between rows is refused;
     * dirty cells (``-``, ``inf``, ``NA``, empty, any non-number) are missing and counted
       (empty cells and ``-9999`` under their own kinds, see above);
     * ``pft`` comes from a ``pft``/``igbp`` column when present, otherwise ``"UNK"``.
@@ -55,7 +67,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ciml_ter.data.contract import MAX_OUT_OF_RANGE, TER_RANGE
 from ciml_ter.errors import InputError
+from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger("ciml_ter.flux")
 
@@ -274,6 +288,36 @@ def _numbers(cells: pd.Series, column: str, where: str,
     return values.where(kind.isna()), kind
 
 
+def _comma_separated(path: Path, header: str, what: str) -> None:
+    """InputError when the header line ``header`` of ``path`` is separated by semicolons (a CSV
+    exported with a decimal comma), which no reader here can take."""
+    if ";" in header and "," not in header:
+        raise InputError(f"{path}: the columns are separated by ';' (header {header.strip()[:80]!r}); expected a "
+                         f"comma-separated {what} with '.' as the decimal mark: export it again with commas")
+
+
+def _header_line(path: Path) -> str:
+    """The first non-empty line of a text file ('' when there is none)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        return next((line for line in fh if line.strip()), "")
+
+
+def _plausible_target(obs: pd.DataFrame, where: Path, what: str, report: FluxReport) -> pd.DataFrame:
+    """``obs`` without the rows whose ``ter`` lies outside ``TER_RANGE``; InputError naming the
+    file, the site and the values found when more than ``MAX_OUT_OF_RANGE`` of a site's rows do.
+    ``what`` says how ``ter`` was computed from the file's column."""
+    lo, hi = TER_RANGE
+    outside = (obs["ter"] < lo) | (obs["ter"] > hi)
+    for site, share in outside.groupby(obs["site"]).mean().items():
+        if share > MAX_OUT_OF_RANGE:
+            ter = obs.loc[obs["site"] == site, "ter"]
+            raise InputError(f"{where}: site {site}: {share:.0%} of the monthly TER values ({what}) lie outside the "
+                             f"plausible range [{lo:g}, {hi:g}] {TER_UNITS} (found {ter.min():.4g} to {ter.max():.4g}); "
+                             "check the units and the sign")
+    report.remove(f"TER outside the plausible range [{lo:g}, {hi:g}] {TER_UNITS}", outside.sum(), where.name)
+    return obs[~outside].reset_index(drop=True)
+
+
 def days_in_month(time: pd.Series) -> np.ndarray:
     """Days in each month of a datetime Series (February 29 in leap years)."""
     return pd.DatetimeIndex(time).days_in_month.to_numpy()
@@ -300,6 +344,7 @@ def read_site_metadata(path: Path, report: FluxReport | None = None) -> pd.DataF
     """
     path = _check_file(path, "site table")
     report = report if report is not None else FluxReport()
+    _comma_separated(path, _header_line(path), "site table")
     try:
         table = pd.read_csv(path, dtype={"SITE_ID": str, "IGBP": str})
         cells = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -355,6 +400,7 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     path = _check_file(path, "FLUXNET CSV")
     site = site or fluxnet_site_id(path) or path.stem
     report = FluxReport(files=[str(path)])
+    _comma_separated(path, _header_line(path), "FLUXNET CSV")
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -412,7 +458,7 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     obs = obs[~no_target & ~low_qc]
     dup = obs["time"].duplicated()
     report.remove("duplicate TIMESTAMP in a file", dup.sum(), where)
-    obs = obs[~dup].reset_index(drop=True)
+    obs = _plausible_target(obs[~dup].reset_index(drop=True), path, f"{TARGET} x days of the month", report)
     report.kept_per_site[site] = len(obs)
     log.info("%s: site %s, %d of %d months kept", where, site, len(obs), report.rows_read)
     return obs, report
@@ -470,6 +516,12 @@ def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
         raise InputError(f"{table_path}: site table not found; expected a {SITE_TABLE} with "
                          f"{', '.join(SITE_TABLE_COLUMNS)} beside the FLUXNET files")
     report = FluxReport()
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv"
+                        and _FLUXNET_ANY.search(p.name) and not _FLUXNET_MM.match(p.name))
+        if others:
+            report.note(f"{folder}: not read, {len(others)} FLUXNET file(s) of another time step than monthly "
+                        f"(_MM_): {_first(others, 3)}")
     sites = read_site_metadata(table_path, report)
     parts = []
     for path in files:
@@ -494,11 +546,43 @@ def _dedupe(obs: pd.DataFrame, report: FluxReport) -> tuple[pd.DataFrame, FluxRe
 
 
 # --------------------------------------------------------------------------- ABCflux
+_PER_DAY = re.compile(r"\b(d|day)\s*(-1|\^-1)|/\s*d(ay)?\b|per\s+day\b|daily", re.IGNORECASE)
+_PER_MONTH = re.compile(r"\b(mon|month)\s*(-1|\^-1)|/\s*mon(th)?\b|per\s+month\b|monthly", re.IGNORECASE)
+_OTHER_UNIT = re.compile(r"\b(mg|kg|ug|µg|mmol|umol|µmol|mol)\b|\b(h|hr|hour|s|sec|yr|year)\s*(-1|\^-1)"
+                         r"|/\s*(h|hr|hour|s|sec|yr|year)\b", re.IGNORECASE)
+
+
+def _reco_per_day(cells: pd.Series, path: Path) -> str | None:
+    """The description rows' ``reco`` text when it says the values are per day (None when it says
+    per month or names no unit: g C m-2 month-1, ABCflux's); InputError for any other unit."""
+    for text in (str(c).strip() for c in cells):
+        day, month = _PER_DAY.search(text), _PER_MONTH.search(text)
+        if _OTHER_UNIT.search(text) or (day and month):
+            raise InputError(f"{path}: column reco is described as {text!r}; expected g C m-2 month-1 (or "
+                             "g C m-2 d-1, converted) in the description row")
+        if day:
+            return text
+    return None
+
+
+def _one_place_per_site(obs: pd.DataFrame, path: Path) -> None:
+    """InputError naming the site and its places when a site's coordinates differ between rows."""
+    places = obs.groupby("site")[["lat", "lon"]].nunique()
+    moved = places.index[(places > 1).any(axis=1)]
+    if len(moved):
+        site = moved[0]
+        found = obs.loc[obs["site"] == site, ["lat", "lon"]].drop_duplicates()
+        shown = "; ".join(f"{a:g}, {o:g}" for a, o in found.head(3).itertuples(index=False))
+        others = f" (and {len(moved) - 1} other site(s))" if len(moved) > 1 else ""
+        raise InputError(f"{path}: site {site}{others} has {len(found)} different coordinates ({shown}"
+                         f"{'; ...' if len(found) > 3 else ''}); expected one place per site_name: correct the "
+                         "coordinates or give each place its own site_name")
 def read_abcflux(path: Path, *, pft_column: str | None = None,
                  variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
     """Read an ABCflux CSV (monthly reco in g C m-2 month-1) into observation rows."""
     path = _check_file(path, "ABCflux CSV")
     report = FluxReport(files=[str(path)])
+    _comma_separated(path, _header_line(path), "ABCflux CSV")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -535,6 +619,7 @@ def read_abcflux(path: Path, *, pft_column: str | None = None,
         numeric_any |= raw[c].map(lambda s: _is_number(str(s))).to_numpy(dtype=bool)
     desc = ~numeric_any
     report.remove("description row (text where numbers belong)", desc.sum(), path.name)
+    per_day = _reco_per_day(raw.loc[desc, "reco"], path)
     raw = raw[~desc].reset_index(drop=True)
 
     def numeric(col: str) -> pd.Series:
@@ -577,6 +662,12 @@ def read_abcflux(path: Path, *, pft_column: str | None = None,
     dup = obs.duplicated(["site", "time"], keep="first")
     report.remove("duplicate site_name/year/month (first kept)", dup.sum(), path.name)
     obs = obs[~dup].reset_index(drop=True)
+    _one_place_per_site(obs, path)
+    if per_day is not None:
+        obs["ter"] = obs["ter"] * days_in_month(obs["time"])
+        report.note(f"{path.name}: reco is per day ({per_day!r} in the description row): times the days of the "
+                    f"month, in {TER_UNITS}")
+    obs = _plausible_target(obs, path, "reco" if per_day is None else "reco x days of the month", report)
     report.kept_per_site = rows_per_site(obs)
     log.info("%s: %d of %d rows kept at %d sites", path.name, len(obs), report.rows_read,
              len(report.kept_per_site))

@@ -10,6 +10,9 @@ The contract every stage follows (docs/architecture.md, "Stages"):
 - ``config``: the ``PipelineConfig`` (command-line values already laid over it);
 - ``runtime``: a ``Runtime`` (the resolved ``Device``, where lines go, who hears progress);
 - the summary: a small dataclass whose ``lines()`` are what the CLI prints.
+
+Each output records how it was made (``stamp``: the config hash and an identity of each input),
+so that ``ciml-ter run`` reuses an output only when both still match.
 """
 from __future__ import annotations
 
@@ -38,6 +41,14 @@ class Runtime:
         """Report progress, if anyone listens."""
         if self.progress is not None:
             self.progress(done, total, message)
+
+
+def stamp(config, **inputs) -> dict:
+    """What an output records of how it was made: the config hash (``PipelineConfig.stable_hash``)
+    and an identity of each input given (``files.fingerprint`` of a file or folder, a list of
+    them, or the id a model or run carries). ``ciml-ter run`` reuses an output only when the
+    stamp it would make now is the recorded one."""
+    return {"config_hash": config.stable_hash(), "inputs": inputs}
 
 
 class Summary(Protocol):

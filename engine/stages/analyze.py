@@ -15,9 +15,9 @@ from ciml_ter.analysis import analyze_run, write_maps
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.cube import open_cube
 from ciml_ter.errors import InputError
-from ciml_ter.files import atomic_write
+from ciml_ter.files import check_output, fingerprint, output_folder
 from ciml_ter.sitetable import read_site_table
-from ciml_ter.stages import Runtime
+from ciml_ter.stages import Runtime, stamp
 from ciml_ter.tiles import RunDir
 from ciml_ter.units import TER_PER_DAY, TER_PER_MONTH, TER_UNITS
 
@@ -30,12 +30,17 @@ class AnalyzeSummary:
     summary: dict
 
     def lines(self) -> list[str]:
+        return [self.headline, f"wrote {self.out}"]
+
+    @property
+    def headline(self) -> str:
+        """The mean annual TER and, from three complete years on, its trend."""
         b = self.summary["budget"]
         line = f"mean annual TER {b['mean_pg_c_yr']:.3f} Pg C/yr over {len(b['years'])} year(s)"
         if "trend" in self.summary:
             t = self.summary["trend"]
-            line += f"; trend {t['slope']:+.4f} Pg C/yr2 ({t['percent_per_step']:+.2f} %/yr)"
-        return [line, f"wrote {self.out}"]
+            return line + f"; trend {t['slope']:+.4f} Pg C/yr2 ({t['percent_per_step']:+.2f} %/yr)"
+        return line + "; no trend (fewer than 3 complete years)"
 
 
 def _open(path: Path, what: str) -> xr.Dataset:
@@ -90,12 +95,28 @@ def read_region_masks(paths, lat: np.ndarray, lon: np.ndarray) -> dict[str, np.n
     return masks
 
 
+def made_from(run_id: str, config: PipelineConfig, *, sites: Path | None = None, compare=(),
+              region_masks=()) -> dict:
+    """The stamp of an analysis of the run ``run_id`` (``stages.stamp``): the site table, products
+    and masks when given."""
+    inputs = {"run": run_id}
+    if sites is not None:
+        inputs["sites"] = fingerprint(sites)
+    if compare:
+        inputs["compare"] = [fingerprint(p) for p in compare]
+    if region_masks:
+        inputs["region_masks"] = [fingerprint(p) for p in region_masks]
+    return stamp(config, **inputs)
+
+
 def analyze(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, compare=(), region_masks=(),
             sites: Path | None = None) -> AnalyzeSummary:
     """Analyse the run directory ``run``; write summary.json, budget.csv, regions.csv, drivers.csv,
-    dependence.csv and maps.nc into ``out``. ``compare``: other TER products (NetCDF);
-    ``region_masks``: NetCDF masks on the run's grid; ``sites``: a site-month table whose towers
-    score the map."""
+    dependence.csv and maps.nc into ``out``, a folder built whole (nothing is left of a failed
+    analysis, nor of an older one). ``compare``: other TER products (NetCDF); ``region_masks``:
+    NetCDF masks on the run's grid; ``sites``: a site-month table whose towers score the map. The
+    summary carries the run's ``run_id`` and ``model_id``, which the report checks."""
+    check_output(out, "folder")
     rundir = RunDir(run)
     output = rundir.read_output(shap=True)
     manifest = rundir.manifest()
@@ -106,13 +127,14 @@ def analyze(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, c
     cube = open_cube(features_path) if output.shap and features_path and Path(features_path).exists() else None
     found = analyze_run(output, config, region_masks=masks, products=products, observed=observed,
                         features_cube=cube, progress=runtime.progress)
-    summary = {"units": found.summary["units"], "run": str(run), "model_id": manifest.get("model_id"),
-               **found.summary}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in found.tables.items():
-        table.to_csv(out / f"{name}.csv", index=False)
-    write_maps(found, output, out)
-    atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=float))
+    summary = {"units": found.summary["units"], "run": str(run), "run_id": manifest.get("run_id"),
+               "model_id": manifest.get("model_id"),
+               "made_from": made_from(manifest.get("run_id"), config, sites=sites, compare=compare,
+                                      region_masks=region_masks), **found.summary}
+    with output_folder(out) as tmp:
+        for name, table in found.tables.items():
+            table.to_csv(tmp / f"{name}.csv", index=False)
+        write_maps(found, output, tmp)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     runtime.step(1, 1, "written")
-    return AnalyzeSummary(out, summary)
+    return AnalyzeSummary(Path(out), summary)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ciml_ter.causal import discover_weights, write_weights
+from ciml_ter.files import check_output
 from ciml_ter.config import PipelineConfig
 from ciml_ter.predictors import plan
 from ciml_ter.sitetable import read_site_table
@@ -28,6 +29,7 @@ class CausalSummary:
 
 def discover(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime) -> CausalSummary:
     """Discover the weights of the site-month table ``sites`` and write them to ``out`` (JSON)."""
+    check_output(out, "file")
     table = read_site_table(sites)
     result = discover_weights(table, config, progress=runtime.progress, features=plan(table, config).drivers)
     write_weights(result, out)

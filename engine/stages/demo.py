@@ -16,7 +16,7 @@ from ciml_ter.data.flux import SHIPPED_SAMPLE
 from ciml_ter.documents import read_json
 from ciml_ter.data.synth import read_truth, write_synthetic_world
 from ciml_ter.evaluation import BASELINE_NAMES, against_truth, metrics
-from ciml_ter.files import atomic_write
+from ciml_ter.files import atomic_write, check_output
 from ciml_ter.gridstats import sample_sites, series_trend
 from ciml_ter.progress import duration
 from ciml_ter.stages import Runtime
@@ -140,7 +140,7 @@ def demo(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet: Path |
         runtime.say(f"[{done}/{STAGES}] {line} (stage {duration(now - last)}, total {duration(now - start)})")
         last = now
 
-    out_dir = Path(out)
+    out_dir = check_output(out, "folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     world = out_dir / "world"
     if (world / "cube.zarr").exists():

@@ -3,11 +3,14 @@
 against the PCMCI+ effects, and the verdict), CSV tables (summary, per PFT, per site, per latitude
 band, structure, predictions) and PNG figures (``ciml_ter.figures``, as in the report). The
 plain-XGBoost baseline is trained into ``baseline_xgboost_plain/`` beside them and reused on a
-rerun with the same folds and config.
+rerun with the same folds and config. A folder other than the model's is built whole under a
+lock (``files.output_folder``); into the model's own folder the files are added under its lock.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from ciml_ter import figures
 from ciml_ter.assessment import assess
 from ciml_ter.config import PipelineConfig
 from ciml_ter.ensemble import load_ensemble
-from ciml_ter.files import atomic_write
+from ciml_ter.files import atomic_write, check_output, output_folder, output_lock
 from ciml_ter.sitetable import read_site_table
 from ciml_ter.stages import Runtime
 
@@ -36,6 +39,22 @@ class EvaluateSummary:
 
 def evaluate(model: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, sites: Path | None = None,
              temperature: str | None = None, rf_trees: int = 200, shap_rows: int = 1000) -> EvaluateSummary:
+    """``evaluate_into`` the folder ``out``: the model's own folder under its lock, or a folder
+    built whole (an earlier plain baseline there is carried over for reuse)."""
+    check_output(out, "folder")
+    options = {"sites": sites, "temperature": temperature, "rf_trees": rf_trees, "shap_rows": shap_rows}
+    if Path(out).resolve() == Path(model).resolve():
+        with output_lock(out):
+            return evaluate_into(model, out, config, runtime, **options)
+    with output_folder(out) as folder:
+        if (Path(out) / BASELINE_DIR).is_dir():
+            shutil.copytree(Path(out) / BASELINE_DIR, folder / BASELINE_DIR)
+        summary = evaluate_into(model, folder, config, runtime, **options)
+    return dataclasses.replace(summary, out=Path(out))
+
+
+def evaluate_into(model: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, sites: Path | None = None,
+                  temperature: str | None = None, rf_trees: int = 200, shap_rows: int = 1000) -> EvaluateSummary:
     """metrics.json, CSV tables and PNG figures of the model directory ``model`` in ``out``.
 
     ``sites`` defaults to the table the model was trained on (its manifest); ``temperature``

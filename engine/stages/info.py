@@ -11,6 +11,7 @@ import sys
 
 import ciml_ter
 from ciml_ter import device
+from ciml_ter.errors import CimlTerError
 from ciml_ter.parallel import launched_world_size
 
 PACKAGES = ("numpy", "scipy", "pandas", "xarray", "h5py", "zarr", "numba", "numba-cuda",
@@ -107,9 +108,13 @@ def rank_report() -> dict:
     """Run on every MPI rank: who this rank is and which GPU it would use; gathered on rank 0.
 
     Returns, on rank 0, the world size, an allreduce check (sum of ranks) and each rank's entry;
-    on other ranks an empty dict.
+    on other ranks an empty dict. Without a usable mpi4py: a CimlTerError saying how to install it.
     """
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError) as exc:  # not installed, or its MPI library cannot be loaded
+        raise CimlTerError(f"info --mpi: mpi4py is not usable ({type(exc).__name__}: {exc}); install it against the "
+                           "system's MPI: PIP_NO_BINARY=mpi4py pip install 'ciml-ter[mpi]'") from None
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

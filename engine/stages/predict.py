@@ -22,11 +22,12 @@ import pandas as pd
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.cube import open_cube
 from ciml_ter.errors import InputError
+from ciml_ter.files import check_output, fingerprint, output_lock
 from ciml_ter.inference import predict_rows
 from ciml_ter.device import Device
 from ciml_ter.parallel import map_tiles, mpi_rank, under_mpi
 from ciml_ter.predictors import igbp_labels, pixel_matrix
-from ciml_ter.stages import Runtime
+from ciml_ter.stages import Runtime, stamp
 from ciml_ter.tiles import RunDir, Tile, auto_tile_edge, land_tiles, make_tiles
 
 log = logging.getLogger(__name__)
@@ -171,10 +172,18 @@ class PredictSummary:
                 f"({self.rows:,} pixel-months, {self.members} models, {self.device})", f"wrote {self.out}"]
 
 
+def made_from(model_id: str, features: Path, config: PipelineConfig) -> dict:
+    """The stamp of a run of the model ``model_id`` on the feature cube ``features`` (``stages.stamp``)."""
+    return stamp(config, model=model_id, features=fingerprint(features))
+
+
 def predict(model: Path, features: Path, out: Path, config: PipelineConfig, runtime: Runtime, *,
             shap: bool = False, restart: bool = False) -> PredictSummary | None:
     """Run (or resume) a prediction of the model directory ``model`` on the feature cube
-    ``features`` into the run directory ``out``; the summary on rank 0, None on worker ranks."""
+    ``features`` into the run directory ``out``; the summary on rank 0, None on worker ranks.
+    The cube is checked against the model before anything is written: its drivers, their units
+    and their ranges against the training rows' (``Ensemble.check_cube``). One process at a time
+    writes a run directory (``files.output_lock``)."""
     from ciml_ter.ensemble import load_ensemble
     from ciml_ter.parallel import is_root
 
@@ -183,15 +192,25 @@ def predict(model: Path, features: Path, out: Path, config: PipelineConfig, runt
         return None
     device = runtime.device
     device.xgboost  # noqa: B018 -- refuses an XGBoost without CUDA before any work
+    check_output(out, "folder")
     ensemble = load_ensemble(model)
     cube = open_cube(features)
     if "features" not in cube.attrs:
         raise InputError(f"{features}: no 'features' attribute; expected a cube from 'ciml-ter features'")
     ensemble.check_features(json.loads(cube.attrs["features"]), str(features))
+    ensemble.check_cube(cube, str(features))
     if ensemble.predictors.igbp_classes and "pft" not in cube:
         raise InputError(f"{features}: model {model} takes IGBP classes (predictors.igbp) but the cube has no "
                          "'pft' land-cover layer; give the cube a 'pft' layer or train with igbp = false")
     months = _check_months(pd.DatetimeIndex(cube.time.values), features)
+    with output_lock(out):
+        return _predict_tiles(ensemble, cube, months, model, features, out, config, runtime, shap, restart)
+
+
+def _predict_tiles(ensemble, cube, months: pd.DatetimeIndex, model: Path, features: Path, out: Path,
+                   config: PipelineConfig, runtime: Runtime, shap: bool, restart: bool) -> PredictSummary:
+    """The run directory's manifest, its unfinished tiles over the MPI queue, then ``ter.nc``."""
+    device = runtime.device
     land = np.asarray(cube.land.values).astype(bool)
     rundir = RunDir(out)
     tiles = None if restart else rundir.recorded_tiles()
@@ -205,8 +224,8 @@ def predict(model: Path, features: Path, out: Path, config: PipelineConfig, runt
     manifest = rundir.prepare({"config_hash": config.stable_hash(), "model_id": ensemble.model_id,
                                "grid": _grid(cube), "months": [f"{m:%Y-%m}" for m in months],
                                "variables": variables, "device": device.kind, "features_path": str(features),
-                               "model_dir": str(model), "tiles": with_land,
-                               "ocean_tiles": len(ocean)}, restart=restart)
+                               "model_dir": str(model), "tiles": with_land, "ocean_tiles": len(ocean),
+                               "made_from": made_from(ensemble.model_id, features, config)}, restart=restart)
     pending = [t for t in with_land if not rundir.is_finished(t)]
     log.info("%d land tiles (%d ocean tiles skipped); %d already finished, %d to compute",
              len(with_land), len(ocean), len(with_land) - len(pending), len(pending))

@@ -16,6 +16,7 @@ from ciml_ter.data.synth import read_truth
 from ciml_ter.documents import read_json
 from ciml_ter.errors import InputError
 from ciml_ter.evaluation import against_truth
+from ciml_ter.files import check_output
 from ciml_ter.reporting import write_report
 from ciml_ter.stages import Runtime
 from ciml_ter.tiles import RunDir
@@ -108,6 +109,25 @@ def _notice(truth: dict | None) -> list[str]:
     return lines
 
 
+def same_run(manifest: dict, run: Path, summary: dict | None, analysis: Path | None, model: Path | None) -> None:
+    """InputError when the analysis or the model given with a run belong to another run: the
+    analysis's ``run_id`` must be the run's, and the model's ``model_id`` (its manifest, or the
+    metrics.json of an evaluation) the one the run was predicted with."""
+    if summary is not None and summary.get("run_id") != manifest.get("run_id"):
+        raise InputError(f"{analysis}: is the analysis of run {summary.get('run_id')} ({summary.get('run')}), not of "
+                         f"{run} (run {manifest.get('run_id')}); refusing to mix runs: give the analysis of this run")
+    if model is not None:
+        model = Path(model)
+        if (model / "manifest.json").is_file():
+            model_id = read_json(model / "manifest.json", "model manifest").get("model_id")
+        else:
+            metrics = read_json(model / "metrics.json", "metrics.json of `ciml-ter evaluate`")
+            model_id = metrics.get("model", {}).get("model_id")
+        if model_id != manifest.get("model_id"):
+            raise InputError(f"{model}: holds model {model_id}, but {run} was predicted with model "
+                             f"{manifest.get('model_id')}; refusing to mix runs: give that run's model")
+
+
 @dataclass
 class ReportSummary:
     """The report written."""
@@ -128,11 +148,16 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
     the world's truth.nc) is reported as synthetic: a notice with the truth's formula and
     parents, the true mean TER map on the estimate's colour scale, estimate − truth, and the true
     budget beside the estimate. ``truth_series`` ({"x", "y"}) overrides that true budget;
-    ``evaluations`` are passed to ``reporting.write_report``."""
+    ``evaluations`` are passed to ``reporting.write_report``. An analysis or a model of another
+    run is refused (``same_run``)."""
+    check_output(out, "file")
     run_dir = Path(run)
     rundir = RunDir(run_dir)
     lat, lon, all_months = rundir.output_axes()
     manifest = rundir.manifest()
+    summary = None if analysis is None else read_json(Path(analysis) / "summary.json",
+                                                      "summary.json of `ciml-ter analyze`")
+    same_run(manifest, run_dir, summary, analysis, model)
     months = all_months.strftime("%Y-%m").tolist()
     period = _period(months)
     synthetic, found = (True, Path(truth)) if truth is not None else find_truth(manifest)
@@ -144,7 +169,6 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
         summary, ds = {}, None
     else:
         analysis_dir = Path(analysis)
-        summary = read_json(analysis_dir / "summary.json", "summary.json of `ciml-ter analyze`")
         ds = read_maps(analysis_dir)
         land = ds.land.values.astype(bool)
         ter_mean = ds.ter_mean.values.astype(np.float64)

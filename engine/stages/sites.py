@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from ciml_ter.config import PipelineConfig
+from ciml_ter.files import check_output, fingerprint
 from ciml_ter.sitetable import SiteTableReport, build_site_table, write_site_table
-from ciml_ter.stages import Runtime
+from ciml_ter.stages import Runtime, stamp
 
 
 @dataclass
@@ -32,6 +33,21 @@ class SitesSummary:
                 f"wrote {self.out}: {len(self.table):,} site-months of {self.table['site'].nunique()} sites"]
 
 
+def made_from(config: PipelineConfig, *, fluxnet: Sequence[Path] = (), abcflux: Sequence[Path] = (),
+              features: Path | None = None, window: int = 1, points: Sequence[str] = (),
+              points_window: int = 1) -> dict:
+    """The stamp of a site-month table made from these flux and predictor inputs, with the pixel
+    windows used (``stages.stamp``)."""
+    from ciml_ter.data.points.extracts import parse_spec
+
+    inputs = {"fluxnet": [fingerprint(f) for f in fluxnet], "abcflux": [fingerprint(f) for f in abcflux]}
+    if features is not None:
+        inputs.update(features=fingerprint(features), window=window)
+    if points:
+        inputs.update(points=[fingerprint(parse_spec(p)[1]) for p in points], points_window=points_window)
+    return stamp(config, **inputs)
+
+
 def build_sites(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet: Sequence[Path] = (),
                 abcflux: Sequence[Path] = (), features: Path | None = None, window: int = 1,
                 points: Sequence[str] = (), points_window: int = 1) -> SitesSummary:
@@ -39,7 +55,10 @@ def build_sites(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet:
     write it to ``out``. Predictors: the feature cube ``features`` at each tower (``window`` 1 or
     3), or the ``points`` extracts (``[PRODUCT=]PATH``; ``points_window`` for ORNL subsets)
     through the feature code with ``config.features``, or the towers' meteorology."""
+    check_output(out, "file")
     frame, report = build_site_table(fluxnet, abcflux, features=features, window=window, points=points,
                                      points_window=points_window, features_config=config.features)
-    write_site_table(frame, out, mode=report.mode, provenance=report.provenance)
+    write_site_table(frame, out, mode=report.mode, provenance={
+        **report.provenance, "made_from": made_from(config, fluxnet=fluxnet, abcflux=abcflux, features=features,
+                                                    window=window, points=points, points_window=points_window)})
     return SitesSummary(Path(out), frame, report)

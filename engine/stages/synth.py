@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ciml_ter.config import PipelineConfig
 from ciml_ter.data.synth import write_synthetic_world
+from ciml_ter.files import check_output
 from ciml_ter.stages import Runtime
 
 
@@ -28,6 +29,7 @@ def synthesize(out: Path, config: PipelineConfig, runtime: Runtime, *, res: floa
     """Write a world into the folder ``out``: ``res`` degrees over ``bbox`` (W, S, E, N), the days
     of ``years`` (first, last) or of ``months`` ("YYYY-MM:YYYY-MM"), ``n_sites`` towers, random
     ``seed``; ``landcover`` "default" (MCD12C1 biomes) or "climate"."""
+    check_output(out, "folder")
     return SynthSummary(write_synthetic_world(out, res=res, years=years, bbox=bbox, n_sites=n_sites, seed=seed,
                                               progress=runtime.progress, months=months, device=runtime.device,
                                               landcover=landcover))

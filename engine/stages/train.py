@@ -3,18 +3,22 @@ the model), then the ensemble of folds x seeds written to the model directory (t
 ``train_and_evaluate`` follows it with ``stages.evaluate`` into the same directory).
 
 With ``--settings`` (from ``ciml-ter tune``) the folds and each fold's settings come from that file.
+The model directory is built whole under a lock (``files.output_folder``): a retrained model
+leaves no member of the older one, and a second ``train`` into the same folder stops at once.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ciml_ter import causal
 from ciml_ter.config import PipelineConfig
 from ciml_ter.errors import InputError
+from ciml_ter.files import check_output, fingerprint, output_folder
 from ciml_ter.predictors import plan
 from ciml_ter.sitetable import read_site_table
-from ciml_ter.stages import Runtime
+from ciml_ter.stages import Runtime, stamp
 from ciml_ter.training import assign_folds, train_ensemble
 from ciml_ter.tuning import read_settings
 
@@ -36,9 +40,31 @@ class TrainSummary:
                 f"{' with causal weights' if self.causal else ''} ({self.device})"]
 
 
+def made_from(sites: Path, config: PipelineConfig, *, weights: Path | None = None,
+              settings: Path | None = None) -> dict:
+    """The stamp of a model trained on the table ``sites`` (with causal ``weights`` and tuned
+    ``settings`` files when given; ``stages.stamp``)."""
+    inputs = {"sites": fingerprint(sites)}
+    if weights is not None:
+        inputs["weights"] = fingerprint(weights)
+    if settings is not None:
+        inputs["settings"] = fingerprint(settings)
+    return stamp(config, **inputs)
+
+
 def train(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, weights: Path | None = None,
           settings: Path | None = None) -> TrainSummary:
-    """Fit the ensemble on the site-month table ``sites`` and write the model directory ``out``.
+    """``train_into`` a folder built whole and swapped in as the model directory ``out``."""
+    check_output(out, "folder")
+    with output_folder(out) as folder:
+        summary = train_into(sites, folder, config, runtime, weights=weights, settings=settings)
+    return dataclasses.replace(summary, out=Path(out))
+
+
+def train_into(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, weights: Path | None = None,
+               settings: Path | None = None) -> TrainSummary:
+    """Fit the ensemble on the site-month table ``sites`` and write the model directory into the
+    folder ``out``.
 
     Folds, seeds, workers, predictors and causal on/off come from ``config`` (train.folds,
     train.seeds, train.workers, [predictors], train.causal); a settings file from ``ciml-ter
@@ -47,6 +73,7 @@ def train(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, w
     without it and with train.causal the causal step runs first on the drivers (written to
     ``out/weights.json``); with train.causal False the plain model is trained.
     """
+    stamp_ = made_from(sites, config, weights=weights, settings=settings)
     table = read_site_table(sites)
     folds = fold_settings = None
     if settings is not None:
@@ -67,6 +94,6 @@ def train(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, w
         result = causal.discover_weights(table, config, progress=runtime.progress, features=spec.drivers)
         causal.write_weights(result, out / WEIGHTS)
     ensemble = train_ensemble(table, config, out, runtime.device, causal_result=result, progress=runtime.progress,
-                              folds=folds, spec=spec, fold_settings=fold_settings)
+                              folds=folds, spec=spec, fold_settings=fold_settings, made_from=stamp_)
     m = ensemble.manifest
     return TrainSummary(out, m["n_folds"], m["n_seeds"], bool(m["causal"]), m["xgboost_device"])

@@ -1,8 +1,6 @@
 """``ciml-ter tune``: each outer fold's settings from a search on its training sites (``tuning``)."""
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -12,6 +10,8 @@ import numpy as np
 
 from ciml_ter.config import PipelineConfig, config_from_dict
 from ciml_ter.device import Device
+from ciml_ter.files import check_output
+from ciml_ter.parallel import worker_pool
 from ciml_ter.predictors import PredictorSpec, plan
 from ciml_ter.sitetable import SiteTable, read_site_table
 from ciml_ter.stages import Runtime
@@ -44,7 +44,8 @@ def tune(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, tr
     """Tune every outer fold of the site-month table ``sites`` (folds as ``train`` deals them) and
     write the settings TOML to ``out``. Folds run in parallel (``train.workers``, 0 = one per core;
     processes on the CPU, threads sharing the GPU), each study on one thread, its boosters on
-    ``runtime.device``."""
+    ``runtime.device``. An ``out`` that cannot be written is refused before any search."""
+    check_output(out, "file")
     started = time.perf_counter()
     table = read_site_table(sites)
     folds = assign_folds(table.sites, config.train.folds, config.seed, table.path)
@@ -56,11 +57,7 @@ def tune(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, tr
               config.to_dict(), trials, device) for k in range(n_folds)]
     workers = max(1, min(config.train.workers or os.cpu_count() or 1, n_folds))
     results = {}
-    if workers == 1 or device.kind == "cuda":
-        pool = concurrent.futures.ThreadPoolExecutor(workers)
-    else:
-        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-    with pool:
+    with worker_pool(workers, processes=not (workers == 1 or device.kind == "cuda")) as pool:
         for fold, result in pool.map(_tune_fold, tasks):
             results[fold] = result
             runtime.step(len(results), n_folds, f"fold {fold}: inner MAE {result['inner_mae']:.2f} "
