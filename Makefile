@@ -14,7 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: demo test test-cudasim test-mpi test-slurm test-wheel test-main system-deps clean
+.PHONY: install demo test test-cudasim test-mpi test-slurm test-wheel test-main system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ $(VENV)/.demo-installed: setup.cfg pyproject.toml | $(BIN)/python
 $(VENV)/.test-installed: setup.cfg pyproject.toml | system-deps $(BIN)/python
 	PIP_NO_BINARY=mpi4py $(BIN)/python -m pip install -q -e '.[test,mpi]'
 	touch $@ $(VENV)/.demo-installed
+
+# ciml-ter in .venv (what `make demo` runs); `source .venv/bin/activate` puts it on the PATH.
+install: $(VENV)/.demo-installed
+	@echo "ciml-ter installed in $(VENV): $(BIN)/ciml-ter; 'source $(BIN)/activate' puts it on your PATH"
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/ciml-ter demo

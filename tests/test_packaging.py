@@ -58,3 +58,18 @@ def test_readme_citation_section_points_to_citation_cff_and_licence():
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Data and citation"):]
     assert "CITATION.cff" in section and "LICENSE" in section and PAPER_DOI in section
+
+
+def test_make_install_only_installs_and_says_where(tmp_path):
+    """`make install` (a dry run here): a venv, ciml-ter installed into it, and where the command
+    ends up and how to put it on the PATH; no test, no demo."""
+    import subprocess
+
+    venv = tmp_path / "v"
+    done = subprocess.run(["make", "-n", "-C", str(REPO), "install", f"VENV={venv}"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    steps = done.stdout
+    assert f"-m venv {venv}" in steps and f"{venv}/bin/python -m pip install -q -e ." in steps
+    assert f"{venv}/bin/ciml-ter" in steps and f"source {venv}/bin/activate" in steps
+    assert "-m pytest" not in steps and "ciml-ter demo" not in steps

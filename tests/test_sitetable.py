@@ -148,6 +148,10 @@ def test_cli_sites_on_the_real_sample(tmp_path):
     assert "2,636 site-months of 20 sites" in result.stdout
     table = sitetable.read_site_table(out)
     assert len(table.frame) == 2636 and table.features[:2] == ["TA_F", "SW_IN_F"]
+    # the table holds the integer month; the model takes the hemisphere-aware season instead, and says so
+    assert "month" in table.features
+    takes = next(line for line in result.stdout.splitlines() if line.startswith("a model trained on it"))
+    assert "season_sin, season_cos" in takes and ", month" not in takes and "clim_TA_F" in takes
 
 
 def test_cli_sites_user_errors_exit_2(tmp_path):

@@ -11,7 +11,8 @@ import pandas as pd
 
 from ciml_ter.config import PipelineConfig
 from ciml_ter.files import check_output, fingerprint
-from ciml_ter.sitetable import SiteTableReport, build_site_table, write_site_table
+from ciml_ter.predictors import plan
+from ciml_ter.sitetable import SiteTableReport, build_site_table, site_table_from_frame, write_site_table
 from ciml_ter.stages import Runtime, stamp
 
 
@@ -22,6 +23,7 @@ class SitesSummary:
     out: Path
     table: pd.DataFrame
     report: SiteTableReport
+    model_features: list[str]  # what a model trained on it under the same config takes
 
     @property
     def left_out(self) -> int:
@@ -29,7 +31,7 @@ class SitesSummary:
         return sum(len(v) for v in self.report.dropped_sites.values())
 
     def lines(self) -> list[str]:
-        return [*self.report.lines(),
+        return [*self.report.lines(), f"a model trained on it with this config takes: {', '.join(self.model_features)}",
                 f"wrote {self.out}: {len(self.table):,} site-months of {self.table['site'].nunique()} sites"]
 
 
@@ -61,4 +63,5 @@ def build_sites(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet:
     write_site_table(frame, out, mode=report.mode, provenance={
         **report.provenance, "made_from": made_from(config, fluxnet=fluxnet, abcflux=abcflux, features=features,
                                                     window=window, points=points, points_window=points_window)})
-    return SitesSummary(Path(out), frame, report)
+    spec = plan(site_table_from_frame(frame, str(out), list(report.predictors)), config)
+    return SitesSummary(Path(out), frame, report, spec.features)
