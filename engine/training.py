@@ -357,6 +357,8 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         "config_hash": config.stable_hash(), "versions": _versions(), "device": device.kind,
         "xgboost_device": booster_device, "xgboost_cuda_build": xgboost_has_cuda(),
         "feature_units": {f: table.meta.get("units", {}).get(f) for f in spec.drivers},
+        "predictor_sources": {"mode": table.meta.get("mode", "site-only"),
+                              **{f: table.meta.get("predictor_sources", {}).get(f) for f in spec.drivers}},
         "feature_ranges": {f: [float(np.nanmin(table.frame[f])), float(np.nanmax(table.frame[f]))]
                            for f in spec.drivers},
         "made_from": made_from,

@@ -245,6 +245,15 @@ def test_cli_writes_the_points_table_with_its_sources(world, tmp_path):
     direct, _ = build_site_table(abcflux_files=[world["towers"]], points=[str(world["points"])], points_window=3,
                                  features_config=world["config"].features)
     np.testing.assert_allclose(table["Vtop"].to_numpy(), direct["Vtop"].to_numpy(), equal_nan=True)
+    # the model trained on it records which path and products built each of its predictors
+    from ciml_ter.device import CPU
+    from ciml_ter.sitetable import read_site_table
+    from ciml_ter.training import train_ensemble
+
+    tiny = config_from_dict({"train": {"folds": 3, "seeds": 1, "workers": 1, "causal": False},
+                             "xgboost": {"num_boost_round": 5, "early_stopping_rounds": 0}})
+    sources = train_ensemble(read_site_table(out), tiny, tmp_path / "model", CPU).manifest["predictor_sources"]
+    assert sources["mode"] == "points" and sources["lswi"] == {"path": "points", "products": ["MCD43A4"]}
 
 
 # --- readers ------------------------------------------------------------------------------------
