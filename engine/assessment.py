@@ -23,7 +23,6 @@ from ciml_ter.errors import InputError
 from ciml_ter.evaluation import (BASELINE_NAMES, metrics, random_forest_baseline, scale_metrics,
                                  shap_importance, site_bootstrap, spearman, temperature_baseline,
                                  temperature_kelvin, weight_importance)
-from ciml_ter.predictors import table_labels
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import SiteTable
 from ciml_ter.training import train_ensemble
@@ -184,8 +183,7 @@ def assess(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, plain_d
     oof, known = ensemble.predict_oof(x, table.sites)
     intervals, no_intervals = None, None
     try:
-        intervals = tower_intervals(ensemble.fold_predictions(x), fold_of_row, frame, table_labels(frame), x,
-                                    ensemble.features, config, ensemble.model_id)
+        intervals = tower_intervals(ensemble, table, config)
     except NoIntervals as exc:
         log.warning("no prediction intervals: %s", exc)
         no_intervals = str(exc)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,9 +42,12 @@ import numpy as np
 import pandas as pd
 
 from ciml_ter.documents import read_document
+from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_write
 from ciml_ter.gridstats import in_band, lat_bands
+from ciml_ter.predictors import table_labels
 
+log = logging.getLogger(__name__)
 FORMAT = "ciml-ter-calibration/1"
 CALIBRATION = "calibration.json"  # in the model directory, beside metrics.json
 METHOD = ("split-conformal, site-grouped: |y - yhat| / (sigma + s0) with sigma the spread across fold means, "
@@ -285,16 +289,20 @@ class TowerIntervals:
     columns: dict[str, np.ndarray]
 
 
-def tower_intervals(fold_pred: np.ndarray, fold_of_row: np.ndarray, frame: pd.DataFrame, groups: np.ndarray,
-                    x: np.ndarray, features: list[str], config, model_id: str) -> TowerIntervals:
-    """Calibrate on the known towers of ``frame`` (the rows of ``x``, the model's predictor matrix;
-    ``fold_pred`` its (n_folds, n) fold means; ``groups`` the Mondrian label per row) under
-    ``config.uncertainty``, and evaluate the intervals nested by fold. NoIntervals when a model has
-    fewer than 3 folds (a held-out row then has one other fold and no spread)."""
-    u = config.uncertainty
+def tower_intervals(ensemble, table, config) -> TowerIntervals:
+    """Calibrate the ``ensemble`` on the known towers of ``table`` (a ``SiteTable``; Mondrian
+    groups from ``predictors.table_labels``) under ``config.uncertainty``, and evaluate the
+    intervals nested by fold. NoIntervals when the model has fewer than 3 folds (a held-out row
+    then has one other fold and no spread)."""
+    u, frame = config.uncertainty, table.frame
+    x = ensemble.matrix(table)
+    fold_pred = ensemble.fold_predictions(x)
     if fold_pred.shape[0] < 3:
         raise NoIntervals(f"prediction intervals need at least 3 folds (the spread at a held-out tower is taken "
-                         f"across the other folds); the model has {fold_pred.shape[0]}")
+                          f"across the other folds); the model has {fold_pred.shape[0]}")
+    folds = ensemble.folds
+    fold_of_row = np.array([folds.get(str(s), -1) for s in table.sites])
+    groups = table_labels(frame)
     estimate, spread = held_out(fold_pred, fold_of_row)
     lat = frame["lat"].to_numpy(dtype=np.float64) if "lat" in frame.columns else None
     h = HeldOut(frame["site"].astype(str).to_numpy(), np.asarray(fold_of_row), np.asarray(groups).astype(str),
@@ -302,9 +310,9 @@ def tower_intervals(fold_pred: np.ndarray, fold_of_row: np.ndarray, frame: pd.Da
     known = h.folds >= 0
     final = calibrate(h.obs[known], h.estimate[known], h.spread[known], h.sites[known], h.groups[known],
                       u.levels, u.min_group_sites, u.offset_share)
-    final.ranges, final.model_id = training_ranges(x[known], features), model_id
+    final.ranges, final.model_id = training_ranges(x[known], ensemble.features), ensemble.model_id
     intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share)
-    found, table = coverage(h, intervals, config.analysis.high_latitude)
+    found, coverage_table = coverage(h, intervals, config.analysis.high_latitude)
     document = {"method": METHOD, "levels": list(u.levels), "offset_share": u.offset_share, "offset": final.offset,
                 "min_group_sites": u.min_group_sites, "groups": sorted(final.groups),
                 "group_sites": final.group_sites, "spread_at_towers": "standard deviation across the means of "
@@ -314,7 +322,7 @@ def tower_intervals(fold_pred: np.ndarray, fold_of_row: np.ndarray, frame: pd.Da
     for a in u.levels:
         lower, upper = intervals["conformal", level_name(a)]
         columns[f"ter_lower_{level_name(a)}"], columns[f"ter_upper_{level_name(a)}"] = lower, upper
-    return TowerIntervals(final, document, table, columns)
+    return TowerIntervals(final, document, coverage_table, columns)
 
 
 def write_calibration(path, calibration: Calibration) -> dict:
@@ -332,3 +340,22 @@ def read_calibration(model_dir) -> tuple[Calibration, str] | None:
         return None
     document = read_document(path, FORMAT, "calibration of `ciml-ter evaluate`")
     return Calibration.from_document(document), document["calibration_id"]
+
+
+def model_calibration(model_dir, model_id: str, levels) -> tuple[Calibration, str] | None:
+    """The calibration ``predict`` uses for the model ``model_id`` in ``model_dir`` at ``levels``
+    (``[uncertainty] levels``) and its id; None when the directory has none (logged). InputError
+    when it calibrates another model or lacks one of the levels."""
+    model_dir = Path(model_dir)
+    found = read_calibration(model_dir)
+    if found is None:
+        log.warning("%s has no %s (written by `ciml-ter evaluate`): no prediction intervals", model_dir, CALIBRATION)
+        return None
+    again = f"run `ciml-ter evaluate --model {model_dir} --out {model_dir}`"
+    if found[0].model_id != model_id:
+        raise InputError(f"{model_dir / CALIBRATION}: calibrates model {found[0].model_id}, not {model_id}; {again}")
+    missing = [level_name(a) for a in levels if level_name(a) not in found[0].pooled]
+    if missing:
+        raise InputError(f"{model_dir / CALIBRATION}: has the levels {', '.join(found[0].pooled)} %, the config asks "
+                         f"for {', '.join(missing)} % ([uncertainty] levels); {again} with these levels")
+    return found
