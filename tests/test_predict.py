@@ -234,7 +234,7 @@ def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
     from pathlib import Path
 
     from ciml_ter.config import config_from_dict
-    from ciml_ter.tiles import RunDir, make_tiles
+    from ciml_ter.tiles import make_tiles
 
     small_tiles = config_from_dict({**world["config"].to_dict(),
                                     "predict": {"tile_size": 1, "batch_rows": 50}})
