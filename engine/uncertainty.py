@@ -280,13 +280,23 @@ def coverage(h: HeldOut, intervals: dict, high_latitude: float = 60.0) -> tuple[
 class TowerIntervals:
     """A model's intervals at its towers: the ``calibration`` from every known site (what
     ``predict`` uses, written as calibration.json), the nested evaluation as the metrics.json
-    entry (``document``) and the coverage table (``table``), and per row the held-out spread and
-    the nested conformal bounds (``columns``, for predictions.csv)."""
+    entry (``document``) and the coverage table (``table``), the rows (``held``) and their nested
+    intervals {(method, level name): (lower, upper)}."""
 
     calibration: Calibration
     document: dict
     table: pd.DataFrame
-    columns: dict[str, np.ndarray]
+    held: HeldOut
+    intervals: dict
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per row, for predictions.csv: the held-out spread and the nested conformal bounds."""
+        columns = {"ter_spread_held_out": self.held.spread}
+        for level in self.calibration.levels:
+            name = level_name(level)
+            columns[f"ter_lower_{name}"], columns[f"ter_upper_{name}"] = self.intervals["conformal", name]
+        return columns
 
 
 def tower_intervals(ensemble, table, config) -> TowerIntervals:
@@ -318,11 +328,7 @@ def tower_intervals(ensemble, table, config) -> TowerIntervals:
                 "group_sites": final.group_sites, "spread_at_towers": "standard deviation across the means of "
                 "the folds other than the tower's own (all folds for a site the model never saw)",
                 "nested": "each fold's towers get the quantiles of the other folds' towers", **found}
-    columns = {"ter_spread_held_out": spread}
-    for a in u.levels:
-        lower, upper = intervals["conformal", level_name(a)]
-        columns[f"ter_lower_{level_name(a)}"], columns[f"ter_upper_{level_name(a)}"] = lower, upper
-    return TowerIntervals(final, document, coverage_table, columns)
+    return TowerIntervals(final, document, coverage_table, h, intervals)
 
 
 def write_calibration(path, calibration: Calibration) -> dict:

@@ -180,3 +180,17 @@ def test_uncertainty_settings_leave_the_config_hash_alone():
         config_from_dict({"uncertainty": {"min_group_sites": 1}})
     with pytest.raises(ConfigError, match="offset_share"):
         config_from_dict({"uncertainty": {"offset_share": 0.0}})
+
+
+def test_a_model_of_two_folds_has_no_intervals():
+    """With two folds a held-out tower has one other fold, hence no spread: ``evaluate`` records
+    why instead of calibrating."""
+    from types import SimpleNamespace
+
+    from ciml_ter.uncertainty import tower_intervals
+
+    frame = pd.DataFrame({"site": ["a", "b"], "pft": ["X", "X"], "lat": [1.0, 2.0], "ter": [1.0, 2.0]})
+    ensemble = SimpleNamespace(features=["f"], folds={"a": 0, "b": 1}, model_id="m",
+                               matrix=lambda table: np.zeros((2, 1)), fold_predictions=lambda x: np.zeros((2, 2)))
+    with pytest.raises(NoIntervals, match="at least 3 folds.*the model has 2"):
+        tower_intervals(ensemble, SimpleNamespace(frame=frame, sites=frame["site"].to_numpy()), config_from_dict({}))
