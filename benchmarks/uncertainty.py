@@ -94,7 +94,10 @@ def never_seen(sites: Path, share: float, work: Path, config: PipelineConfig) ->
     document, _ = coverage(subset(found.held, unseen), {k: tuple(b[unseen] for b in v)
                                                          for k, v in found.intervals.items()},
                            config.analysis.high_latitude)
-    return {"sites": sorted(held), "n_sites": len(held), "n_rows": int(unseen.sum()), **summary(document)}
+    spread = found.held.spread
+    return {"sites": sorted(held), "n_sites": len(held), "n_rows": int(unseen.sum()),
+            "spread_median": {"training_towers_held_out": float(np.nanmedian(spread[~unseen])),
+                              "never_seen": float(np.nanmedian(spread[unseen]))}, **summary(document)}
 
 
 def synthetic_world(demo: Path, config: PipelineConfig) -> dict:
