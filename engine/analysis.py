@@ -1,5 +1,6 @@
 """What a prediction run says, computed on top of ``gridstats``: annual budgets (Pg C/yr) with
-the ensemble-spread bound, per-pixel and budget trends (Mann–Kendall + Theil–Sen), regional
+the ensemble-spread bound and, when the run has prediction intervals, the budget interval from
+their bounds, the maps of interval width and of the share of months extrapolated, per-pixel and budget trends (Mann–Kendall + Theil–Sen), regional
 means (latitude bands, IGBP classes of the MCD12C1 2019 map on aligned grids, user masks), SHAP
 driver and group shares with the dominant driver, binned SHAP dependence, the map at the towers
 and the comparison with other TER products. ``ciml-ter analyze`` reads the inputs and writes
@@ -167,6 +168,32 @@ def _comparison(name: str, other, run: TerOutput, land: np.ndarray, area: np.nda
     return entry
 
 
+def _intervals(run: TerOutput, area_land: np.ndarray, out: Analysis) -> None:
+    """Budget intervals from the cells' prediction intervals, each cell-month at its bound (errors
+    taken as fully correlated, like the σ bound: an outer bound), the mean interval width per cell
+    and the share of each cell's months outside the towers' range."""
+    years = run.months.year.to_numpy()
+    intervals = {}
+    for name, (lower, upper) in run.intervals.items():
+        bounds = [gridstats.budget(gridstats.annual_totals(b, years)[1], area_land) for b in (lower, upper)]
+        out.tables["budget"][f"lower_{name}_pg_c_yr"], out.tables["budget"][f"upper_{name}_pg_c_yr"] = bounds
+        intervals[name] = {"lower_pg_c_yr": bounds[0].tolist(), "upper_pg_c_yr": bounds[1].tolist()}
+        with np.errstate(invalid="ignore"):
+            out.maps[f"interval_width_{name}"] = ((upper - lower).mean(axis=0), TER_UNITS)
+    out.summary["budget"]["intervals"] = {
+        **intervals, "how": "each cell-month at the bound of its conformal prediction interval, summed as if the "
+                            "errors were fully correlated (like the σ bound): conservative, independent errors "
+                            "would give a far narrower interval"}
+    if run.extrapolation is not None:
+        valid = np.isfinite(run.extrapolation)
+        months = valid.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(months > 0, np.where(valid, run.extrapolation, 0).sum(axis=0) / months, np.nan)
+        out.maps["extrapolation_share"] = (share, "1")
+        mean, _, _ = gridstats.weighted_mean_se(share, area_land)
+        out.summary["extrapolation_share_of_land"] = mean
+
+
 def analyze_run(run: TerOutput, config: PipelineConfig, *, region_masks: dict[str, np.ndarray] | None = None,
                 products: dict | None = None, observed: pd.DataFrame | None = None, features_cube=None,
                 progress: ProgressCallback = None) -> Analysis:
@@ -199,6 +226,8 @@ def analyze_run(run: TerOutput, config: PipelineConfig, *, region_masks: dict[st
     out.summary["budget"] = {"years": years.tolist(), "pg_c_yr": budgets.tolist(),
                              "uncertainty_pg_c_yr": uncertainty.tolist(), "mean_pg_c_yr": float(budgets.mean()),
                              "land_area_m2": float(np.nansum(area_land))}
+    if run.intervals:
+        _intervals(run, area_land, out)
     tick("budgets")
 
     trends = gridstats.trend_maps(totals, config.analysis.p_threshold) if years.size >= 3 else None

@@ -26,19 +26,22 @@ from ciml_ter.evaluation import (BASELINE_NAMES, metrics, random_forest_baseline
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import SiteTable
 from ciml_ter.training import train_ensemble
+from ciml_ter.uncertainty import Calibration, NoIntervals, tower_intervals
 from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger(__name__)
-STEPS = 5  # progress steps of ``assess``
+STEPS = 6  # progress steps of ``assess``
 
 
 @dataclass
 class Assessment:
-    """What ``assess`` found: ``document`` (metrics.json) and ``tables`` (CSV name -> frame; the
-    per-row ``predictions`` and the ``structure`` among them)."""
+    """What ``assess`` found: ``document`` (metrics.json), ``tables`` (CSV name -> frame; the
+    per-row ``predictions``, the ``structure`` and the intervals' ``coverage`` among them) and the
+    ``calibration`` of the prediction intervals (calibration.json; None when skipped)."""
 
     document: dict
     tables: dict[str, pd.DataFrame]
+    calibration: Calibration | None = None
 
 
 def finite_json(obj):
@@ -178,6 +181,12 @@ def assess(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, plain_d
     fold_of_row = np.array([folds.get(s, -1) for s in table.sites])
     overall, std = ensemble.predict(x)
     oof, known = ensemble.predict_oof(x, table.sites)
+    intervals, no_intervals = None, None
+    try:
+        intervals = tower_intervals(ensemble, table, config)
+    except NoIntervals as exc:
+        log.warning("no prediction intervals: %s", exc)
+        no_intervals = str(exc)
     hl = config.analysis.high_latitude
     model_metrics = scale_metrics(frame, oof, overall, hl)
 
@@ -187,7 +196,10 @@ def assess(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, plain_d
     predictions["fold"] = fold_of_row
     predictions["ter_obs"], predictions["ter_test"] = obs, oof
     predictions["ter_overall"], predictions["ter_std"] = overall, std
+    for name, column in (intervals.columns.items() if intervals else ()):
+        predictions[name] = column
     tests = {"model": oof}
+    tick("prediction intervals")
 
     def add(name, test, over=None, **extra):
         entry = scale_metrics(frame, test, over, hl)
@@ -250,6 +262,7 @@ def assess(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, plain_d
         "verdict": verdict(obs, table.sites, tests, ensemble.manifest["causal"], config.seed,
                            guard=ensemble.manifest.get("causal_guard")),
         "structure": structure_summary,
+        "uncertainty": intervals.document if intervals else {"skipped": no_intervals},
         "training": {"rounds": ensemble.manifest.get("rounds"), "predictors": ensemble.manifest.get("predictors"),
                      "causal_guard": ensemble.manifest.get("causal_guard", {}),
                      "fold_settings": ensemble.manifest.get("fold_settings", {}),
@@ -263,5 +276,7 @@ def assess(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, plain_d
         "slopes": "slope_obs_on_est: observed regressed on estimated; slope_est_on_obs: estimated on observed",
     }
     tables = {**_by_scale_tables(model_metrics, baselines), "structure": structure, "predictions": predictions}
+    if intervals:
+        tables["coverage"] = intervals.table
     tick("metrics and tables")
-    return Assessment(finite_json(document), tables)
+    return Assessment(finite_json(document), tables, intervals.calibration if intervals else None)

@@ -143,6 +143,18 @@ class AnalysisConfig:
 
 
 @dataclass
+class UncertaintyConfig:
+    """Prediction intervals (``ciml_ter.uncertainty``; ``evaluate`` calibrates, ``predict`` writes
+    them): the levels (whole percentages), the calibration sites a PFT needs for its own quantile
+    (else the pooled one), and s0 of the score |y - yhat| / (sigma + s0) as a share of the median
+    spread sigma of the calibration rows."""
+
+    levels: list[float] = field(default_factory=lambda: [0.9])
+    min_group_sites: int = 5
+    offset_share: float = 0.25
+
+
+@dataclass
 class GroupsConfig:
     """Predictor groups used for SHAP group contributions."""
 
@@ -199,6 +211,7 @@ class PipelineConfig:
     predictors: PredictorsConfig = field(default_factory=PredictorsConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -209,9 +222,11 @@ class PipelineConfig:
 
     def stable_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the canonical JSON of every setting but the device, the
-        paths and the ingest settings (where a run computes, where its files are, or how its input
-        cube was assembled does not change what the model and predictions compute from them)."""
-        settings = {k: v for k, v in self.to_dict().items() if k not in ("device", "paths", "ingest")}
+        paths, the ingest settings and the uncertainty settings (where a run computes, where its
+        files are, or how its input cube was assembled does not change what the model and
+        predictions compute from them; the intervals a run writes are identified by the model's
+        calibration.json, which the run's manifest records)."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("device", "paths", "ingest", "uncertainty")}
         text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -260,6 +275,11 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "predict.batch_rows": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "analysis.p_threshold": (lambda v: 0 < v < 1, "a p-value in (0, 1)"),
     "analysis.high_latitude": (lambda v: 0 <= v < 90, "a latitude in [0, 90)"),
+    "uncertainty.levels": (lambda v: len(v) > 0 and len({round(100 * x) for x in v}) == len(v)
+                           and all(0 < x < 1 and abs(100 * x - round(100 * x)) < 1e-9 for x in v),
+                           "distinct levels in (0, 1), each a whole percentage (e.g. 0.5, 0.9, 0.95)"),
+    "uncertainty.min_group_sites": (lambda v: v >= 2, "an integer >= 2"),
+    "uncertainty.offset_share": (lambda v: 0 < v <= 10, "a share of the median spread in (0, 10]"),
     "ingest.res": (lambda v: 0 < v <= 10, "a resolution in degrees in (0, 10]"),
     "ingest.months": (lambda v: v == "" or re.fullmatch(r"\d{4}-\d{2}:\d{4}-\d{2}", v) is not None,
                       "'' (all) or 'YYYY-MM:YYYY-MM'"),

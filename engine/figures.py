@@ -8,8 +8,9 @@ bar's label); ``title``; optional ``cmap``, ``vmin``/``vmax``, ``diverging=True`
 symmetric about 0, default cmap ``RdBu_r``), ``stipple`` 2-D bool (a dot where True, sized from
 the cell size; dense grids stippled on every k-th cell), ``labels`` ``{int code: name}`` for a
 categorical map (a legend lists the codes present). Series specs (``series_figure``): ``x``
-(years), ``y``, optional ``lower``/``upper`` (band, legend ``band_label``), ``units``, ``title``,
-optional ``truth`` and ``label``.
+(years), ``y``, optional ``lower``/``upper`` (band, legend ``band_label``), optional ``bounds``
+(a list of ``{"lower", "upper", "label"}`` drawn as dotted lines), ``units``, ``title``, optional
+``truth`` and ``label``.
 """
 from __future__ import annotations
 
@@ -182,6 +183,9 @@ def series_figure(spec: dict) -> Figure:
     if "lower" in spec and "upper" in spec:
         ax.fill_between(x, spec["lower"], spec["upper"], color="C0", alpha=0.25, linewidth=0,
                         label=spec.get("band_label", "uncertainty"))
+    for k, bound in enumerate(spec.get("bounds", [])):
+        ax.plot(x, bound["lower"], color=f"C{k + 1}", linestyle=":", linewidth=1.5, label=bound["label"])
+        ax.plot(x, bound["upper"], color=f"C{k + 1}", linestyle=":", linewidth=1.5)
     ax.plot(x, spec["y"], color="C0", marker="o", markersize=3, label=spec.get("label", "estimate"))
     if "truth" in spec:
         ax.plot(x, spec["truth"], color="k", linestyle="--", label="truth")

@@ -27,7 +27,8 @@ Inputs of :func:`write_report`:
   under the table), optionally its
   ``predictions.csv`` and ``structure.csv``, and PNG figures. The metrics of the model and each
   baseline become tables (models named as the CLI names them: "causal XGBoost", "plain
-  XGBoost", "Lloyd–Taylor", "Q10", "random forest"); observed vs estimated TER per model (from
+  XGBoost", "Lloyd–Taylor", "Q10", "random forest"), and so does the coverage of the prediction
+  intervals (its "uncertainty": conformal beside the ensemble spread); observed vs estimated TER per model (from
   predictions.csv), the MAE per PFT and the importance comparison (structure.csv) are drawn
   here, and any other ``*.png`` (or one of those three when its data is missing) is embedded.
 - ``evaluations``: ``{section: spec}``, further evaluations in sections of their own (e.g. real
@@ -39,8 +40,10 @@ Inputs of :func:`write_report`:
 
 Element ids (lower case, runs of other characters as "-"): the notice ``notice``; figures
 ``map-<name>``, ``series-<name>``, ``model-<figure>``; tables ``table-<name>``, ``table-metrics``,
-``table-metrics-by-pft``, the verdict's sentences under the metrics ``metrics-verdict``; for an
-evaluation section the same with ``<section>-`` before ``metrics``/``scatter-obs-est``/``verdict``,
+``table-metrics-by-pft``, the verdict's sentences under the metrics ``metrics-verdict``, the
+coverage of the prediction intervals ``table-coverage-<level>`` (``coverage-text`` when there are
+none); for an evaluation section the same with ``<section>-`` before
+``metrics``/``scatter-obs-est``/``verdict``/``coverage``,
 and its text ``<section>-text``.
 """
 from __future__ import annotations
@@ -60,6 +63,7 @@ from ciml_ter.documents import read_json
 from ciml_ter.figures import (DENSE_POINTS, importance_figure, map_alt, map_figure, model_entries, model_name,
                               pft_figure, png, scatter_columns, scatter_figure, series_figure)
 from ciml_ter.files import atomic_write
+from ciml_ter.uncertainty import METHOD_NAMES, level_name
 from ciml_ter.units import TER_UNITS
 
 METRIC_COLUMNS = ("mae", "rmae", "r2", "slope_obs_on_est", "slope_est_on_obs", "n")
@@ -295,6 +299,49 @@ def _scatter_caption(predictions: pd.DataFrame, units: str, where: str) -> str:
             + "; dashed: 1:1 line.")
 
 
+def coverage_frame(found: dict, level: str) -> pd.DataFrame:
+    """The coverage table of the prediction intervals at one level (metrics.json "uncertainty"):
+    one row overall, per PFT and per latitude band; per method the coverage (%) and the median
+    width."""
+    methods = [m for m in METHOD_NAMES if level in found.get(m, {})]
+    first = found[methods[0]][level]
+    keys = [("all towers", "overall", None)] + [(f"PFT {g}", "by_pft", g) for g in first["by_pft"]] + \
+        [(f"latitudes {g}", "by_lat_band", g) for g in first["by_lat_band"]]
+    rows = []
+    for label, scale, group in keys:
+        entries = {m: found[m][level][scale] if group is None else found[m][level][scale][group] for m in methods}
+        row = {"towers": label, "sites": entries[methods[0]]["n_sites"], "site-months": entries[methods[0]]["n"]}
+        for m, e in entries.items():
+            row[f"{METHOD_NAMES[m]}: coverage (%)"] = 100 * e["coverage"] if e["coverage"] is not None else np.nan
+            row[f"{METHOD_NAMES[m]}: median width"] = e["median_width"] if e["median_width"] is not None else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _coverage_tables(page: _Page, section: str, key: str, metrics: dict) -> None:
+    """The coverage of the prediction intervals at held-out towers, one table per level, or why
+    there are none."""
+    found = metrics.get("uncertainty")
+    if not found:
+        return
+    if "skipped" in found:
+        page.text(section, f"{key}coverage-text", f"No prediction intervals: {found['skipped']}.")
+        return
+    units = metrics.get("units", TER_UNITS)
+    for level in (level_name(a) for a in found["levels"]):
+        dist = found["conformal"][level]["site_distribution"]
+        page.table(section, f"table-{key}coverage-{level}",
+                   f"Coverage of the {level} % prediction intervals at held-out towers (widths in {units})",
+                   coverage_frame(found, level),
+                   f"Share of held-out site-months whose observed TER lies inside the interval. Conformal: calibrated "
+                   f"on the other folds' towers only (nested), |y − ŷ| scaled by the spread of the other folds' "
+                   f"means plus s0 = {found['offset']:.2g}, per PFT with at least {found['min_group_sites']} "
+                   f"sites; pooled: the same without scaling or PFTs; ensemble spread: ŷ ± zσ̂ as products publish "
+                   f"it. Per site, the conformal coverage runs from {100 * dist['min']:.0f} % to "
+                   f"{100 * dist['max']:.0f} % (median {100 * dist['median']:.0f} %, 10–90 % of sites "
+                   f"{100 * dist['q10']:.0f}–{100 * dist['q90']:.0f} %).")
+
+
 def _model_section(page: _Page, model_dir: Path, truth_parents: dict | None = None) -> None:
     """Metrics of the model and its baselines, per-PFT metrics, the figures drawn from the
     evaluation's data, and the directory's other PNGs."""
@@ -304,6 +351,7 @@ def _model_section(page: _Page, model_dir: Path, truth_parents: dict | None = No
     page.table(section, "table-metrics", "Held-out (test) metrics at the flux towers", _metrics_table(metrics),
                _metrics_note(metrics))
     _verdict_text(page, section, "metrics-verdict", metrics)
+    _coverage_tables(page, section, "", metrics)
     by_pft = metrics.get("model", {}).get("by_pft", {})
     if by_pft:
         pft_rows = [{"PFT": pft, **{k: m.get("test", {}).get(k) for k in METRIC_COLUMNS}} for pft, m in by_pft.items()]
@@ -365,6 +413,7 @@ def _evaluation_section(page: _Page, section: str, spec: dict) -> None:
     page.table(section, f"table-{key}-metrics", spec.get("caption", f"Held-out (test) metrics, {section}"),
                _metrics_table(metrics), _metrics_note(metrics))
     _verdict_text(page, section, f"{key}-verdict", metrics)
+    _coverage_tables(page, section, f"{key}-", metrics)
     if predictions is not None:
         page.figure(section, f"{key}-scatter-obs-est", _scatter_caption(predictions, units, spec.get("where", section)),
                     png(scatter_figure(predictions, scatter_columns(metrics, predictions), units)),

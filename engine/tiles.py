@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -32,14 +32,19 @@ OUTPUT = "ter.nc"
 FORMAT = "ciml-ter-run/1"
 TILE_DIR = "tiles"
 # Manifest keys that must match for a rerun to reuse finished tiles.
-IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables", "made_from")
+IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables", "made_from", "calibration_id")
+FLAG_FILL = 255  # the extrapolation flag's fill value (no estimate)
+INTERVAL_METHOD = ("split-conformal, site-grouped: yhat -/+ q (ter_std + s0), q the conformal quantile of "
+                   "|y - yhat| / (sigma + s0) at held-out towers, per PFT (pooled where a PFT has too few towers)")
 
 
 @dataclass
 class TerOutput:
     """A run's ``ter.nc``: cell centres (degrees), month starts, ``ter`` and ``ter_std``
     (time, lat, lon) in g C m-2 month-1 (float64), ``shap`` {feature: (time, lat, lon)} when
-    asked for, and the file's global attributes."""
+    asked for, the file's global attributes, the prediction intervals {level name ("90"):
+    (lower, upper)} and the extrapolation flag (1 outside the towers' range, 0 inside, NaN
+    without an estimate) when the run has them."""
 
     lat: np.ndarray
     lon: np.ndarray
@@ -48,6 +53,8 @@ class TerOutput:
     ter_std: np.ndarray
     shap: dict[str, np.ndarray]
     attrs: dict
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    extrapolation: np.ndarray | None = None
 
     @property
     def land(self) -> np.ndarray:
@@ -56,11 +63,25 @@ class TerOutput:
 
 
 def cf_attributes(name: str, base: float | None) -> dict:
-    """Units and long name of an output variable of ``ter.nc`` (``ter``, ``ter_std``, ``shap_<f>``)."""
+    """Units and long name of an output variable of ``ter.nc`` (``ter``, ``ter_std``,
+    ``ter_lower_<level>``, ``ter_upper_<level>``, ``extrapolation``, ``shap_<f>``)."""
     if name == "ter":
         return {"units": TER_UNITS, "long_name": "terrestrial ecosystem respiration (ensemble mean)"}
     if name == "ter_std":
         return {"units": TER_UNITS, "long_name": "standard deviation of TER across fold means"}
+    for side in ("lower", "upper"):
+        if name.startswith(f"ter_{side}_"):
+            percent = name.rsplit("_", 1)[1]
+            return {"units": TER_UNITS, "long_name": f"{side} bound of the {percent} % prediction interval of TER",
+                    "interval_level": int(percent) / 100, "interval_method": INTERVAL_METHOD,
+                    "comment": "calibrated at flux towers held out of the model (calibration.json of the model); "
+                               "where extrapolation is 1 no tower speaks for the bound"}
+    if name == "extrapolation":
+        return {"units": "1", "long_name": "predictors outside the range of the towers' training rows",
+                "flag_values": np.array([0, 1], dtype=np.uint8),
+                "flag_meanings": "within_training_range outside_training_range",
+                "comment": "1 where any predictor of the model lies outside [min, max] of its training rows: no "
+                           "calibration speaks for the prediction interval there"}
     attrs = {"units": TER_UNITS, "long_name": f"SHAP value of {name[5:]} for TER (ensemble mean)"}
     if base is not None:
         attrs["shap_base_value"] = base
@@ -246,7 +267,8 @@ class RunDir:
                 var.attrs.update(attrs)
             out = {}
             for name in variables:
-                var = f.create_variable(name, ("time", "lat", "lon"), dtype="f4", fillvalue=np.float32(np.nan),
+                dtype, fill = ("u1", np.uint8(FLAG_FILL)) if name == "extrapolation" else ("f4", np.float32(np.nan))
+                var = f.create_variable(name, ("time", "lat", "lon"), dtype=dtype, fillvalue=fill,
                                         chunks=(1, min(n_lat, 512), min(n_lon, 512)))
                 var.attrs.update(cf_attributes(name, base))
                 out[name] = var
@@ -293,8 +315,13 @@ class RunDir:
             index = (np.arange(len(all_months)) if months is None
                      else np.array([list(all_months.strftime("%Y-%m")).index(m) for m in months], dtype=int))
             names = [v for v in ds.data_vars if str(v).startswith("shap_")] if shap else []
+
+            def values(name):
+                return np.asarray(ds[name].values[index], dtype=np.float64)
+
+            levels = [str(v)[len("ter_lower_"):] for v in ds.data_vars if str(v).startswith("ter_lower_")]
             return TerOutput(np.asarray(ds.lat.values, dtype=np.float64), np.asarray(ds.lon.values, dtype=np.float64),
-                             all_months[index], np.asarray(ds.ter.values[index], dtype=np.float64),
-                             np.asarray(ds.ter_std.values[index], dtype=np.float64),
-                             {str(v)[5:]: np.asarray(ds[v].values[index], dtype=np.float64) for v in names},
-                             dict(ds.attrs))
+                             all_months[index], values("ter"), values("ter_std"),
+                             {str(v)[5:]: values(v) for v in names}, dict(ds.attrs),
+                             {k: (values(f"ter_lower_{k}"), values(f"ter_upper_{k}")) for k in levels},
+                             values("extrapolation") if "extrapolation" in ds else None)

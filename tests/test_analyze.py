@@ -26,7 +26,7 @@ def _grid():
     return lat, lon
 
 
-def _write_run(path, ter, ter_std=None, shap=None, months=None):
+def _write_run(path, ter, ter_std=None, shap=None, months=None, extra=None):
     lat, lon = _grid()
     months = months if months is not None else pd.date_range("2001-01-01", periods=ter.shape[0], freq="MS")
     data = {"ter": (("time", "lat", "lon"), ter.astype(np.float32), {"units": "g C m-2 month-1"}),
@@ -34,6 +34,8 @@ def _write_run(path, ter, ter_std=None, shap=None, months=None):
                         {"units": "g C m-2 month-1"})}
     for name, values in (shap or {}).items():
         data[f"shap_{name}"] = (("time", "lat", "lon"), values.astype(np.float32), {"units": "g C m-2 month-1"})
+    for name, (values, units) in (extra or {}).items():
+        data[name] = (("time", "lat", "lon"), values, {"units": units})
     path.mkdir(parents=True)
     xr.Dataset(data, coords={"time": months, "lat": lat, "lon": lon}).to_netcdf(path / "ter.nc", engine="h5netcdf")
     (path / "manifest.json").write_text(json.dumps({"format": "ciml-ter-run/1", "model_id": "test", "run_id": "r1"}))
@@ -57,6 +59,42 @@ def test_constant_field_budget_is_land_area_times_twelve(tmp_path):
     budget = pd.read_csv(tmp_path / "a" / "budget.csv")
     assert budget.year.tolist() == [2001, 2002]
     np.testing.assert_allclose(budget.uncertainty_pg_c_yr, 0.1 * land_area * 12 / 1e15, rtol=1e-6)
+
+
+def test_budget_interval_width_map_and_extrapolation_share(tmp_path):
+    """Intervals [0.5, 2] around TER 1 everywhere: the budget's bounds are 0.5 and 2 times the
+    land area x 12 months, the width map 1.5; cells flagged in 6 of 24 months extrapolate a quarter
+    of the time."""
+    from ciml_ter.stages.report import report
+
+    land = _land()
+    ter = np.where(land, 1.0, np.nan)[None].repeat(24, axis=0)
+    flag = np.where(land, 0.0, np.nan)[None].repeat(24, axis=0)
+    west = land & (_grid()[1][None, :] < 0)
+    flag[:6, west] = 1.0
+    run = _write_run(tmp_path / "run", ter, extra={"ter_lower_90": ((0.5 * ter).astype(np.float32), "g C m-2 month-1"),
+                                                   "ter_upper_90": ((2 * ter).astype(np.float32), "g C m-2 month-1"),
+                                                   "extrapolation": (flag.astype(np.float32), "1")})
+    summary = analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME).summary
+    lat, lon = _grid()
+    area = kernels.pixel_area(lat, lon)
+    full = area[land].sum() * 12 / 1e15
+    budget = pd.read_csv(tmp_path / "a" / "budget.csv")
+    np.testing.assert_allclose(budget.lower_90_pg_c_yr, 0.5 * full, rtol=1e-6)
+    np.testing.assert_allclose(budget.upper_90_pg_c_yr, 2 * full, rtol=1e-6)
+    assert summary["budget"]["intervals"]["90"]["upper_pg_c_yr"] == pytest.approx([2 * full] * 2, rel=1e-6)
+    assert "fully correlated" in summary["budget"]["intervals"]["how"]
+    maps = xr.open_dataset(tmp_path / "a" / "maps.nc", engine="h5netcdf")
+    np.testing.assert_allclose(maps.interval_width_90.values[land], 1.5)
+    np.testing.assert_allclose(maps.extrapolation_share.values[west], 0.25)
+    np.testing.assert_allclose(maps.extrapolation_share.values[land & ~west], 0.0)
+    assert np.isnan(maps.extrapolation_share.values[~land]).all()
+    assert summary["extrapolation_share_of_land"] == pytest.approx(0.25 * area[west].sum() / area[land].sum())
+    (run / "manifest.json").write_text(json.dumps({"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c", "run_id": "r1"}))
+    html = report(run, tmp_path / "r.html", PipelineConfig(), RUNTIME, analysis=tmp_path / "a").out.read_text()
+    for figure in ("map-interval-width-90", "map-extrapolation", "series-budget"):
+        assert f'id="{figure}"' in html, figure
+    assert "Dotted: every cell-month at the bound of its 90 % prediction interval" in html
 
 
 def test_trends_agree_with_pymannkendall_and_the_global_trend_is_found(tmp_path):

@@ -146,6 +146,33 @@ def test_metrics_json_verdict(evaluated):
     assert v["ranking"].startswith("By test MAE the causal XGBoost ranks ") and "of 5 models" in v["ranking"]
 
 
+def test_metrics_json_intervals_and_calibration(evaluated):
+    """metrics.json's "uncertainty": the nested coverage of each method; predictions.csv its
+    per-row conformal bounds (the overall coverage recomputed from them); calibration.json the
+    model's calibration from every tower, with the training rows' ranges."""
+    from ciml_ter.ensemble import load_ensemble
+    from ciml_ter.uncertainty import read_calibration
+
+    tmp, out, m = evaluated
+    u = m["uncertainty"]
+    assert u["levels"] == [0.9] and set(u) >= {"conformal", "conformal_pooled_absolute", "ensemble_spread"}
+    overall = u["conformal"]["90"]["overall"]
+    rows = pd.read_csv(out / "predictions.csv")
+    inside = (rows.ter_obs >= rows.ter_lower_90) & (rows.ter_obs <= rows.ter_upper_90)
+    assert overall["coverage"] == pytest.approx(inside.mean()) and overall["n"] == len(rows)
+    assert (rows.ter_lower_90 <= rows.ter_test).all() and (rows.ter_test <= rows.ter_upper_90).all()
+    assert 0.75 < overall["coverage"] < 1.0  # 30 sites, 3 folds: near the nominal 90 %
+    assert u["ensemble_spread"]["90"]["overall"]["coverage"] < overall["coverage"]  # the spread alone is too narrow
+    assert set(u["conformal"]["90"]["by_pft"]) == set(m["model"]["by_pft"])
+    coverage = pd.read_csv(out / "coverage.csv")
+    assert set(coverage.scale) == {"overall", "pft", "lat_band", "site"} and set(coverage.method) == {
+        "conformal", "conformal_pooled_absolute", "ensemble_spread"}
+    calibration, _ = read_calibration(out)
+    ensemble = load_ensemble(tmp / "model")
+    assert calibration.model_id == ensemble.model_id and set(calibration.ranges) == set(ensemble.features)
+    assert calibration.n_sites == m["n_sites"] and calibration.offset == pytest.approx(u["offset"])
+
+
 def test_evaluate_rejects_other_features(evaluated):
     tmp, _, _ = evaluated
     frame = pd.read_parquet(tmp / "sites.parquet").drop(columns="noise3")

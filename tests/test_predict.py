@@ -14,9 +14,11 @@ import xarray as xr
 from ciml_ter.config import save_config
 from ciml_ter.errors import InputError
 from ciml_ter.ensemble import load_ensemble
+from ciml_ter.predictors import pixel_matrix
 from ciml_ter.device import Device
 from ciml_ter.stages import Runtime
 from ciml_ter.stages.predict import predict
+from ciml_ter.tiles import RunDir
 
 from _support import RUNTIME, run_cli
 from world import build_world
@@ -74,6 +76,66 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
     np.testing.assert_allclose(shap.sum(axis=1) + base, mean, atol=2e-3)
     assert out.ter.attrs["units"] == "g C m-2 month-1" and out.attrs["Conventions"] == "CF-1.8"
     assert out.attrs["model_id"] == ensemble.model_id
+
+
+def test_intervals_contain_the_prediction_and_flag_extrapolation(world, run):
+    """ter_lower_90 / ter_upper_90 are ŷ ∓ q (ter_std + s0) of the model's calibration.json (no
+    land-cover layer in this world: the pooled quantile), with CF attributes naming the method and
+    level; extrapolation is 1 exactly where a predictor lies outside its training range."""
+    from ciml_ter.uncertainty import read_calibration
+
+    run_dir, _ = run
+    calibration, calibration_id = read_calibration(world["model"])
+    assert json.loads((run_dir / "manifest.json").read_text())["calibration_id"] == calibration_id
+    out = xr.open_dataset(run_dir / "ter.nc", engine="h5netcdf", mask_and_scale=False)
+    land = world["land"].astype(bool)
+    ter, std = out.ter.values[:, land], out.ter_std.values[:, land]
+    lower, upper = out.ter_lower_90.values[:, land], out.ter_upper_90.values[:, land]
+    assert np.isfinite(lower).all() and (lower <= ter).all() and (ter <= upper).all() and (upper > lower).all()
+    half = calibration.pooled["90"] * (std.astype(np.float64) + calibration.offset)
+    np.testing.assert_allclose(upper - ter, half, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ter - lower, half, rtol=1e-5, atol=1e-4)
+    assert np.isnan(out.ter_lower_90.values[:, ~land]).all()
+    attrs = out.ter_upper_90.attrs
+    assert attrs["units"] == "g C m-2 month-1" and attrs["interval_level"] == 0.9
+    assert "split-conformal" in attrs["interval_method"] and "90 %" in attrs["long_name"]
+    flag = out.extrapolation
+    assert flag.dtype == np.uint8 and flag.attrs["_FillValue"] == 255 and list(flag.attrs["flag_values"]) == [0, 1]
+    assert flag.attrs["flag_meanings"] == "within_training_range outside_training_range"
+    assert (flag.values[:, ~land] == 255).all()
+    # the rule by hand: the predictor matrix of the map against the training rows' ranges
+    ensemble = load_ensemble(world["model"])
+    f = xr.open_dataset(world["features"], engine="zarr", consolidated=False)
+    lat = np.broadcast_to(f.lat.values[:, None], land.shape)[land]
+    x = pixel_matrix({d: f[d].values[:, land] for d in ensemble.predictors.drivers}, lat,
+                     pd.DatetimeIndex(f.time.values), None, ensemble.predictors)
+    lo = np.array([calibration.ranges[c][0] for c in ensemble.features])
+    hi = np.array([calibration.ranges[c][1] for c in ensemble.features])
+    outside = ((x < lo) | (x > hi)).any(axis=1).reshape(flag.shape[0], -1)
+    np.testing.assert_array_equal(flag.values[:, land], outside.astype(np.uint8))
+    assert 0 < outside.mean() < 1  # towers at every third pixel: some pixel-months lie beyond them
+    read = RunDir(run_dir).read_output()
+    np.testing.assert_array_equal(read.intervals["90"][1][:, land], upper)
+    assert np.isnan(read.extrapolation[:, ~land]).all() and set(np.unique(read.extrapolation[:, land])) <= {0.0, 1.0}
+
+
+def test_a_model_without_calibration_predicts_without_intervals(world, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(world["model"], model)
+    (model / "calibration.json").unlink()
+    summary = predict(model, world["features"], tmp_path / "r", world["config"], RUNTIME)
+    with xr.open_dataset(tmp_path / "r" / "ter.nc", engine="h5netcdf") as out:
+        assert set(out.data_vars) == {"ter", "ter_std"}
+    assert "no prediction intervals (the model has no calibration.json" in summary.lines()[0]
+    other = world["config"].to_dict()
+    from ciml_ter.config import config_from_dict
+
+    shutil.copy(world["model"] / "calibration.json", model / "calibration.json")
+    wider = config_from_dict({**other, "uncertainty": {"levels": [0.9, 0.95]}})
+    with pytest.raises(InputError, match=r"calibration.json: has the levels 90 %, the config asks for 95 %"):
+        predict(model, world["features"], tmp_path / "r2", wider, RUNTIME)
 
 
 def test_rerun_skips_finished_tiles_and_redoes_a_truncated_one(world, run):
@@ -190,7 +252,9 @@ def test_cli_predict_under_mpirun_matches_one_rank(world, run, tmp_path):
                                 env={**os.environ, **env, "CIML_PROGRESS_EVERY": "0"})
         assert result.returncode == 0, result.stderr
         assert f"computed by {n - 1} worker(s)" in result.stdout
-        assert _sha(out / "ter.nc") == _sha(run_dir / "ter.nc")
+        assert _sha(out / "ter.nc") == _sha(run_dir / "ter.nc")  # the intervals and extrapolation flag too
+        with xr.open_dataset(out / "ter.nc", engine="h5netcdf") as ds:
+            assert {"ter_lower_90", "ter_upper_90", "extrapolation"} <= set(ds.data_vars)
         # progress inside tiles from the worker ranks, as plain timed lines for batch logs
         inside = [line for line in result.stderr.splitlines() if line.startswith("predict rank ")]
         assert inside and all(re.search(r"tile r\d{4}_c\d{4}: [\d,]+/[\d,]+ rows, [\d,]+ rows/s, ETA ", line)
@@ -208,7 +272,7 @@ def test_rank_killed_mid_run_then_rerun_gives_the_same_output(world, tmp_path):
     from pathlib import Path
 
     from ciml_ter.config import config_from_dict
-    from ciml_ter.tiles import RunDir, make_tiles
+    from ciml_ter.tiles import make_tiles
 
     small_tiles = config_from_dict({**world["config"].to_dict(),
                                     "predict": {"tile_size": 1, "batch_rows": 50}})

@@ -36,6 +36,15 @@ METRICS = {
                                              "slope_obs_on_est": 1.1, "slope_est_on_obs": 0.7, "n": 12345}},
                   "q10": {"skipped": "no temperature column (TA_F, lst_night or lst_day)"}},
     "units": "g C m-2 month-1",
+    "uncertainty": {
+        "levels": [0.9], "offset": 1.234, "min_group_sites": 5,
+        **{method: {"90": {"overall": {"coverage": cov, "median_width": width, "n": 12345, "n_sites": 40},
+                           "by_pft": {"ENF": {"coverage": cov - 0.02, "median_width": width + 1, "n": 300, "n_sites": 6}},
+                           "by_lat_band": {"23.5N-60N": {"coverage": cov, "median_width": width, "n": 12045,
+                                                         "n_sites": 39}},
+                           "site_distribution": {"min": 0.41, "q10": 0.7, "median": 0.93, "q90": 1.0, "max": 1.0}}}
+           for method, cov, width in (("conformal", 0.897, 61.23), ("conformal_pooled_absolute", 0.9012, 96.5),
+                                      ("ensemble_spread", 0.2134, 15.6))}},
 }
 
 
@@ -158,6 +167,14 @@ def test_report_tables_have_the_numbers(report):
     assert tables["table-metrics-by-pft"] == [["PFT", "MAE (g C m-2 month-1)", "relative MAE (MAE / mean obs.)", "R²",
                                                "n (site-months)"], ["ENF", "10.5", "0.210", "0.770", "300"]]
     assert tables["table-global-budget"][1:] == [["2001", "95.0"], ["2002", "95.3"], ["2003", "95.6"]]
+    coverage = tables["table-coverage-90"]
+    assert coverage[0] == ["towers", "sites", "site-months", "conformal (normalised, per PFT): coverage (%)",
+                           "conformal (normalised, per PFT): median width", "conformal (pooled, not normalised): "
+                           "coverage (%)", "conformal (pooled, not normalised): median width",
+                           "ensemble spread (ŷ ± zσ̂): coverage (%)", "ensemble spread (ŷ ± zσ̂): median width"]
+    assert coverage[1] == ["all towers", "40", "12345", "89.7", "61.2", "90.1", "96.5", "21.3", "15.6"]
+    assert [row[0] for row in coverage[2:]] == ["PFT ENF", "latitudes 23.5N-60N"]
+    assert "Per site, the conformal coverage runs from 41 % to 100 % (median 93 %" in report.read_text(encoding="utf-8")
     assert tables["table-trend-by-class"][1] == ["EBF", "0.0123", "0.00456"]
 
 

@@ -13,6 +13,7 @@ from ciml_ter.sitetable import site_table_from_frame
 from ciml_ter.device import CPU
 from ciml_ter.stages.features import make_features
 from ciml_ter.training import train_ensemble
+from ciml_ter.uncertainty import CALIBRATION, tower_intervals, write_calibration
 
 from _support import RUNTIME, make_cube
 
@@ -45,7 +46,8 @@ def build_world(root: Path, n_lat: int = 12, n_lon: int = 10) -> dict:
 def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config) -> None:
     """A tiny ensemble trained on towers at every third land pixel of a feature cube, whose
     "observations" are ``true_ter`` of the pixel's predictors with 5 % noise; the table carries
-    the cube's units, as one from ``ciml-ter sites --features`` does."""
+    the cube's units, as one from ``ciml-ter sites --features`` does; and its calibration
+    (calibration.json, as ``evaluate`` writes it: ``predict`` adds the prediction intervals)."""
     from ciml_ter.data.cube import open_cube
 
     f = open_cube(features)
@@ -62,4 +64,5 @@ def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config)
                          "time": pd.Timestamp(f.time.values[m]), "ter": ter, **values})
     table = site_table_from_frame(pd.DataFrame(rows), "world", features=names)
     table.meta = {"units": {name: f[name].attrs["units"] for name in names}}
-    train_ensemble(table, config, model_dir, CPU)
+    ensemble = train_ensemble(table, config, model_dir, CPU)
+    write_calibration(model_dir / CALIBRATION, tower_intervals(ensemble, table, config).calibration)

@@ -71,6 +71,7 @@ CLASSES = {1: ("ENF", 0.55, 4.0, 0.5), 2: ("EBF", 0.85, 6.0, 0.1), 3: ("DNF", 0.
 # drawn from the generator's own climate zones.
 LANDCOVER_SOURCES = ("default", "climate")
 CLOUD_SHARE, SPIKE_SHARE = 0.3, 0.05
+TOWER_NOISE = 0.1  # relative standard deviation of a tower's monthly TER around the truth
 
 
 def grid(res: float, bbox) -> tuple[np.ndarray, np.ndarray]:
@@ -482,7 +483,7 @@ def _write_fluxnet(folder: Path, out_dir: Path, lat, lon, res, n_sites, seed, mo
     for n, (i, j) in enumerate(_sites(land, lat, lon, n_sites, seed)):
         site = f"SY-{n:03d}"
         ter = truth.ter.values[:, i, j].astype(float)
-        obs = ter * (1 + rng.normal(0, 0.1, ter.size))
+        obs = ter * (1 + rng.normal(0, TOWER_NOISE, ter.size))
         obs[rng.random(ter.size) < 0.08] = np.nan
         qc = np.where(rng.random(ter.size) < 0.12, rng.uniform(0.3, 0.74, ter.size), rng.uniform(0.75, 1, ter.size))
         lst = cube.lst_night.isel(lat=i, lon=j).values.astype(float)

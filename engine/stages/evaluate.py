@@ -1,10 +1,12 @@
 """``ciml-ter evaluate``: the model against its baselines on the same site-grouped folds
 (``ciml_ter.assessment``), written as ``metrics.json`` (metrics at every scale, the model structure
 against the PCMCI+ effects, and the verdict), CSV tables (summary, per PFT, per site, per latitude
-band, structure, predictions) and PNG figures (``ciml_ter.figures``, as in the report). The
-plain-XGBoost baseline is trained into ``baseline_xgboost_plain/`` beside them and reused on a
-rerun with the same folds and config. A folder other than the model's is built whole under a
-lock (``files.output_folder``); into the model's own folder the files are added under its lock.
+band, structure, predictions, coverage of the prediction intervals), ``calibration.json`` (the
+intervals' calibration, ``ciml_ter.uncertainty``: ``predict`` reads it from the model directory)
+and PNG figures (``ciml_ter.figures``, as in the report). The plain-XGBoost baseline is trained
+into ``baseline_xgboost_plain/`` beside them and reused on a rerun with the same folds and config.
+A folder other than the model's is built whole under a lock (``files.output_folder``); into the
+model's own folder the files are added under its lock.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ciml_ter.ensemble import load_ensemble
 from ciml_ter.files import atomic_write, check_output, output_folder, output_lock
 from ciml_ter.sitetable import read_site_table
 from ciml_ter.stages import Runtime
+from ciml_ter.uncertainty import CALIBRATION, level_name, write_calibration
 
 BASELINE_DIR = "baseline_xgboost_plain"
 
@@ -34,7 +37,21 @@ class EvaluateSummary:
 
     def lines(self) -> list[str]:
         verdict = self.document.get("verdict", {})
-        return [s for s in (verdict.get("sentence"), verdict.get("ranking")) if s] + [f"wrote {self.out}"]
+        return ([s for s in (verdict.get("sentence"), verdict.get("ranking")) if s] + self._interval_lines()
+                + [f"wrote {self.out}"])
+
+    def _interval_lines(self) -> list[str]:
+        found = self.document.get("uncertainty", {})
+        if "skipped" in found:
+            return [f"no prediction intervals: {found['skipped']}"]
+        lines = []
+        for level in found.get("levels", []):
+            name = level_name(level)
+            c, s = found["conformal"][name]["overall"], found["ensemble_spread"][name]["overall"]
+            lines.append(f"{name} % intervals at held-out towers: conformal covers {100 * c['coverage']:.1f} % "
+                         f"(median width {c['median_width']:.1f}), ensemble spread {100 * s['coverage']:.1f} % "
+                         f"(median width {s['median_width']:.1f})")
+        return lines
 
 
 def evaluate(model: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, sites: Path | None = None,
@@ -67,6 +84,10 @@ def evaluate_into(model: Path, out: Path, config: PipelineConfig, runtime: Runti
     found = assess(ensemble, table, config, out / BASELINE_DIR, runtime.device, temperature=temperature,
                    progress=runtime.progress, rf_trees=rf_trees, shap_rows=shap_rows)
     atomic_write(out / "metrics.json", json.dumps(found.document, indent=1))
+    if found.calibration is not None:
+        write_calibration(out / CALIBRATION, found.calibration)
+    else:
+        (out / CALIBRATION).unlink(missing_ok=True)  # an older calibration would not match this evaluation
     for name, frame in found.tables.items():
         frame.to_csv(out / f"{name}.csv", index=False)
     figures.save(figures.scatter_figure(found.tables["predictions"], figures.scatter_columns(found.document),

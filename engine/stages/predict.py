@@ -1,9 +1,12 @@
-"""``ciml-ter predict``: TER mean, std and SHAP for every land pixel and month, tile by tile.
+"""``ciml-ter predict``: TER mean, std, prediction intervals and SHAP for every land pixel and
+month, tile by tile.
 
 Rank 0 prepares the run directory (manifest, tile list), hands the unfinished land tiles out
 through the MPI queue (``ciml_ter.parallel``), and stitches the tile files into ``ter.nc`` (``tiles.RunDir.stitch``).
 Each worker loads the ensemble once, reads its tile from the feature cube, predicts the land
-pixels of every month in row batches (``ciml_ter.inference``) and writes the tile atomically.
+pixels of every month in row batches (``ciml_ter.inference``), adds the intervals of the model's
+calibration (``ciml_ter.uncertainty``; none when the model directory has no calibration.json) and
+writes the tile atomically.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from ciml_ter.device import Device
 from ciml_ter.parallel import map_tiles, mpi_rank, under_mpi
 from ciml_ter.predictors import igbp_labels, pixel_matrix
 from ciml_ter.stages import Runtime, stamp
-from ciml_ter.tiles import RunDir, Tile, auto_tile_edge, land_tiles, make_tiles
+from ciml_ter.tiles import FLAG_FILL, RunDir, Tile, auto_tile_edge, land_tiles, make_tiles
+from ciml_ter.uncertainty import CALIBRATION, level_name, model_calibration, read_calibration
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ class TileJob:
     shap: bool
     batch_rows: int
     tile: Tile
+    levels: tuple[float, ...] = ()  # prediction intervals from the model's calibration.json
 
 
 @functools.cache
@@ -55,6 +60,12 @@ def _ensemble(model_dir: str, device: Device):
     ensemble = load_ensemble(model_dir)
     ensemble.merged_on(device.use())
     return ensemble
+
+
+@functools.cache
+def _calibration(model_dir: str):
+    """The model's calibration (``uncertainty.read_calibration``), read once per worker process."""
+    return read_calibration(model_dir)[0]
 
 
 @functools.cache
@@ -88,7 +99,7 @@ def predict_tile(job: TileJob, on_rows: Callable[[str, str], None] | None = None
     spec = ensemble.predictors
     drivers = {f: np.asarray(sub[f].values, dtype=np.float32)[:, land] for f in spec.drivers}  # (months, n_land)
     lat = np.broadcast_to(np.asarray(sub.lat.values, dtype=np.float64)[:, None], land.shape)[land]
-    labels = igbp_labels(np.asarray(sub.pft.values)[land], dict(sub.pft.attrs)) if spec.igbp_classes else None
+    labels = igbp_labels(np.asarray(sub.pft.values)[land], dict(sub.pft.attrs)) if "pft" in sub else None
     months = pd.DatetimeIndex(sub.time.values)
     n_months, n_land = len(months), int(land.sum())
     rows = pixel_matrix(drivers, lat, months, labels, spec)  # (months x n_land, features)
@@ -110,6 +121,17 @@ def predict_tile(job: TileJob, on_rows: Callable[[str, str], None] | None = None
         return out
 
     arrays = {"ter": grid(result.ter), "ter_std": grid(result.ter_std)}
+    if job.levels:
+        calibration = _calibration(job.model_dir)
+        groups = np.tile(labels, n_months) if labels is not None else None  # pooled without land cover
+        for level in job.levels:
+            lower, upper = calibration.interval(level, result.ter, result.ter_std, groups)
+            arrays[f"ter_lower_{level_name(level)}"] = grid(lower)
+            arrays[f"ter_upper_{level_name(level)}"] = grid(upper)
+        flag = np.full((n_months,) + land.shape, FLAG_FILL, dtype=np.uint8)
+        outside = calibration.outside(rows, ensemble.features)
+        flag[:, land] = np.where(empty, FLAG_FILL, outside).reshape(n_months, n_land)
+        arrays["extrapolation"] = flag
     if job.shap:
         for k, name in enumerate(ensemble.features):
             arrays[f"shap_{name}"] = grid(result.shap[:, k])
@@ -125,8 +147,10 @@ def _grid(cube) -> dict:
             "lat_last": float(lat[-1]), "lon_first": float(lon[0]), "lon_last": float(lon[-1])}
 
 
-def _variables(features: list[str], shap: bool) -> list[str]:
-    return ["ter", "ter_std"] + ([f"shap_{f}" for f in features] if shap else [])
+def _variables(features: list[str], shap: bool, levels) -> list[str]:
+    intervals = [f"ter_{side}_{level_name(a)}" for a in levels for side in ("lower", "upper")]
+    return ["ter", "ter_std", *intervals, *(["extrapolation"] if levels else []),
+            *([f"shap_{f}" for f in features] if shap else [])]
 
 
 def _check_months(months: pd.DatetimeIndex, features: Path) -> pd.DatetimeIndex:
@@ -165,11 +189,15 @@ class PredictSummary:
     device: str
     workers: int
     shap_gap: float | None
+    levels: tuple[float, ...] = ()
 
     def lines(self) -> list[str]:
+        intervals = (f"prediction intervals {', '.join(level_name(a) for a in self.levels)} %" if self.levels
+                     else f"no prediction intervals (the model has no {CALIBRATION}: run `ciml-ter evaluate`)")
         return [f"{self.tiles} land tiles ({self.ocean_tiles} ocean tiles skipped): {self.finished_before} finished "
                 f"before, {self.computed} computed by {self.workers} worker(s) in {self.seconds:.1f} s "
-                f"({self.rows:,} pixel-months, {self.members} models, {self.device})", f"wrote {self.out}"]
+                f"({self.rows:,} pixel-months, {self.members} models, {self.device}); {intervals}",
+                f"wrote {self.out}"]
 
 
 def made_from(model_id: str, features: Path, config: PipelineConfig) -> dict:
@@ -220,16 +248,19 @@ def _predict_tiles(ensemble, cube, months: pd.DatetimeIndex, model: Path, featur
         workers = max(1, launched_world_size() - 1)  # rank 0 only hands tiles out
         tiles = make_tiles(*land.shape, config.predict.tile_size or auto_tile_edge(land, workers))
     with_land, ocean = land_tiles(tiles, land)
-    variables = _variables(ensemble.features, shap)
+    found = model_calibration(model, ensemble.model_id, config.uncertainty.levels)
+    levels, calibration_id = (tuple(config.uncertainty.levels), found[1]) if found else ((), None)
+    variables = _variables(ensemble.features, shap, levels)
     manifest = rundir.prepare({"config_hash": config.stable_hash(), "model_id": ensemble.model_id,
                                "grid": _grid(cube), "months": [f"{m:%Y-%m}" for m in months],
                                "variables": variables, "device": device.kind, "features_path": str(features),
                                "model_dir": str(model), "tiles": with_land, "ocean_tiles": len(ocean),
+                               "calibration_id": calibration_id,
                                "made_from": made_from(ensemble.model_id, features, config)}, restart=restart)
     pending = [t for t in with_land if not rundir.is_finished(t)]
     log.info("%d land tiles (%d ocean tiles skipped); %d already finished, %d to compute",
              len(with_land), len(ocean), len(with_land) - len(pending), len(pending))
-    jobs = [TileJob(str(model), str(features), str(out), device, shap, config.predict.batch_rows, t)
+    jobs = [TileJob(str(model), str(features), str(out), device, shap, config.predict.batch_rows, t, levels)
             for t in pending]
     started = time.perf_counter()
     finished = [0]
@@ -255,4 +286,4 @@ def _predict_tiles(ensemble, cube, months: pd.DatetimeIndex, model: Path, featur
     rows = sum(r["rows"] for r in done)
     return PredictSummary(path, len(with_land), len(ocean), len(with_land) - len(pending), len(pending), rows,
                           seconds, len(ensemble.members), device.kind, len({r["pid"] for r in done}),
-                          max((r["shap_gap"] for r in done if r["shap_gap"] is not None), default=None))
+                          max((r["shap_gap"] for r in done if r["shap_gap"] is not None), default=None), levels)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from ciml_ter.analysis import read_maps
 from ciml_ter.config import PipelineConfig
@@ -128,6 +129,34 @@ def same_run(manifest: dict, run: Path, summary: dict | None, analysis: Path | N
                              f"{manifest.get('model_id')}; refusing to mix runs: give that run's model")
 
 
+def _interval_maps(ds: xr.Dataset, spec, period: str) -> dict:
+    """The maps of the prediction intervals' mean width and of the share of months extrapolated."""
+    maps = {}
+    for name in (str(v) for v in ds.data_vars if str(v).startswith("interval_width_")):
+        level = name.rsplit("_", 1)[1]
+        maps[name] = spec(ds[name].values, f"Width of the {level} % prediction interval", TER_UNITS,
+                          f"Mean over {period} of the width of each cell's monthly {level} % interval (split-conformal, "
+                          "calibrated at flux towers held out of the model, scaled by the ensemble spread).",
+                          cmap="magma")
+    if "extrapolation_share" in ds:
+        maps["extrapolation"] = spec(ds.extrapolation_share.values, "Extrapolation: predictors beyond the towers",
+                                     "share of months", f"Share of the months of {period} in which a predictor of the "
+                                     "cell lies outside the range of the towers' training rows: no calibration speaks "
+                                     "for the interval there.", cmap="Reds", vmin=0, vmax=1)
+    return maps
+
+
+def _budget_bounds(budget: pd.DataFrame) -> tuple[dict, str]:
+    """The budget intervals of budget.csv as dotted lines of the budget series, and their caption."""
+    levels = [c.split("_")[1] for c in budget.columns if c.startswith("lower_") and c.endswith("_pg_c_yr")]
+    if not levels:
+        return {}, ""
+    bounds = [{"lower": budget[f"lower_{k}_pg_c_yr"].to_numpy(), "upper": budget[f"upper_{k}_pg_c_yr"].to_numpy(),
+               "label": f"{k} % intervals summed"} for k in levels]
+    return {"bounds": bounds}, (f" Dotted: every cell-month at the bound of its {' and '.join(levels)} % prediction "
+                                "interval, summed as if fully correlated (conservative).")
+
+
 @dataclass
 class ReportSummary:
     """The report written."""
@@ -201,6 +230,7 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
                                "Mean over " + period + " of the monthly standard deviation of TER across the "
                                "ensemble's fold models (each trained with one fold of sites left out): the spread "
                                "of the models, not the error against observations.", cmap="magma")
+        maps.update(_interval_maps(ds, spec, period))
         if "trend_slope" in ds:
             trend = summary.get("trend", {})
             years = pd.read_csv(analysis_dir / "budget.csv").year
@@ -239,6 +269,7 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
         elif truth_info and "budget" in truth_info and list(truth_info["years"]) == budget.year.tolist():
             true_budget = truth_info["budget"]
         area = summary.get("budget", {}).get("land_area_m2")
+        bounds, bounds_caption = _budget_bounds(budget)
         series["budget"] = {
             "x": budget.year.to_numpy(), "y": budget.budget_pg_c_yr.to_numpy(),
             "lower": (budget.budget_pg_c_yr - budget.uncertainty_pg_c_yr).to_numpy(),
@@ -248,8 +279,8 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
                        + (f" ({area / 1e12:.2f} million km²)" if area else "") + ". Band: ±σ, with σ the ensemble "
                        "spread (standard deviation across fold models) summed over cells and months as if fully "
                        "correlated, an upper bound of that spread's effect on the total."
-                       + (" Dashed: the synthetic world's true total." if true_budget is not None else ""),
-            **({"truth": true_budget} if true_budget is not None else {})}
+                       + bounds_caption + (" Dashed: the synthetic world's true total." if true_budget is not None else ""),
+            **({"truth": true_budget} if true_budget is not None else {}), **bounds}
         regions = pd.read_csv(analysis_dir / "regions.csv")
         regions = regions[regions["pixels"] > 0].rename(columns={
             "pixels": "land cells", "budget_pg_c_yr": "mean annual TER (Pg C yr-1)",

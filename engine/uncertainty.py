@@ -1,0 +1,367 @@
+"""Calibrated prediction intervals: split-conformal, site-grouped, normalised by the ensemble's
+spread, Mondrian by PFT; their nested evaluation at the towers; the extrapolation rule.
+
+Method (``[uncertainty]`` of the config; ``calibrate``):
+
+- every tower-month has a held-out estimate ŷ (the mean of the fold that left its site out) and a
+  spread σ̂ (``held_out``). The map's spread is the standard deviation (ddof 0) across all fold
+  means; at a tower-month the own fold's mean is ŷ itself, so σ̂ there is the standard deviation
+  across the *other* folds' means (those folds were trained with the tower: the score's
+  denominator never contains the estimate it divides). A site the model never saw has every
+  fold held out: ŷ and σ̂ are the map's (mean and spread across all fold means);
+- score ``|y − ŷ| / (σ̂ + s0)`` with ``s0 = offset × median σ̂`` of the calibration rows (a
+  scale-free small offset: no score blows up where the folds happen to agree);
+- the quantile at level α is the finite-sample conformal one, the ceil((n + 1) α)-th smallest of
+  the n calibration scores (infinite when that exceeds n); one per PFT whose calibration rows come
+  from at least ``min_group_sites`` sites (Mondrian), the pooled one for every other PFT;
+- the interval is ŷ ± q (σ̂ + s0); on the map σ̂ is ``ter_std`` and the PFT the land-cover layer's
+  class (pooled without one).
+
+Nested evaluation (``nested_intervals``): the quantiles for the towers of one fold come from the
+rows of the other folds' sites only, so no tower calibrates its own interval; sites the model never
+saw get the quantiles of every known site. Beside the conformal interval: the pooled conformal
+interval on |y − ŷ| (not normalised) and the ensemble-spread interval ŷ ± z σ̂ that products
+publish, on the same rows. ``coverage`` scores them overall, per PFT, per latitude band and per
+site.
+
+Extrapolation (``Calibration.outside``): a pixel-month is outside the towers' range when any of
+the model's predictor columns lies outside [min, max] of that column over the training rows (a
+missing value is not outside); no calibration speaks for it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from ciml_ter.documents import read_document
+from ciml_ter.errors import InputError
+from ciml_ter.files import atomic_write
+from ciml_ter.gridstats import in_band, lat_bands
+from ciml_ter.predictors import table_labels
+
+log = logging.getLogger(__name__)
+FORMAT = "ciml-ter-calibration/1"
+CALIBRATION = "calibration.json"  # in the model directory, beside metrics.json
+METHOD = ("split-conformal, site-grouped: |y - yhat| / (sigma + s0) with sigma the spread across fold means, "
+          "Mondrian quantiles per PFT (pooled for PFTs with fewer calibration sites than min_group_sites)")
+METHODS = ("conformal", "conformal_pooled_absolute", "ensemble_spread")
+METHOD_NAMES = {"conformal": "conformal (normalised, per PFT)", "conformal_pooled_absolute":
+                "conformal (pooled, not normalised)", "ensemble_spread": "ensemble spread (ŷ ± zσ̂)"}
+
+
+class NoIntervals(ValueError):
+    """The model or its towers cannot be calibrated (fewer than 3 folds, no spread)."""
+
+
+def level_name(level: float) -> str:
+    """A level's name in variable and column names: 0.9 -> "90"."""
+    return f"{round(100 * level):d}"
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ceil((n + 1) level)-th smallest of the n finite ``scores`` (inf when that rank is
+    beyond n): the split-conformal quantile, whose interval covers a new exchangeable score with
+    probability at least ``level``."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64)[np.isfinite(scores)])
+    rank = math.ceil((scores.size + 1) * level - 1e-9)
+    return float(scores[rank - 1]) if rank <= scores.size else math.inf
+
+
+def held_out(fold_pred: np.ndarray, fold_of_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ŷ, σ̂) per row from the (n_folds, n) fold means: a row of fold f gets fold f's mean and the
+    standard deviation (ddof 0) of the other folds' means; a row of fold -1 (a site no fold saw)
+    the mean and standard deviation of all fold means."""
+    fold_pred = np.asarray(fold_pred, dtype=np.float64)
+    fold_of_row = np.asarray(fold_of_row)
+    known = fold_of_row >= 0
+    rows = np.arange(fold_pred.shape[1])
+    others = np.ones(fold_pred.shape, dtype=bool)
+    others[fold_of_row[known], rows[known]] = False
+    count = others.sum(axis=0)
+    mean = np.where(others, fold_pred, 0.0).sum(axis=0) / count
+    spread = np.sqrt(np.where(others, (fold_pred - mean) ** 2, 0.0).sum(axis=0) / count)
+    estimate = fold_pred.mean(axis=0)
+    estimate[known] = fold_pred[fold_of_row[known], rows[known]]
+    return estimate, spread
+
+
+@dataclass
+class Calibration:
+    """The quantiles of the normalised scores (``pooled`` and per ``groups``, by level name),
+    the offset s0 (g C m-2 month-1), the calibration sites per PFT, and, for a model's own
+    calibration, the training rows' range of each predictor column (``ranges``: [min, max])."""
+
+    levels: list[float]
+    offset: float
+    pooled: dict[str, float]
+    groups: dict[str, dict[str, float]]
+    group_sites: dict[str, int]
+    min_group_sites: int
+    n_sites: int
+    n_rows: int
+    offset_share: float
+    ranges: dict[str, list[float | None]] = field(default_factory=dict)
+    model_id: str | None = None
+
+    def quantiles(self, level: float, groups: np.ndarray | None, n: int) -> np.ndarray:
+        """The quantile of each of ``n`` rows: its group's where it has one, else the pooled."""
+        name = level_name(level)
+        q = np.full(n, self.pooled[name])
+        if groups is not None:
+            groups = np.asarray(groups).astype(str)
+            for group, by_level in self.groups.items():
+                q[groups == group] = by_level[name]
+        return q
+
+    def interval(self, level: float, estimate: np.ndarray, spread: np.ndarray,
+                 groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) = ŷ ∓ q (σ̂ + s0) at ``level`` (float64)."""
+        estimate = np.asarray(estimate, dtype=np.float64)
+        half = self.quantiles(level, groups, estimate.size) * (np.asarray(spread, dtype=np.float64) + self.offset)
+        return estimate - half, estimate + half
+
+    def outside(self, x: np.ndarray, features: list[str]) -> np.ndarray:
+        """Per row of ``x`` (columns in the order of ``features``): whether any predictor lies
+        outside its training range (missing values are not outside)."""
+        x = np.asarray(x)
+        out = np.zeros(x.shape[0], dtype=bool)
+        for k, name in enumerate(features):
+            lo, hi = self.ranges[name]
+            if lo is not None:
+                with np.errstate(invalid="ignore"):
+                    out |= (x[:, k] < lo) | (x[:, k] > hi)
+        return out
+
+    def document(self) -> dict:
+        """calibration.json: this calibration with its format, method and ``calibration_id``."""
+        body = {"format": FORMAT, "method": METHOD, **asdict(self)}
+        body["pooled"] = {k: _finite_or_none(v) for k, v in body["pooled"].items()}
+        body["groups"] = {g: {k: _finite_or_none(v) for k, v in q.items()} for g, q in body["groups"].items()}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return {**body, "calibration_id": hashlib.sha256(text.encode()).hexdigest()[:16]}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> Calibration:
+        names = [f for f in cls.__dataclass_fields__]
+        inf = (lambda v: math.inf if v is None else float(v))  # noqa: E731
+        kwargs = {k: doc[k] for k in names if k in doc}
+        kwargs["pooled"] = {k: inf(v) for k, v in doc["pooled"].items()}
+        kwargs["groups"] = {g: {k: inf(v) for k, v in q.items()} for g, q in doc["groups"].items()}
+        return cls(**kwargs)
+
+
+def _finite_or_none(v: float):
+    return float(v) if math.isfinite(v) else None
+
+
+def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, sites: np.ndarray, groups: np.ndarray,
+              levels, min_group_sites: int, offset_share: float) -> Calibration:
+    """The calibration from these rows (those with an observation, estimate and spread): s0,
+    the pooled quantile and one per group with at least ``min_group_sites`` sites, per level.
+    NoIntervals when the spread's median is 0 (s0 would be 0)."""
+    obs, estimate, spread = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread))
+    keep = np.isfinite(obs) & np.isfinite(estimate) & np.isfinite(spread)
+    sites, groups = np.asarray(sites).astype(str)[keep], np.asarray(groups).astype(str)[keep]
+    if not keep.any():
+        raise NoIntervals("calibrate: no row with an observation, an estimate and a spread")
+    offset = offset_share * float(np.median(spread[keep]))
+    if offset <= 0:
+        raise NoIntervals("calibrate: the folds' spread is 0 at most calibration rows, so s0 = offset x median "
+                         "spread is 0; with 2 folds a held-out row has one other fold and no spread")
+    scores = np.abs(obs[keep] - estimate[keep]) / (spread[keep] + offset)
+    pooled = {level_name(a): conformal_quantile(scores, a) for a in levels}
+    frame = pd.DataFrame({"site": sites, "group": groups})
+    group_sites = {str(g): int(n) for g, n in frame.groupby("group")["site"].nunique().items()}
+    by_group = {g: {level_name(a): conformal_quantile(scores[groups == g], a) for a in levels}
+                for g, n in group_sites.items() if n >= min_group_sites}
+    return Calibration(list(levels), offset, pooled, by_group, group_sites, min_group_sites,
+                       int(np.unique(sites).size), int(keep.sum()), offset_share)
+
+
+def training_ranges(x: np.ndarray, features: list[str]) -> dict[str, list[float | None]]:
+    """[min, max] of each column of the training rows ``x`` ([None, None] without a value)."""
+    out = {}
+    for k, name in enumerate(features):
+        column = np.asarray(x[:, k], dtype=np.float64)
+        column = column[np.isfinite(column)]
+        out[name] = [float(column.min()), float(column.max())] if column.size else [None, None]
+    return out
+
+
+@dataclass
+class HeldOut:
+    """The towers' rows as the evaluation sees them: site, fold (-1: never seen), Mondrian group
+    (IGBP label), PFT and latitude for the tables, observation, held-out estimate and spread."""
+
+    sites: np.ndarray
+    folds: np.ndarray
+    groups: np.ndarray
+    pft: np.ndarray
+    lat: np.ndarray | None
+    obs: np.ndarray
+    estimate: np.ndarray
+    spread: np.ndarray
+
+
+def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: float) -> dict:
+    """{(method, level name): (lower, upper)} per row of ``h`` for the three methods of
+    ``METHODS``. Conformal quantiles for fold f's rows come from the rows of the other folds'
+    sites only; rows of fold -1 get those of every known site. Rows left without an interval
+    (a fold with no other fold's rows) are NaN."""
+    n = h.obs.size
+    out = {(m, level_name(a)): (np.full(n, np.nan), np.full(n, np.nan)) for m in METHODS for a in levels}
+    known = h.folds >= 0
+    residual = np.abs(h.obs - h.estimate)
+    for f in np.unique(h.folds):
+        test = h.folds == f
+        cal = known & (h.folds != f) if f >= 0 else known
+        if not cal.any():
+            continue
+        c = calibrate(h.obs[cal], h.estimate[cal], h.spread[cal], h.sites[cal], h.groups[cal], levels,
+                      min_group_sites, offset_share)
+        for a in levels:
+            lower, upper = c.interval(a, h.estimate[test], h.spread[test], h.groups[test])
+            out["conformal", level_name(a)][0][test], out["conformal", level_name(a)][1][test] = lower, upper
+            q = conformal_quantile(residual[cal], a)
+            absolute = out["conformal_pooled_absolute", level_name(a)]
+            absolute[0][test], absolute[1][test] = h.estimate[test] - q, h.estimate[test] + q
+    for a in levels:
+        z = NormalDist().inv_cdf((1 + a) / 2)
+        out["ensemble_spread", level_name(a)] = (h.estimate - z * h.spread, h.estimate + z * h.spread)
+    return out
+
+
+def _scores(covered: np.ndarray, width: np.ndarray, sites: np.ndarray) -> dict:
+    return {"coverage": float(covered.mean()) if covered.size else None,
+            "mean_width": float(width.mean()) if width.size else None,
+            "median_width": float(np.median(width)) if width.size else None,
+            "n": int(covered.size), "n_sites": int(np.unique(sites).size)}
+
+
+def coverage(h: HeldOut, intervals: dict, high_latitude: float = 60.0) -> tuple[dict, pd.DataFrame]:
+    """Coverage (share of rows whose observation lies in the interval) and width (g C m-2
+    month-1) of each (method, level) overall, per PFT, per latitude band (``gridstats.lat_bands``)
+    and per site, over the rows with an observation and an interval; the per-site coverages as a
+    distribution (min, 10 %, median, 90 %, max). Returns the metrics.json entry and the long table
+    (method, level, scale, group, coverage, widths, n, n_sites)."""
+    document, rows = {}, []
+    bands = [(name, in_band(h.lat, s, n)) for name, s, n in lat_bands(high_latitude)] if h.lat is not None else []
+    for (method, name), (lower, upper) in intervals.items():
+        ok = np.isfinite(h.obs) & np.isfinite(lower) & np.isfinite(upper)
+        covered = (h.obs >= lower) & (h.obs <= upper)
+        width = upper - lower
+        entry = {"overall": _scores(covered[ok], width[ok], h.sites[ok])}
+        scales = {"pft": {str(p): ok & (h.pft == p) for p in np.unique(h.pft[ok])},
+                  "lat_band": {b: ok & sel for b, sel in bands if (ok & sel).any()},
+                  "site": {str(s): ok & (h.sites == s) for s in np.unique(h.sites[ok])}}
+        rows.append({"method": method, "level": name, "scale": "overall", "group": "all", **entry["overall"]})
+        for scale, groups in scales.items():
+            entry[f"by_{scale}"] = {g: _scores(covered[sel], width[sel], h.sites[sel]) for g, sel in groups.items()}
+            rows += [{"method": method, "level": name, "scale": scale, "group": g, **s}
+                     for g, s in entry[f"by_{scale}"].items()]
+        per_site = np.array([s["coverage"] for s in entry["by_site"].values()])
+        entry["site_distribution"] = ({k: float(v) for k, v in zip(
+            ("min", "q10", "median", "q90", "max"), np.quantile(per_site, [0, 0.1, 0.5, 0.9, 1]))}
+            if per_site.size else {})
+        entry.pop("by_site")
+        document.setdefault(method, {})[name] = entry
+    return document, pd.DataFrame(rows)
+
+
+@dataclass
+class TowerIntervals:
+    """A model's intervals at its towers: the ``calibration`` from every known site (what
+    ``predict`` uses, written as calibration.json), the nested evaluation as the metrics.json
+    entry (``document``) and the coverage table (``table``), the rows (``held``) and their nested
+    intervals {(method, level name): (lower, upper)}."""
+
+    calibration: Calibration
+    document: dict
+    table: pd.DataFrame
+    held: HeldOut
+    intervals: dict
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per row, for predictions.csv: the held-out spread and the nested conformal bounds."""
+        columns = {"ter_spread_held_out": self.held.spread}
+        for level in self.calibration.levels:
+            name = level_name(level)
+            columns[f"ter_lower_{name}"], columns[f"ter_upper_{name}"] = self.intervals["conformal", name]
+        return columns
+
+
+def tower_intervals(ensemble, table, config) -> TowerIntervals:
+    """Calibrate the ``ensemble`` on the known towers of ``table`` (a ``SiteTable``; Mondrian
+    groups from ``predictors.table_labels``) under ``config.uncertainty``, and evaluate the
+    intervals nested by fold. NoIntervals when the model has fewer than 3 folds (a held-out row
+    then has one other fold and no spread)."""
+    u, frame = config.uncertainty, table.frame
+    x = ensemble.matrix(table)
+    fold_pred = ensemble.fold_predictions(x)
+    if fold_pred.shape[0] < 3:
+        raise NoIntervals(f"prediction intervals need at least 3 folds (the spread at a held-out tower is taken "
+                          f"across the other folds); the model has {fold_pred.shape[0]}")
+    folds = ensemble.folds
+    fold_of_row = np.array([folds.get(str(s), -1) for s in table.sites])
+    groups = table_labels(frame)
+    estimate, spread = held_out(fold_pred, fold_of_row)
+    lat = frame["lat"].to_numpy(dtype=np.float64) if "lat" in frame.columns else None
+    h = HeldOut(frame["site"].astype(str).to_numpy(), np.asarray(fold_of_row), np.asarray(groups).astype(str),
+                frame["pft"].astype(str).to_numpy(), lat, frame["ter"].to_numpy(dtype=np.float64), estimate, spread)
+    known = h.folds >= 0
+    final = calibrate(h.obs[known], h.estimate[known], h.spread[known], h.sites[known], h.groups[known],
+                      u.levels, u.min_group_sites, u.offset_share)
+    final.ranges, final.model_id = training_ranges(x[known], ensemble.features), ensemble.model_id
+    intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share)
+    found, coverage_table = coverage(h, intervals, config.analysis.high_latitude)
+    document = {"method": METHOD, "levels": list(u.levels), "offset_share": u.offset_share, "offset": final.offset,
+                "min_group_sites": u.min_group_sites, "groups": sorted(final.groups),
+                "group_sites": final.group_sites, "spread_at_towers": "standard deviation across the means of "
+                "the folds other than the tower's own (all folds for a site the model never saw)",
+                "nested": "each fold's towers get the quantiles of the other folds' towers", **found}
+    return TowerIntervals(final, document, coverage_table, h, intervals)
+
+
+def write_calibration(path, calibration: Calibration) -> dict:
+    """Write ``calibration`` as calibration.json at ``path``; the document written."""
+    document = calibration.document()
+    atomic_write(path, json.dumps(document, indent=1))
+    return document
+
+
+def read_calibration(model_dir) -> tuple[Calibration, str] | None:
+    """The calibration in a model directory and its ``calibration_id`` (None when the directory
+    has no calibration.json: a model that ``evaluate`` has not seen)."""
+    path = Path(model_dir) / CALIBRATION
+    if not path.is_file():
+        return None
+    document = read_document(path, FORMAT, "calibration of `ciml-ter evaluate`")
+    return Calibration.from_document(document), document["calibration_id"]
+
+
+def model_calibration(model_dir, model_id: str, levels) -> tuple[Calibration, str] | None:
+    """The calibration ``predict`` uses for the model ``model_id`` in ``model_dir`` at ``levels``
+    (``[uncertainty] levels``) and its id; None when the directory has none (logged). InputError
+    when it calibrates another model or lacks one of the levels."""
+    model_dir = Path(model_dir)
+    found = read_calibration(model_dir)
+    if found is None:
+        log.warning("%s has no %s (written by `ciml-ter evaluate`): no prediction intervals", model_dir, CALIBRATION)
+        return None
+    again = f"run `ciml-ter evaluate --model {model_dir} --out {model_dir}`"
+    if found[0].model_id != model_id:
+        raise InputError(f"{model_dir / CALIBRATION}: calibrates model {found[0].model_id}, not {model_id}; {again}")
+    missing = [level_name(a) for a in levels if level_name(a) not in found[0].pooled]
+    if missing:
+        raise InputError(f"{model_dir / CALIBRATION}: has the levels {', '.join(found[0].pooled)} %, the config asks "
+                         f"for {', '.join(missing)} % ([uncertainty] levels); {again} with these levels")
+    return found

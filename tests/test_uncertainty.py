@@ -1,0 +1,196 @@
+"""Prediction intervals: the conformal quantile, the held-out spread, coverage on a problem with a
+closed-form answer, the nested calibration that never reads the test fold, the Mondrian fall-back,
+the extrapolation rule and the config's levels."""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ciml_ter.config import config_from_dict
+from ciml_ter.errors import ConfigError
+from ciml_ter.uncertainty import (Calibration, HeldOut, NoIntervals, calibrate, conformal_quantile, coverage,
+                                  held_out, level_name, nested_intervals, training_ranges)
+
+PHI = NormalDist()
+
+
+def test_conformal_quantile_is_the_finite_sample_rank():
+    scores = np.arange(1.0, 10.0)  # n = 9
+    assert conformal_quantile(scores, 0.9) == 9.0  # ceil(10 x 0.9) = 9th smallest
+    assert conformal_quantile(scores, 0.5) == 5.0  # ceil(5) = 5th
+    assert conformal_quantile(scores[::-1], 0.8) == 8.0  # order does not matter
+    assert conformal_quantile(np.arange(1.0, 6.0), 0.9) == math.inf  # ceil(5.4) = 6 > n = 5
+    assert conformal_quantile(np.array([np.nan, 2.0, 1.0, 3.0]), 0.5) == 2.0  # NaN left out
+
+
+def test_held_out_spread_leaves_out_the_rows_own_fold():
+    fold_pred = np.array([[10.0, 10.0, 10.0],
+                          [12.0, 14.0, 12.0],
+                          [16.0, 20.0, 14.0]])
+    estimate, spread = held_out(fold_pred, np.array([0, 2, -1]))
+    # row 0 (fold 0): estimate 10, spread of (12, 16) = 2; row 1 (fold 2): 20, spread of (10, 14) = 2
+    # row 2 (never seen): mean of all three 12, population std sqrt(8/3)
+    np.testing.assert_allclose(estimate, [10.0, 20.0, 12.0])
+    np.testing.assert_allclose(spread, [2.0, 2.0, math.sqrt(8 / 3)])
+
+
+def _heteroscedastic(n_sites=200, months=40, seed=0, folds=5):
+    """y = ŷ + σ ε with ε standard normal and σ the spread itself (0.5 to 8 by site)."""
+    rng = np.random.default_rng(seed)
+    sigma_site = np.exp(rng.uniform(np.log(0.5), np.log(8.0), n_sites))
+    sites = np.repeat([f"S{i:03d}" for i in range(n_sites)], months)
+    sigma = np.repeat(sigma_site, months)
+    estimate = rng.uniform(20, 200, sites.size)
+    obs = estimate + sigma * rng.standard_normal(sites.size)
+    fold = np.repeat(np.arange(n_sites) % folds, months)
+    pft = np.repeat(np.where(np.arange(n_sites) % 2, "ENF", "GRA"), months)
+    lat = np.repeat(np.where(np.arange(n_sites) % 3, 45.0, 65.0), months)
+    return HeldOut(sites, fold, pft, pft, lat, obs, estimate, sigma)
+
+
+def test_normalised_intervals_cover_every_spread_as_the_closed_form_says():
+    """With σ̂ = σ exactly, the normalised score is |ε|: its 90 % quantile is z = 1.645 and the
+    interval ŷ ± z σ covers 90 % of the rows at every σ. The pooled absolute interval ŷ ± q covers
+    2Φ(q/σ) − 1 at σ: far more where σ is small, far less where it is large."""
+    h = _heteroscedastic()
+    tiny = 1e-6  # s0 = 1e-6 x median σ: the score is |ε| to six digits
+    intervals = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny)
+    c = calibrate(h.obs, h.estimate, h.spread, h.sites, h.groups, [0.9], 1000, tiny)
+    assert c.pooled["90"] == pytest.approx(PHI.inv_cdf(0.95), abs=0.04)
+    lower, upper = intervals["conformal", "90"]
+    covered = (h.obs >= lower) & (h.obs <= upper)
+    small, large = h.spread < 1.5, h.spread > 4.0
+    for sel in (small, large, np.ones_like(small)):
+        assert covered[sel].mean() == pytest.approx(0.9, abs=0.02)
+    # the half width is q σ: within a fold (one quantile) proportional to the spread
+    ratio = (upper - lower) / 2 / h.spread
+    for f in range(5):
+        assert np.ptp(ratio[h.folds == f]) < 1e-4 * ratio[h.folds == f].mean()
+    lo, hi = intervals["conformal_pooled_absolute", "90"]
+    q = (hi - lo) / 2
+    hit = (h.obs >= lo) & (h.obs <= hi)
+    for sel in (small, large):
+        expected = np.mean(2 * np.array([PHI.cdf(v) for v in q[sel] / h.spread[sel]]) - 1)
+        assert hit[sel].mean() == pytest.approx(expected, abs=0.02)
+    assert hit[small].mean() > 0.97 and hit[large].mean() < 0.8
+    # the ensemble-spread interval with σ̂ = σ is exact here too: ŷ ± 1.645 σ
+    lo, hi = intervals["ensemble_spread", "90"]
+    assert ((h.obs >= lo) & (h.obs <= hi)).mean() == pytest.approx(0.9, abs=0.01)
+
+
+def test_nested_calibration_never_reads_the_test_fold():
+    """Poison the observations of fold 2's towers: fold 2's intervals stay bit for bit the same
+    (its quantiles come from the other folds), every other fold's change."""
+    h = _heteroscedastic(n_sites=60, months=12, folds=4)
+    before = nested_intervals(h, [0.5, 0.9], min_group_sites=5, offset_share=0.25)
+    test = h.folds == 2
+    poisoned = HeldOut(**{**h.__dict__, "obs": np.where(test, h.obs * 100 + 1e4, h.obs)})
+    after = nested_intervals(poisoned, [0.5, 0.9], min_group_sites=5, offset_share=0.25)
+    for key in before:
+        if key[0] == "ensemble_spread":
+            continue
+        for b, a in zip(before[key], after[key]):
+            np.testing.assert_array_equal(b[test], a[test])
+            assert not np.array_equal(b[~test], a[~test])
+
+
+def test_mondrian_quantile_per_pft_falls_back_to_pooled_below_the_site_minimum():
+    rng = np.random.default_rng(1)
+    sites = np.repeat([f"A{i}" for i in range(6)] + [f"B{i}" for i in range(3)], 50)
+    groups = np.array([s[0] for s in sites])
+    scale = np.where(groups == "A", 1.0, 10.0)  # B's errors are ten times A's
+    estimate = np.full(sites.size, 100.0)
+    obs = estimate + scale * rng.standard_normal(sites.size)
+    spread = np.ones(sites.size)
+    c = calibrate(obs, estimate, spread, sites, groups, [0.9], min_group_sites=5, offset_share=0.1)
+    assert c.group_sites == {"A": 6, "B": 3} and set(c.groups) == {"A"}
+    scores = np.abs(obs - estimate) / 1.1  # s0 = 0.1 x median spread 1
+    assert c.pooled["90"] == conformal_quantile(scores, 0.9)
+    assert c.groups["A"]["90"] == conformal_quantile(scores[groups == "A"], 0.9)
+    q = c.quantiles(0.9, np.array(["A", "B", "C"]), 3)
+    assert list(q) == [c.groups["A"]["90"], c.pooled["90"], c.pooled["90"]]  # B and an unknown PFT: pooled
+    lower, upper = c.interval(0.9, np.array([100.0, 100.0]), np.array([1.0, 3.0]), np.array(["A", "B"]))
+    np.testing.assert_allclose(upper - 100.0, [c.groups["A"]["90"] * 1.1, c.pooled["90"] * 3.1])
+    np.testing.assert_allclose(100.0 - lower, upper - 100.0)
+    with_three = calibrate(obs, estimate, spread, sites, groups, [0.9], min_group_sites=3, offset_share=0.1)
+    assert set(with_three.groups) == {"A", "B"} and with_three.groups["B"]["90"] > 5 * c.groups["A"]["90"]
+
+
+def test_zero_spread_cannot_be_calibrated():
+    with pytest.raises(NoIntervals, match="spread is 0"):
+        calibrate(np.ones(4), np.zeros(4), np.zeros(4), np.array(list("abcd")), np.array(list("xxxx")), [0.9], 2, 0.25)
+
+
+def test_coverage_tables_by_hand():
+    h = HeldOut(np.array(["a", "a", "b", "b"]), np.array([0, 0, 1, 1]), np.array(["X", "X", "Y", "Y"]),
+                np.array(["X", "X", "Y", "Y"]), np.array([10.0, 10.0, 65.0, 65.0]),
+                np.array([1.0, 5.0, 2.0, 3.0]), np.zeros(4), np.ones(4))
+    lower, upper = np.array([0.0, 0.0, 0.0, 2.5]), np.array([2.0, 4.0, 4.0, 3.5])
+    found, table = coverage(h, {("conformal", "90"): (lower, upper)})
+    entry = found["conformal"]["90"]
+    # covered: yes, no (5 > 4), yes, yes; widths 2, 4, 4, 1
+    assert entry["overall"] == {"coverage": 0.75, "mean_width": 2.75, "median_width": 3.0, "n": 4, "n_sites": 2}
+    assert entry["by_pft"]["X"]["coverage"] == 0.5 and entry["by_pft"]["Y"]["coverage"] == 1.0
+    assert set(entry["by_lat_band"]) == {"23.5S-23.5N", "60N-90N"}
+    assert entry["site_distribution"]["min"] == 0.5 and entry["site_distribution"]["max"] == 1.0
+    site_rows = table[table.scale == "site"].set_index("group")
+    assert site_rows.loc["a", "coverage"] == 0.5 and site_rows.loc["b", "n"] == 2
+
+
+def test_extrapolation_is_any_predictor_outside_the_training_range():
+    x_train = np.array([[0.0, 10.0], [1.0, 20.0], [np.nan, 15.0]])
+    ranges = training_ranges(x_train, ["a", "b"])
+    assert ranges == {"a": [0.0, 1.0], "b": [10.0, 20.0]}
+    c = Calibration([0.9], 1.0, {"90": 1.0}, {}, {}, 5, 1, 1, 0.25, ranges)
+    x = np.array([[0.5, 15.0], [1.5, 15.0], [0.5, 9.0], [np.nan, 20.0], [0.0, np.nan]])
+    assert c.outside(x, ["a", "b"]).tolist() == [False, True, True, False, False]
+
+
+def test_calibration_document_round_trip_keeps_an_infinite_quantile():
+    c = Calibration([0.9, 0.95], 0.5, {"90": 1.5, "95": math.inf}, {"ENF": {"90": 1.2, "95": 2.0}}, {"ENF": 7},
+                    5, 10, 100, 0.25, {"a": [0.0, 1.0]}, "m1")
+    doc = c.document()
+    assert doc["pooled"]["95"] is None and len(doc["calibration_id"]) == 16
+    back = Calibration.from_document(doc)
+    assert back == c
+
+
+@pytest.mark.parametrize("levels, ok", [([0.9], True), ([0.5, 0.9, 0.95], True), ([0.925], False),
+                                         ([0.9, 0.9], False), ([], False), ([1.0], False), ([0.0], False)])
+def test_config_levels_are_distinct_whole_percentages(levels, ok):
+    data = {"uncertainty": {"levels": levels}}
+    if ok:
+        assert config_from_dict(data).uncertainty.levels == levels
+        assert [level_name(v) for v in levels] == [f"{round(100 * v)}" for v in levels]
+    else:
+        with pytest.raises(ConfigError, match="uncertainty.levels"):
+            config_from_dict(data)
+
+
+def test_uncertainty_settings_leave_the_config_hash_alone():
+    """The model does not depend on them (the run records the calibration it used)."""
+    a = config_from_dict({})
+    b = config_from_dict({"uncertainty": {"levels": [0.5, 0.95], "min_group_sites": 8, "offset_share": 1.0}})
+    assert a.stable_hash() == b.stable_hash()
+    with pytest.raises(ConfigError, match="min_group_sites"):
+        config_from_dict({"uncertainty": {"min_group_sites": 1}})
+    with pytest.raises(ConfigError, match="offset_share"):
+        config_from_dict({"uncertainty": {"offset_share": 0.0}})
+
+
+def test_a_model_of_two_folds_has_no_intervals():
+    """With two folds a held-out tower has one other fold, hence no spread: ``evaluate`` records
+    why instead of calibrating."""
+    from types import SimpleNamespace
+
+    from ciml_ter.uncertainty import tower_intervals
+
+    frame = pd.DataFrame({"site": ["a", "b"], "pft": ["X", "X"], "lat": [1.0, 2.0], "ter": [1.0, 2.0]})
+    ensemble = SimpleNamespace(features=["f"], folds={"a": 0, "b": 1}, model_id="m",
+                               matrix=lambda table: np.zeros((2, 1)), fold_predictions=lambda x: np.zeros((2, 2)))
+    with pytest.raises(NoIntervals, match="at least 3 folds.*the model has 2"):
+        tower_intervals(ensemble, SimpleNamespace(frame=frame, sites=frame["site"].to_numpy()), config_from_dict({}))
