@@ -92,6 +92,24 @@ def pft_masks(lat: np.ndarray, lon: np.ndarray) -> tuple[dict[str, np.ndarray], 
     return masks, f"IGBP regions from {provenance['landcover_source']} (block mode)"
 
 
+def seasonal_cycle(ter: np.ndarray, months: pd.DatetimeIndex, area: np.ndarray, bands: dict[str, np.ndarray]
+                   ) -> pd.DataFrame:
+    """Mean seasonal cycle per region: for each calendar month, the area-weighted mean TER
+    (g C m-2 month-1) over the region's land cells and over the years, one column per region with
+    land (``bands``: name -> (lat, lon) mask)."""
+    cycle = {"month": np.arange(1, 13)}
+    for name, mask in bands.items():
+        w = np.where(mask, area, 0.0)
+        if not w.any():
+            continue
+        values = np.where(np.isfinite(ter), ter, 0.0)
+        weights = np.where(np.isfinite(ter), w[None], 0.0)
+        per_month = (values * weights).sum(axis=(1, 2)), weights.sum(axis=(1, 2))
+        cycle[name] = [float(per_month[0][months.month == m].sum() / per_month[1][months.month == m].sum())
+                       if per_month[1][months.month == m].sum() > 0 else np.nan for m in range(1, 13)]
+    return pd.DataFrame(cycle)
+
+
 def site_errors(table: pd.DataFrame, estimate: np.ndarray, high_latitude: float) -> dict:
     """MAE of the map at the site-months, all and north of ``high_latitude`` (degrees N)."""
     obs = table["ter"].to_numpy(dtype=np.float64)
@@ -109,17 +127,20 @@ def _drivers(run: TerOutput, area: np.ndarray, land: np.ndarray, config: Pipelin
     features = list(run.shap)
     shap = np.stack([run.shap[f] for f in features])
     shares = gridstats.driver_shares(shap)
-    groups = gridstats.group_shares(shares, features, {
-        "environment": config.groups.environment, "biotic": config.groups.biotic,
-        "spatiotemporal": config.groups.spatiotemporal})
+    configured = {"environment": config.groups.environment, "biotic": config.groups.biotic,
+                  "spatiotemporal": config.groups.spatiotemporal}
+    groups = gridstats.group_shares(shares, features, configured)
     group_names = list(groups)
+    grouped = {f for members in configured.values() for f in members}
+    members = {g: [f for f in features if f in configured.get(g, [])] if g in configured
+               else [f for f in features if f not in grouped] for g in group_names}
     group_stack = np.stack([groups[g] for g in group_names])
     mean_share = [gridstats.weighted_mean_se(shares[k], area, land)[0] for k in range(len(features))]
     out.summary["drivers"] = {"features": features, "groups": {
         g: {"mean": gridstats.weighted_mean_se(groups[g], area, land)[0],
             "std": float(np.nanstd(np.where(land, groups[g], np.nan)))} for g in group_names},
         "top_features": [features[i] for i in np.argsort([-m for m in mean_share])][:5],
-        "group_order": group_names}
+        "group_order": group_names, "group_members": members}
     out.tables["drivers"] = pd.DataFrame([{"feature": f, "mean_share": mean_share[k],
                                            "std_share": float(np.nanstd(np.where(land, shares[k], np.nan)))}
                                           for k, f in enumerate(features)])
@@ -237,7 +258,8 @@ def analyze_run(run: TerOutput, config: PipelineConfig, *, region_masks: dict[st
                                 "p_threshold": config.analysis.p_threshold}
     rows = []
     pfts, out.summary["pft_regions"] = pft_masks(lat, lon)
-    regions = {**lat_band_masks(lat, lon.size, config.analysis.high_latitude), **(region_masks or {}), **pfts}
+    bands = lat_band_masks(lat, lon.size, config.analysis.high_latitude)
+    regions = {**bands, **(region_masks or {}), **pfts}
     for name, mask in regions.items():
         mask = mask & land
         entry = {"region": name, "pixels": int(mask.sum()),
@@ -248,6 +270,8 @@ def analyze_run(run: TerOutput, config: PipelineConfig, *, region_masks: dict[st
         rows.append(entry)
     out.tables["regions"] = pd.DataFrame(rows)
     out.summary["regions"] = rows
+    out.tables["seasonal_cycle"] = seasonal_cycle(ter, months, area,
+                                                  {k.removeprefix("lat "): v & land for k, v in bands.items()})
     tick("trends and regions")
 
     out.maps.update({"ter_mean": (ter.mean(axis=0) if ter.size else ter, TER_UNITS),

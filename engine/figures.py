@@ -151,6 +151,11 @@ def map_figure(spec: dict, land: np.ndarray | None) -> Figure:
                              f"{values.shape}")
         if mask.any() and not mask.all():
             ax.contour(lon, lat, mask.astype(np.float64), levels=[0.5], colors="k", linewidths=0.7)
+    if "towers" in spec:  # (lat, lon) of the flux towers, degrees
+        t_lat, t_lon = (np.asarray(a, dtype=np.float64) for a in spec["towers"])
+        ax.scatter(t_lon, t_lat, s=22, marker="^", facecolors="w", edgecolors="k", linewidths=0.8, zorder=4,
+                   label=f"{t_lat.size} flux towers")
+        ax.legend(loc="lower left", fontsize="x-small", framealpha=0.8)
     if "stipple" in spec:
         step = max(1, math.ceil(max(values.shape) / MAX_STIPPLE_DOTS))
         dots = np.zeros(values.shape, dtype=bool)
@@ -195,6 +200,49 @@ def series_figure(spec: dict) -> Figure:
     ax.set_title(spec.get("title", ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+def seasonal_figure(cycle: pd.DataFrame, units: str, title: str) -> Figure:
+    """Mean seasonal cycle, one line per region (``cycle``: a ``month`` column 1-12 and one column
+    per region)."""
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for k, name in enumerate(c for c in cycle.columns if c != "month"):
+        ax.plot(cycle["month"], cycle[name], marker="o", markersize=3, color=f"C{k}", label=name)
+    ax.set_xticks(range(1, 13), ["J", "F", "M", "A", "M", "J", "J", "A", "S", "O", "N", "D"])
+    ax.set_xlabel("Month")
+    ax.set_ylabel(units)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", title="latitude band", title_fontsize="small")
+    return fig
+
+
+def dependence_figure(curves: pd.DataFrame, truth: dict[str, tuple[np.ndarray, np.ndarray]], units: str,
+                      decoys: list[str]) -> Figure:
+    """One panel per feature of ``truth``: the binned SHAP dependence (``curves``: feature, value,
+    shap_mean, shap_std) beside the true response (x, y), both in ``units``; decoys' true response
+    is 0."""
+    names = list(truth)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = Figure(figsize=(3.4 * ncols + 0.6, 2.9 * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        c = curves[curves["feature"] == name].sort_values("value")
+        ax.fill_between(c["value"], c["shap_mean"] - c["shap_std"], c["shap_mean"] + c["shap_std"], color="C0",
+                        alpha=0.2, linewidth=0)
+        ax.plot(c["value"], c["shap_mean"], color="C0", marker="o", markersize=2.5, label="SHAP (mean ± s.d.)")
+        x, y = truth[name]
+        ax.plot(x, y, color="k", linestyle="--", label="true response")
+        ax.set_title(f"{name}{' (decoy)' if name in decoys else ''}", fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize="x-small")
+    fig.supylabel(f"contribution to TER ({units})")
+    fig.supxlabel("predictor value")
     return fig
 
 

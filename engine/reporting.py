@@ -97,18 +97,26 @@ def write_report(out_html: str | Path, *, maps: dict | None = None, series: dict
                  land: np.ndarray | None = None, tables: dict | None = None,
                  model_dir: str | Path | None = None, evaluations: dict | None = None,
                  notice: list[str] | None = None, meta: dict | None = None,
-                 title: str = "ciml-ter report", truth_parents: dict | None = None) -> Path:
+                 title: str = "ciml-ter report", truth_parents: dict | None = None,
+                 texts: dict | None = None, figures: dict | None = None) -> Path:
     """Write the report (see the module docstring for the inputs); returns its path.
     ``truth_parents`` ({"parents": [...], "decoys": [...]}) marks a synthetic world's true
-    parents and decoys in the importance figure."""
+    parents and decoys in the importance figure. ``texts`` ({name: {"section", "text"}}) are
+    paragraphs, e.g. what a flat map would show; ``figures`` ({name: {"figure", "caption",
+    "section", "alt"}}) are figures drawn by the caller (``ciml_ter.figures``), after the series."""
     page = _Page()
     for name, spec in (maps or {}).items():
         page.figure(spec.get("section", "Maps"), f"map-{name}", spec.get("caption", spec.get("title", name)),
                     png(map_figure(spec, land)), alt=map_alt(spec))
+    for name, spec in (texts or {}).items():
+        page.text(spec["section"], f"text-{name}", spec["text"])
     for name, spec in (series or {}).items():
         page.figure(spec.get("section", "Time series"), f"series-{name}",
                     spec.get("caption", spec.get("title", name)), png(series_figure(spec)),
                     alt=spec.get("title", name))
+    for name, spec in (figures or {}).items():
+        page.figure(spec["section"], f"figure-{name}", spec["caption"], png(spec["figure"]), alt=spec.get("alt"),
+                    wide=spec.get("wide", False))
     specs = {name: t if isinstance(t, dict) and "rows" in t else {"rows": t} for name, t in (tables or {}).items()}
     for name, spec in specs.items():
         if "section" in spec:

@@ -61,6 +61,27 @@ def test_constant_field_budget_is_land_area_times_twelve(tmp_path):
     np.testing.assert_allclose(budget.uncertainty_pg_c_yr, 0.1 * land_area * 12 / 1e15, rtol=1e-6)
 
 
+def test_seasonal_cycle_per_latitude_band(tmp_path):
+    """TER = 10 x month number in the north, 100 - month in the south (land only): each band's
+    cycle is that field's month by month (area weights cancel on a field constant in space)."""
+    land = _land()
+    lat, lon = _grid()
+    months = pd.date_range("2001-01-01", periods=24, freq="MS")
+    north = (lat >= 0)[:, None] & land
+    field = np.where(north, 10.0 * months.month.to_numpy()[:, None, None],
+                     100.0 - months.month.to_numpy()[:, None, None])
+    ter = np.where(land, field, np.nan)
+    analyze(_write_run(tmp_path / "run", ter), tmp_path / "a", PipelineConfig(), RUNTIME)
+    cycle = pd.read_csv(tmp_path / "a" / "seasonal_cycle.csv").set_index("month")
+    bands = {name: (south, north) for name, south, north in lat_bands(60.0)}
+    assert list(cycle.columns) == [b for b in bands if b != "60N-90N"]  # no land north of 50 N
+    np.testing.assert_allclose(cycle["90S-23.5S"], 100.0 - np.arange(1, 13))
+    np.testing.assert_allclose(cycle["23.5N-60N"], 10.0 * np.arange(1, 13))
+    tropics = cycle["23.5S-23.5N"].to_numpy()  # both halves: between the two fields
+    assert np.all((tropics > np.minimum(10 * np.arange(1, 13), 100 - np.arange(1, 13)) - 1e-9)
+                  & (tropics < np.maximum(10 * np.arange(1, 13), 100 - np.arange(1, 13)) + 1e-9))
+
+
 def test_budget_interval_width_map_and_extrapolation_share(tmp_path):
     """Intervals [0.5, 2] around TER 1 everywhere: the budget's bounds are 0.5 and 2 times the
     land area x 12 months, the width map 1.5; cells flagged in 6 of 24 months extrapolate a quarter
@@ -184,7 +205,7 @@ def test_a_failed_analysis_leaves_nothing_and_an_older_one_is_replaced_whole(tmp
     (tmp_path / "a" / "stale.csv").write_text("from another analysis")
     analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["budget.csv", "maps.nc", "regions.csv",
-                                                                  "summary.json"]
+                                                                  "seasonal_cycle.csv", "summary.json"]
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -211,17 +232,36 @@ def test_report_from_run_and_analysis(tmp_path):
     land = _land()
     rng = np.random.default_rng(1)
     ter = np.where(land, 40.0, np.nan)[None] * rng.uniform(0.8, 1.2, (36,) + land.shape)
-    shap = {"lst_night": ter - 30, "lai": np.where(land, 2.0, np.nan)[None].repeat(36, axis=0)}
-    run = _write_run(tmp_path / "run", ter, shap=shap)
-    manifest = {"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c", "months": ["2001-01", "2003-12"],
-                "run_id": "r1"}
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    analyze(run, tmp_path / "a", PipelineConfig(), RUNTIME)
-    html = report(run, tmp_path / "r.html", PipelineConfig(), RUNTIME, analysis=tmp_path / "a").out.read_text()
+
+    def reported(name, shap):
+        run = _write_run(tmp_path / name, ter, shap=shap)
+        manifest = {"format": "ciml-ter-run/1", "model_id": "m", "config_hash": "c",
+                    "months": ["2001-01", "2003-12"], "run_id": name}
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        analyze(run, tmp_path / f"a-{name}", PipelineConfig(), RUNTIME)
+        return report(run, tmp_path / f"{name}.html", PipelineConfig(), RUNTIME,
+                      analysis=tmp_path / f"a-{name}").out.read_text()
+
+    varied = {"lst_night": ter - 30, "lai": np.where(land, rng.uniform(0, 20, land.shape), np.nan)[None].repeat(36, 0)}
+    html = reported("varied", varied)
     for figure in ("map-ter-mean", "map-ter-std", "map-trend", "map-dominant-driver", "map-share-environment",
-                   "series-budget", "table-regions"):
+                   "series-budget", "figure-seasonal-cycle", "table-regions"):
         assert f'id="{figure}"' in html, figure
     assert "http://" not in html and "https://" not in html
+    # one driver dominant everywhere, a group share flat over land: said in a sentence, not drawn flat
+    flat = {"lst_night": ter - 30, "lai": np.where(land, 0.5, np.nan)[None].repeat(36, 0)}
+    html = reported("flat", flat)
+    assert 'id="map-dominant-driver"' not in html and 'id="map-share-spatiotemporal"' not in html
+    text = _text_by_id(html)
+    assert text["text-dominant-driver"].startswith("lst_night is the dominant driver")
+    assert text["text-share-spatiotemporal"].startswith("The spatiotemporal drivers hold 0.00 of the mean |SHAP|")
+
+
+def _text_by_id(html: str) -> dict[str, str]:
+    """The text of every <p id=...> of a report page."""
+    import re
+
+    return {m.group(1): re.sub(r"<[^>]+>", "", m.group(2)) for m in re.finditer(r'<p id="([^"]+)">(.*?)</p>', html)}
 
 
 def test_regions_per_igbp_class_of_the_real_land_cover(tmp_path):

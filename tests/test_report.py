@@ -373,7 +373,7 @@ def synthetic(tmp_path_factory) -> dict:
         "features_path": str(features), "run_id": "r1"}))
     analysis = root / "analysis"
     analysis.mkdir()
-    share = np.where(land, 0.7, np.nan)
+    share = np.where(land, 0.6 + 0.02 * (xx - xx.mean()), np.nan)  # varies over land: drawn as a map
     dominant = np.where(land, np.where(xx > -6, 1, 3), -1)
     xr.Dataset({"ter_mean": (("lat", "lon"), estimate.mean(axis=0)), "ter_std_mean": (("lat", "lon"), 0.05 * truth[0]),
                 "trend_slope": (("lat", "lon"), np.where(land, yy - 56, np.nan)),

@@ -245,3 +245,19 @@ def test_gpu_world_has_the_cpu_world_s_truth_and_statistics(world, tmp_path):
         assert abs(b - a) <= 0.02 * abs(a), (name, a, b)
     a, b = np.nanmean(cpu_truth.ter.values[:, land]), np.nanmean(gpu_truth.ter.values[:, land])
     assert abs(b - a) <= 0.02 * a
+
+
+def test_true_response_is_the_centred_partial_dependence_of_the_formula():
+    """Closed form: with soc30 alone varying, the response to soc30 is the formula's factor
+    (1 + soc30 / 15) times the other factors, centred; a decoy's response is 0."""
+    from ciml_ter.data.synth import true_response, true_ter
+
+    rows = {"lst_night": np.full(4, 290.0), "lswi": np.full(4, 0.2), "lai": np.full(4, 2.0),
+            "soc30": np.array([5.0, 10.0, 20.0, 40.0])}
+    base = true_ter(290.0, 0.2, 2.0, 0.0)  # the other factors, soc30 = 0
+    at = np.array([0.0, 15.0, 30.0])
+    expected = base * (1 + at / 15) - base * (1 + rows["soc30"] / 15).mean()
+    np.testing.assert_allclose(true_response(rows, "soc30", at), expected, rtol=1e-12)
+    np.testing.assert_array_equal(true_response(rows, "lst_day", at), 0.0)
+    rising = true_response(rows, "lst_night", np.array([270.0, 290.0, 310.0]))
+    assert rising[0] < 0 < rising[2]  # respiration rises with night temperature

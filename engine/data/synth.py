@@ -282,6 +282,20 @@ def true_ter(lst_night, lswi, lai, soc30):
         return temperature * moisture * (0.3 + lai / (lai + 1.5)) * (1 + soc30 / 15)
 
 
+def true_response(values: dict[str, np.ndarray], feature: str, at: np.ndarray) -> np.ndarray:
+    """The world's centred partial response to ``feature`` (g C m-2 month-1), what a SHAP
+    dependence curve estimates: for each value of ``at``, the mean of ``true_ter`` over the rows of
+    ``values`` (the parents' monthly values, 1-D arrays of equal length) with ``feature`` set to it,
+    minus the mean of ``true_ter`` over the rows; 0 for a feature that is not a parent."""
+    at = np.asarray(at, dtype=np.float64)
+    if feature not in PARENTS:
+        return np.zeros_like(at)
+    rows = {p: np.asarray(values[p], dtype=np.float64) for p in PARENTS}
+    mean = float(np.nanmean(true_ter(**rows)))
+    return np.array([float(np.nanmean(true_ter(**{**rows, feature: np.full_like(rows[feature], v)}))) - mean
+                     for v in at])
+
+
 def monthly_truth(daily: dict, eight_day: dict, soc30, days, eight, months):
     """Truth (months, pixels) from the monthly medians of the written variables, on the device
     of ``daily``."""

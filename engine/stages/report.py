@@ -13,17 +13,23 @@ import xarray as xr
 
 from ciml_ter.analysis import read_maps
 from ciml_ter.config import PipelineConfig
-from ciml_ter.data.synth import read_truth
+from ciml_ter.data.cube import open_cube
+from ciml_ter.data.synth import PARENTS, read_truth, true_response
 from ciml_ter.documents import read_json
 from ciml_ter.errors import InputError
 from ciml_ter.evaluation import against_truth
+from ciml_ter.figures import dependence_figure, seasonal_figure
 from ciml_ter.files import check_output
+from ciml_ter.gridstats import series_trend
 from ciml_ter.reporting import write_report
+from ciml_ter.sitetable import read_site_table
 from ciml_ter.stages import Runtime
 from ciml_ter.tiles import RunDir
 from ciml_ter.units import TER_UNITS
 
 SHARE_UNITS = "fraction of |SHAP|"
+FLAT_SHARE = 0.02  # a group share that varies less than this over land is said, not mapped
+DEPENDENCE_ROWS = 20_000  # cell-months sampled for the true response
 
 
 def _cube_attrs(path: Path) -> dict:
@@ -84,10 +90,12 @@ def _truth_parts(truth_path: Path, rundir: RunDir, lat, lon, land, months: list[
     return out
 
 
-def _notice(truth: dict | None) -> list[str]:
+def _notice(truth: dict | None, summary: dict | None = None, towers_too: bool = False) -> list[str]:
     lines = [("Synthetic world: every input of this report (the satellite predictors, the soils, the flux "
               "towers and their “observations”) was simulated by `ciml-ter synth`; nothing here describes the "
-              "real Earth. The true TER is known, so the estimates can be checked against it.")]
+              "real Earth" + (", except the sections on real flux towers, trained and tested on real FLUXNET "
+                              "measurements" if towers_too else "")
+              + ". The true TER is known, so the estimates can be checked against it.")]
     if truth is None:
         return lines
     a = truth["attrs"]
@@ -105,6 +113,11 @@ def _notice(truth: dict | None) -> list[str]:
         lines.append(f"Against the truth over {_period(truth['months'])}, the estimated TER has R² "
                      f"{truth['r2']:.3f} and a mean absolute error of {truth['mae']:.2f} {TER_UNITS} "
                      "(all land cell-months).")
+        estimated = (summary or {}).get("trend", {}).get("percent_per_step")
+        if estimated is not None and len(truth.get("budget", [])) >= 3:
+            true_trend = series_trend(np.asarray(truth["budget"], dtype=np.float64))["percent_per_step"]
+            lines.append(f"Trend of the annual total: estimated {estimated:+.2f} %/yr, true {true_trend:+.2f} %/yr "
+                         "(Theil–Sen slopes over the complete years).")
     else:
         lines.append(truth["problem"] + ".")
     return lines
@@ -127,6 +140,49 @@ def same_run(manifest: dict, run: Path, summary: dict | None, analysis: Path | N
         if model_id != manifest.get("model_id"):
             raise InputError(f"{model}: holds model {model_id}, but {run} was predicted with model "
                              f"{manifest.get('model_id')}; refusing to mix runs: give that run's model")
+
+
+def _towers(model: Path | None, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lat, lon) of the towers of the model's site table that lie in the run's window, or None
+    (no model, or its table is gone)."""
+    if model is None:
+        return None
+    model = Path(model)
+    document = model / ("manifest.json" if (model / "manifest.json").is_file() else "metrics.json")
+    sites_path = read_json(document, "model manifest or metrics.json").get("sites_path")
+    if not sites_path or not Path(sites_path).is_file():
+        return None
+    places = read_site_table(sites_path).frame.groupby("site")[["lat", "lon"]].first()
+    res = abs(float(lat[1] - lat[0])) if lat.size > 1 else 1.0
+    inside = places["lat"].between(lat.min() - res / 2, lat.max() + res / 2) & \
+        places["lon"].between(lon.min() - res / 2, lon.max() + res / 2)
+    return (places["lat"][inside].to_numpy(), places["lon"][inside].to_numpy()) if inside.any() else None
+
+
+def _dependence_against_truth(path: Path, manifest: dict, land: np.ndarray, truth: dict) -> dict | None:
+    """The SHAP dependence curves of the true parents and the decoys beside the world's true
+    response (``synth.true_response`` over the run's own predictors, sampled), or None when the
+    run's feature cube is gone or lacks the parents."""
+    features_path = manifest.get("features_path")
+    parents = json.loads(truth["attrs"].get("parents", "[]"))
+    decoys = json.loads(truth["attrs"].get("decoys", "[]"))
+    if not features_path or not Path(features_path).exists() or not parents:
+        return None
+    curves = pd.read_csv(path)
+    cube = open_cube(features_path)
+    if not set(PARENTS) <= set(map(str, cube.data_vars)):
+        return None
+    rows = np.random.default_rng(0).permutation(int(land.sum()) * cube.sizes["time"])[:DEPENDENCE_ROWS]
+    values = {p: np.asarray(cube[p].values, dtype=np.float64)[:, land].ravel()[rows] for p in PARENTS}
+    shown = [f for f in (*parents, *decoys) if f in set(curves["feature"])]
+    at = {f: curves.loc[curves["feature"] == f, "value"].sort_values().to_numpy() for f in shown}
+    response = {f: (at[f], true_response(values, f, at[f])) for f in shown}
+    return {"figure": dependence_figure(curves, response, TER_UNITS, decoys), "section": "Drivers", "wide": True,
+            "alt": "SHAP dependence of the true parents and decoys beside the true response",
+            "caption": "Per true parent and decoy of the synthetic world: the model's SHAP value binned by the "
+                       "predictor's value (line: mean, band: ± s.d.) and the world's true response, the centred "
+                       "partial dependence of the truth formula on that predictor over a sample of the run's "
+                       "land cell-months (dashed; 0 for a decoy)."}
 
 
 def _interval_maps(ds: xr.Dataset, spec, period: str) -> dict:
@@ -190,7 +246,7 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
     months = all_months.strftime("%Y-%m").tolist()
     period = _period(months)
     synthetic, found = (True, Path(truth)) if truth is not None else find_truth(manifest)
-    maps, series, tables = {}, {}, {}
+    maps, series, tables, texts, extra_figures = {}, {}, {}, {}, {}
     if analysis is None:
         ter = rundir.read_output().ter
         land = np.isfinite(ter).any(axis=0)
@@ -211,9 +267,13 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
     if truth_info and "r2" in truth_info:
         both = np.concatenate([v[np.isfinite(v)] for v in (ter_mean, truth_info["true_mean"])])
         mean_kw.update(vmin=float(both.min()), vmax=float(both.max()))
+    towers = _towers(model, lat, lon)
+    tower_kw = {"towers": towers} if towers is not None else {}
+    tower_note = f" Triangles: the {towers[0].size} flux towers the model was trained on." if towers is not None else ""
     maps["ter_mean"] = spec(ter_mean, "Mean TER" + (" (estimate)" if synthetic else ""), TER_UNITS,
                             f"Mean of the monthly TER estimates per grid cell over {period}; blank: no land."
-                            + (" Same colour scale as the true mean TER." if "vmin" in mean_kw else ""), **mean_kw)
+                            + (" Same colour scale as the true mean TER." if "vmin" in mean_kw else "") + tower_note,
+                            **mean_kw, **tower_kw)
     if truth_info and "r2" in truth_info:
         tp = _period(truth_info["months"])
         maps["truth_mean"] = spec(truth_info["true_mean"], "True mean TER (synthetic world)", TER_UNITS,
@@ -243,20 +303,38 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
         if "dominant_feature" in ds:
             features = json.loads(ds.attrs["features"])
             groups = json.loads(ds.attrs["groups"])
-            maps["dominant_driver"] = spec(
-                ds.dominant_feature.values, "Dominant driver", "dominant feature",
-                f"The feature with the largest share of each cell's mean |SHAP| (|SHAP| averaged over {_over(months)}); "
-                "the legend lists the features dominant somewhere.", labels=dict(enumerate(features)),
-                section="Drivers")
+            dominant = ds.dominant_feature.values[land & (ds.dominant_feature.values >= 0)]
+            if np.unique(dominant).size > 1:
+                maps["dominant_driver"] = spec(
+                    ds.dominant_feature.values, "Dominant driver", "dominant feature",
+                    f"The feature with the largest share of each cell's mean |SHAP| (|SHAP| averaged over "
+                    f"{_over(months)}); the legend lists the features dominant somewhere.",
+                    labels=dict(enumerate(features)), section="Drivers")
+            elif dominant.size:
+                texts["dominant_driver"] = {"section": "Drivers", "text": (
+                    f"{features[int(dominant[0])]} is the dominant driver (the largest share of the mean |SHAP|, "
+                    f"over {_over(months)}) in every land cell, so no map of the dominant driver is drawn.")}
             group_means = summary.get("drivers", {}).get("groups", {})
+            members = summary.get("drivers", {}).get("group_members", {})
             for g in groups:
+                values = ds[f"group_share_{g}"].values[land]
+                who = f" ({', '.join(members[g])})" if members.get(g) else ""
+                if np.nanmax(values) - np.nanmin(values) < FLAT_SHARE:
+                    texts[f"share_{g}"] = {"section": "Drivers", "text": (
+                        f"The {g} drivers{who} hold {np.nanmean(values):.2f} of the mean |SHAP| in every land cell "
+                        f"(within {FLAT_SHARE}), so their map is not drawn.")}
+                    continue
                 mean = group_means.get(g, {}).get("mean")
                 maps[f"share_{g}"] = spec(
                     ds[f"group_share_{g}"].values, f"Share of {g} drivers", SHARE_UNITS,
-                    f"Sum over the {g} features of their shares of each cell's mean |SHAP| (over {_over(months)}); the "
-                    "groups' shares add up to 1 in every cell"
+                    f"Sum over the {g} features{who} of their shares of each cell's mean |SHAP| (over "
+                    f"{_over(months)}); the groups' shares add up to 1 in every cell"
                     + (f"; area-weighted mean over land {mean:.2f}." if mean is not None else "."),
                     cmap="viridis", vmin=0, vmax=1, section="Drivers")
+            if truth_info is not None and (analysis_dir / "dependence.csv").is_file():
+                figure = _dependence_against_truth(analysis_dir / "dependence.csv", manifest, land, truth_info)
+                if figure is not None:
+                    extra_figures["dependence"] = figure
             drivers = pd.read_csv(analysis_dir / "drivers.csv").sort_values("mean_share", ascending=False)
             tables["driver shares"] = {
                 "rows": drivers.rename(columns={"mean_share": f"mean {SHARE_UNITS} (area-weighted over land)",
@@ -281,6 +359,13 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
                        "correlated, an upper bound of that spread's effect on the total."
                        + bounds_caption + (" Dashed: the synthetic world's true total." if true_budget is not None else ""),
             **({"truth": true_budget} if true_budget is not None else {}), **bounds}
+        if (analysis_dir / "seasonal_cycle.csv").is_file():
+            cycle = pd.read_csv(analysis_dir / "seasonal_cycle.csv")
+            extra_figures["seasonal_cycle"] = {
+                "figure": seasonal_figure(cycle, TER_UNITS, "Mean seasonal cycle per latitude band"),
+                "section": "Time series", "alt": "Mean seasonal cycle of TER per latitude band",
+                "caption": f"Area-weighted mean monthly TER over the land cells of each latitude band, averaged "
+                           f"over the years of {period}."}
         regions = pd.read_csv(analysis_dir / "regions.csv")
         regions = regions[regions["pixels"] > 0].rename(columns={
             "pixels": "land cells", "budget_pg_c_yr": "mean annual TER (Pg C yr-1)",
@@ -316,8 +401,11 @@ def report(run: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, an
             "months": f"{months[0]} to {months[-1]}" if months else "–"}
     if synthetic:
         meta["world"] = "synthetic (ciml-ter synth)" + (f", truth {found}" if found is not None else "")
+    towers_too = any("model_dir" in e for e in (evaluations or {}).values())
+    title = "ciml-ter: terrestrial ecosystem respiration" + (
+        ", synthetic world" + (" and real flux towers" if towers_too else "") if synthetic else "")
     path = write_report(out, maps=maps, series=series, land=land, tables=tables, model_dir=model,
-                        evaluations=evaluations, notice=_notice(truth_info) if synthetic else None, meta=meta,
-                        truth_parents=truth_parents,
-                        title="ciml-ter: terrestrial ecosystem respiration" + (", synthetic world" if synthetic else ""))
+                        evaluations=evaluations, meta=meta, truth_parents=truth_parents, texts=texts,
+                        figures=extra_figures, title=title,
+                        notice=_notice(truth_info, summary, towers_too) if synthetic else None)
     return ReportSummary(path)
