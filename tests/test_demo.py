@@ -35,3 +35,10 @@ def test_quick_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_pa
     page = report.read_text(encoding="utf-8")
     assert "truth vs estimate (synthetic world)" in page and page.count("<img") >= 8
     assert "real FLUXNET towers" in page and "2636 site-months" in result.stdout  # the shipped sample
+    # the report of a synthetic world with real towers: says both, shows the truth where it is known
+    assert "<title>ciml-ter: terrestrial ecosystem respiration, synthetic world and real flux towers</title>" in page
+    assert "except the sections on real flux towers" in page
+    assert f"Trend of the annual total: estimated {truth['estimated_trend_percent_per_yr']:+.2f} %/yr, true " \
+           f"{truth['true_trend_percent_per_yr']:+.2f} %/yr" in page
+    assert 'id="figure-dependence"' in page and "the world&#x27;s true response" in page  # beside SHAP
+    assert 'id="figure-seasonal-cycle"' in page and "the 100 flux towers the model was trained on" in page
