@@ -23,6 +23,7 @@ from ciml_ter.errors import InputError
 from ciml_ter.evaluation import (BASELINE_NAMES, metrics, random_forest_baseline, scale_metrics,
                                  shap_importance, site_bootstrap, spearman, temperature_baseline,
                                  temperature_kelvin, weight_importance)
+from ciml_ter.gridstats import in_band, lat_bands
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import SiteTable
 from ciml_ter.training import train_ensemble
@@ -65,13 +66,76 @@ def _versus(difference: dict, level: float) -> str:
             f"{low:z.1f} to {high:z.1f}{', which includes 0' if low <= 0 <= high else ''})")
 
 
+MIN_GROUP_SITES = 3  # sites a PFT or latitude band needs for its own causal-vs-plain interval
+
+
+def _how(difference: dict) -> str:
+    return ("helped" if difference["high"] < 0 else "did not help" if difference["low"] > 0
+            else "made no clear difference")
+
+
+def causal_by_group(obs: np.ndarray, sites: np.ndarray, model: np.ndarray, plain: np.ndarray, labels: np.ndarray,
+                    seed: int, n_boot: int = 1000, level: float = 0.95) -> dict:
+    """Per label (a PFT, a latitude band): the paired site-bootstrap difference of test MAE, causal
+    model minus plain XGBoost, on that label's rows, and what it says (``how``); a label with
+    fewer than ``MIN_GROUP_SITES`` sites gets its counts only."""
+    out = {}
+    labels = np.asarray(labels).astype(str)
+    for label in sorted(set(labels)):
+        rows = labels == label
+        n_sites = len(set(sites[rows]))
+        entry = {"n_sites": n_sites, "n_rows": int(rows.sum())}
+        if n_sites >= MIN_GROUP_SITES:
+            boot = site_bootstrap(obs[rows], {"model": model[rows], "xgboost_plain": plain[rows]}, sites[rows],
+                                  n_boot=n_boot, seed=seed, level=level, reference="model")
+            d = boot["differences"]["xgboost_plain"]
+            entry.update(mae=boot["models"]["model"]["mae"], mae_plain=boot["models"]["xgboost_plain"]["mae"],
+                         difference=d["difference"], low=d["low"], high=d["high"], how=_how(d))
+        out[label] = entry
+    return out
+
+
+def _where(by_group: dict[str, dict], what: str) -> str:
+    """"By PFT, the causal weights helped in A (-1.2, -2.0 to -0.3); did not help in B (...);
+    made no clear difference in the other 5 with at least 3 sites." """
+    judged = {k: v for k, v in by_group.items() if "how" in v}
+    if not judged:
+        return f"By {what}, no group has {MIN_GROUP_SITES} sites to judge the causal weights on."
+    parts = []
+    for how in ("helped", "did not help"):
+        names = [f"{k} ({v['difference']:+.1f}, {v['low']:.1f} to {v['high']:.1f})" for k, v in judged.items()
+                 if v["how"] == how]
+        if names:
+            parts.append(f"{how} in {', '.join(names)}")
+    unclear = sum(v["how"] == "made no clear difference" for v in judged.values())
+    if unclear:
+        parts.append(f"made no clear difference in {'the other ' if parts else 'all '}{unclear} "
+                     f"with at least {MIN_GROUP_SITES} sites")
+    return f"By {what}, the causal weights " + "; ".join(parts) + "."
+
+
+def verdict_groups(frame: pd.DataFrame, high_latitude: float) -> dict[str, np.ndarray]:
+    """Labels per row for the verdict's causal-vs-plain breakdown: the PFT and the latitude band."""
+    groups = {"PFT": frame["pft"].astype(str).to_numpy()}
+    if "lat" in frame.columns:
+        lat = frame["lat"].to_numpy(dtype=np.float64)
+        band = np.full(len(frame), "", dtype=object)
+        for name, south, north in lat_bands(high_latitude):
+            band[in_band(lat, south, north)] = name
+        groups["latitude band"] = band
+    return groups
+
+
 def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], causal: bool, seed: int,
-            n_boot: int = 1000, level: float = 0.95, guard: dict | None = None) -> dict:
+            n_boot: int = 1000, level: float = 0.95, guard: dict | None = None,
+            groups: dict[str, np.ndarray] | None = None) -> dict:
     """Site-bootstrap test MAEs (g C m-2 month-1) of the model (``tests["model"]``) and each
     baseline on the rows every one estimates, the paired difference "model - xgboost_plain" and
     two sentences: whether the causal weights helped (``sentence``, which also says in how many
     folds the causal guard kept them, from the manifest's ``causal_guard``) and how the model
-    ranks against the best baseline (``ranking``)."""
+    ranks against the best baseline (``ranking``). ``groups`` (a name such as "PFT" -> a label
+    per row): for a causal model, the same difference per label (``by_group``,
+    ``causal_by_group``) and a sentence per grouping (``where``)."""
     tests = {k: v for k, v in tests.items() if np.isfinite(v).any()}
     if causal and "xgboost_plain" not in tests:
         raise ValueError("verdict: a causal model needs the test estimates of the xgboost_plain baseline")
@@ -81,9 +145,15 @@ def verdict(obs: np.ndarray, sites: np.ndarray, tests: dict[str, np.ndarray], ca
     out: dict = {"bootstrap": boot, "model_minus_xgboost_plain": None}
     if causal:
         d = out["model_minus_xgboost_plain"] = boot["differences"]["xgboost_plain"]
-        how = "helped" if d["high"] < 0 else "did not help" if d["low"] > 0 else "made no clear difference"
-        out["sentence"] = (f"The causal weights {how}: test MAE {mae['model']:.1f} vs {mae['xgboost_plain']:.1f} "
-                           f"without them {_versus(d, level)}.")
+        out["sentence"] = (f"The causal weights {_how(d)}: test MAE {mae['model']:.1f} vs "
+                           f"{mae['xgboost_plain']:.1f} without them {_versus(d, level)}.")
+        obs_, sites_ = np.asarray(obs, dtype=np.float64), np.asarray(sites).astype(str)
+        both = np.isfinite(obs_) & np.isfinite(tests["model"]) & np.isfinite(tests["xgboost_plain"])
+        out["by_group"] = {name: causal_by_group(obs_[both], sites_[both], tests["model"][both],
+                                                 tests["xgboost_plain"][both], np.asarray(labels)[both], seed,
+                                                 n_boot, level)
+                           for name, labels in (groups or {}).items()}
+        out["where"] = [_where(by, name) for name, by in out["by_group"].items()]
     elif guard:
         out["sentence"] = (f"The causal guard dropped the causal weights in all {len(guard)} folds (on each "
                            "fold's inner held-out sites they did not beat none by the guard margin): the model "
@@ -260,7 +330,7 @@ def assess(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, plain_d
                   "n_unseen_sites": len(set(table.sites[~known]))},
         "baselines": baselines,
         "verdict": verdict(obs, table.sites, tests, ensemble.manifest["causal"], config.seed,
-                           guard=ensemble.manifest.get("causal_guard")),
+                           guard=ensemble.manifest.get("causal_guard"), groups=verdict_groups(frame, hl)),
         "structure": structure_summary,
         "uncertainty": intervals.document if intervals else {"skipped": no_intervals},
         "training": {"rounds": ensemble.manifest.get("rounds"), "predictors": ensemble.manifest.get("predictors"),

@@ -86,14 +86,14 @@ class XGBoostConfig:
     tree_method: str = "hist"
     objective: str = "reg:absoluteerror"
     huber_slope: float = 20.0
-    learning_rate: float = 0.05
-    max_depth: int = 5
+    learning_rate: float = 0.02
+    max_depth: int = 3
     min_child_weight: float = 40.0
     gamma: float = 0.0
     reg_lambda: float = 20.0
     subsample: float = 0.7
     colsample_bylevel: float = 0.6
-    colsample_bynode: float = 0.5
+    colsample_bynode: float = 0.3
     num_boost_round: int = 2000
     early_stopping_rounds: int = 200
 
@@ -112,17 +112,24 @@ class TrainConfig:
     gpu_workers: int = 4  # members trained at once on one GPU (threads)
 
 
+ALL_DRIVERS = "*"  # [predictors] antecedent = ["*"]: every time-varying driver
+
+
 @dataclass
 class PredictorsConfig:
     """Context predictors that train and predict add to the drivers alike: ``season``, the
     hemisphere-aware month as sin/cos (shifted 6 months south of the equator; replaces the integer
     ``month``); ``igbp``, one column per IGBP class of the training sites (tower metadata, or the
     land-cover layer at the tower pixel for tables built from a cube); ``climatology``, the
-    multi-year mean of every time-varying driver at each site or pixel (never of TER)."""
+    multi-year mean of every time-varying driver at each site or pixel (never of TER);
+    ``antecedent``, the drivers (those of them a table has; ``"*"``: every time-varying driver)
+    whose previous month and mean of the three previous months are predictors: the memory of soil
+    water, of past rain and of the season's warmth (README "Choosing the defaults")."""
 
     season: bool = True
     igbp: bool = False
     climatology: bool = True
+    antecedent: list[str] = field(default_factory=lambda: [ALL_DRIVERS])
 
 
 @dataclass
@@ -271,6 +278,9 @@ _RULES: dict[str, tuple[typing.Callable, str]] = {
     "train.workers": (lambda v: v >= 0, "an integer >= 0 (0 = one per core)"),
     "train.gpu_min_rows": (lambda v: v >= 0, "an integer >= 0"),
     "train.gpu_workers": (lambda v: v >= 1, "an integer >= 1"),
+    "predictors.antecedent": (lambda v: len(set(v)) == len(v) and (v == [ALL_DRIVERS] or all(
+                              re.fullmatch(r"[A-Za-z0-9_]+", d) for d in v)),
+                              "distinct driver names (letters, digits, '_'), or [\"*\"] for every driver"),
     "predict.tile_size": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "predict.batch_rows": (lambda v: v >= 0, "an integer >= 0 (0 = automatic)"),
     "analysis.p_threshold": (lambda v: 0 < v < 1, "a p-value in (0, 1)"),

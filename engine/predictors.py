@@ -10,10 +10,18 @@ them a model may take:
   of the training sites (tower metadata in site-only tables, the land-cover layer at the tower
   pixel in tables built from a cube; a pixel of a class no training site had gets zeros);
 - ``clim_<driver>``: the multi-year mean of a time-varying driver at the location (all its months
-  with a value: the site's record in a table, the cube's period at a pixel). Never of TER.
+  with a value). Never of TER.
+- ``prev1_<driver>``, ``prev3_<driver>`` for the drivers of ``[predictors] antecedent``: the
+  driver's value in the previous month, and its mean over the three previous months (those with
+  a value; NaN when none): the memory of the soil water and of past rain.
 
-``plan`` fixes which columns a model uses (``PredictorSpec``, kept in the model manifest);
-``table_matrix`` and ``pixel_matrix`` build them the same way for training and for ``predict``.
+These context columns describe a location's whole monthly record: at a map pixel the cube's
+months; at a tower the site's complete record, every month of its files whatever the flux
+quality flags (``sitetable`` stores them, computed by ``record_context``, as columns of the same
+names); a table without them gets them from its own rows. ``series_context`` is the one
+arithmetic. ``plan`` fixes which columns a model uses (``PredictorSpec``, kept in the model
+manifest); ``table_matrix`` and ``pixel_matrix`` build them the same way for training and for
+``predict``.
 """
 from __future__ import annotations
 
@@ -22,13 +30,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ciml_ter.config import PipelineConfig
+from ciml_ter.config import ALL_DRIVERS, PipelineConfig
 from ciml_ter.errors import InputError
 
 NOT_DRIVERS = ("lat", "lon", "month")
 SEASON = ("season_sin", "season_cos")
 IGBP_PREFIX = "igbp_"
 CLIMATOLOGY_PREFIX = "clim_"
+PREVIOUS_PREFIX = "prev1_"  # the previous month's value
+ANTECEDENT_PREFIX = "prev3_"  # the mean of the three previous months
+CONTEXT_PREFIXES = (CLIMATOLOGY_PREFIX, PREVIOUS_PREFIX, ANTECEDENT_PREFIX)
 IGBP_COLUMN = "igbp"  # IGBP label column of cube-mode tables (site-only tables use ``pft``)
 
 
@@ -45,19 +56,58 @@ def igbp_onehot(labels: np.ndarray, classes: list[str]) -> np.ndarray:
     return np.stack([labels == c for c in classes], axis=-1).astype(np.float32).reshape(len(labels), len(classes))
 
 
-def location_means(values: np.ndarray, location: np.ndarray) -> np.ndarray:
-    """Per-row mean over the rows of the same location of each column of ``values`` (NaN ignored;
-    NaN where a location has no value)."""
+def context_driver(name: str) -> str | None:
+    """The driver a context column (``<prefix><driver>``) describes; None for any other column."""
+    return next((name[len(p):] for p in CONTEXT_PREFIXES if name.startswith(p)), None)
+
+
+def series_context(values: np.ndarray, prefix: str) -> np.ndarray:
+    """The context column ``prefix`` (one of ``CONTEXT_PREFIXES``) of a driver's values
+    (months, locations) on consecutive months, float64 of the same shape: the mean over all
+    months with a value (``clim_``), the previous month's value (``prev1_``) or the mean of the
+    three previous months with a value (``prev3_``); NaN where there is none (the first month
+    has no previous one)."""
     values = np.asarray(values, dtype=np.float64)
-    codes, index = np.unique(np.asarray(location), return_inverse=True)
-    finite = np.isfinite(values)
-    sums = np.zeros((len(codes), values.shape[1]))
-    counts = np.zeros((len(codes), values.shape[1]))
-    np.add.at(sums, index, np.where(finite, values, 0.0))
-    np.add.at(counts, index, finite)
+    if prefix == CLIMATOLOGY_PREFIX:
+        finite = np.isfinite(values)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(finite, values, 0.0).sum(axis=0) / finite.sum(axis=0)
+        return np.broadcast_to(mean, values.shape).copy()
+    lags = {PREVIOUS_PREFIX: 1, ANTECEDENT_PREFIX: 3}.get(prefix)
+    if lags is None:
+        raise ValueError(f"unknown context prefix {prefix!r}; expected one of {', '.join(CONTEXT_PREFIXES)}")
+    total = np.zeros(values.shape)
+    count = np.zeros(values.shape)
+    for lag in range(1, lags + 1):
+        shifted = np.full(values.shape, np.nan)
+        shifted[lag:] = values[:-lag]
+        finite = np.isfinite(shifted)
+        total += np.where(finite, shifted, 0.0)
+        count += finite
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    return means[index]
+        return np.where(count > 0, total / count, np.nan)
+
+
+def record_context(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Context columns (``<prefix><driver>`` names) of a site-month frame (``site``, ``time`` =
+    month start, the drivers), each site's rows laid on consecutive months from its first to its
+    last (months without a row count as missing); indexed like ``frame``."""
+    out = pd.DataFrame(index=frame.index, columns=columns, dtype=np.float64)
+    if frame.empty or not columns:
+        return out
+    parts = {c: (c[:-len(context_driver(c))], context_driver(c)) for c in columns}
+    drivers = sorted({d for _, d in parts.values()})
+    time = pd.DatetimeIndex(frame["time"])
+    month_number = (time.year * 12 + time.month - 1).to_numpy()
+    for _, rows in frame.groupby("site", sort=False).indices.items():
+        index = month_number[rows] - month_number[rows].min()
+        n_months = int(index.max()) + 1
+        series = np.full((n_months, len(drivers)), np.nan)
+        series[index] = frame[drivers].to_numpy(dtype=np.float64)[rows]
+        for c, (prefix, driver) in parts.items():
+            k = drivers.index(driver)
+            out.iloc[rows, out.columns.get_loc(c)] = series_context(series[:, k:k + 1], prefix)[index, 0]
+    return out
 
 
 def igbp_labels(codes: np.ndarray, attrs: dict) -> np.ndarray:
@@ -81,12 +131,18 @@ class PredictorSpec:
     season: bool = False
     igbp_classes: list[str] = field(default_factory=list)
     climatology: list[str] = field(default_factory=list)  # drivers whose location mean is a predictor
+    antecedent: list[str] = field(default_factory=list)  # drivers whose previous months are predictors
+
+    @property
+    def context_columns(self) -> list[str]:
+        """The columns computed from each location's record, in model order."""
+        return [*(CLIMATOLOGY_PREFIX + d for d in self.climatology),
+                *(p + d for d in self.antecedent for p in (PREVIOUS_PREFIX, ANTECEDENT_PREFIX))]
 
     @property
     def features(self) -> list[str]:
         return [*self.drivers, *(SEASON if self.season else ()),
-                *(IGBP_PREFIX + c for c in self.igbp_classes),
-                *(CLIMATOLOGY_PREFIX + d for d in self.climatology)]
+                *(IGBP_PREFIX + c for c in self.igbp_classes), *self.context_columns]
 
     @property
     def context(self) -> list[str]:
@@ -99,7 +155,7 @@ class PredictorSpec:
     @classmethod
     def from_dict(cls, data: dict) -> PredictorSpec:
         return cls(list(data["drivers"]), bool(data["season"]), list(data["igbp_classes"]),
-                   list(data["climatology"]))
+                   list(data["climatology"]), list(data.get("antecedent", [])))
 
 
 def table_labels(frame: pd.DataFrame) -> np.ndarray:
@@ -123,7 +179,8 @@ def plan(table, config: PipelineConfig) -> PredictorSpec:
     if p.igbp and not classes:
         raise InputError(f"{table.path}: predictors.igbp needs IGBP classes in the column 'pft' or 'igbp', "
                          "found none; set [predictors] igbp = false")
-    return PredictorSpec(drivers, p.season, classes, time_varying if p.climatology else [])
+    antecedent = [d for d in time_varying if ALL_DRIVERS in p.antecedent or d in p.antecedent]
+    return PredictorSpec(drivers, p.season, classes, time_varying if p.climatology else [], antecedent)
 
 
 def table_matrix(frame: pd.DataFrame, spec: PredictorSpec, source: str = "<table>") -> np.ndarray:
@@ -137,9 +194,12 @@ def table_matrix(frame: pd.DataFrame, spec: PredictorSpec, source: str = "<table
         parts.append(np.stack(season_terms(month, frame["lat"].to_numpy()), axis=-1))
     if spec.igbp_classes:
         parts.append(igbp_onehot(table_labels(frame), spec.igbp_classes))
-    if spec.climatology:
-        parts.append(location_means(frame[spec.climatology].to_numpy(dtype=np.float64),
-                                    frame["site"].astype(str).to_numpy()))
+    context = spec.context_columns
+    if context:
+        stored = [c for c in context if c in frame.columns]  # from the site's complete record
+        computed = record_context(frame, [c for c in context if c not in stored])
+        parts.append(np.column_stack([(frame[c] if c in stored else computed[c]).to_numpy(dtype=np.float64)
+                                      for c in context]))
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -156,8 +216,8 @@ def pixel_matrix(drivers: dict[str, np.ndarray], lat: np.ndarray, months: pd.Dat
     if spec.igbp_classes:
         onehot = igbp_onehot(labels, spec.igbp_classes)
         columns.extend(np.tile(onehot[:, k], n_months) for k in range(len(spec.igbp_classes)))
-    if spec.climatology:
-        values = np.stack([np.asarray(drivers[d], dtype=np.float64).reshape(-1) for d in spec.climatology], axis=-1)
-        means = location_means(values, np.tile(np.arange(n_pixels), n_months))
-        columns.extend(means[:, k] for k in range(len(spec.climatology)))
+    for name in spec.context_columns:
+        driver = context_driver(name)
+        values = np.asarray(drivers[driver], dtype=np.float64).reshape(n_months, n_pixels)
+        columns.append(series_context(values, name[:-len(driver)]).reshape(-1))
     return np.stack(columns, axis=-1).astype(np.float32)

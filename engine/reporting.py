@@ -285,7 +285,7 @@ def _metrics_note(metrics: dict) -> str:
 def _verdict_text(page: _Page, section: str, name: str, metrics: dict) -> None:
     """The verdict's sentences (causal weights, ranking against the best baseline), if any."""
     verdict = metrics.get("verdict") or {}
-    sentences = [verdict[k] for k in ("sentence", "ranking") if verdict.get(k)]
+    sentences = [verdict[k] for k in ("sentence", "ranking") if verdict.get(k)] + list(verdict.get("where", []))
     if sentences:
         page.text(section, name, " ".join(sentences))
 

@@ -24,6 +24,12 @@
 Tables from a cube also have ``igbp``, the cube's land-cover class at the tower pixel. Tables from
 a cube or point extracts record the units of their predictors (``units`` in the schema metadata),
 which the model manifest keeps for ``predict`` to check a feature cube against.
+Every table also carries, for each time-varying predictor, the context columns of
+:mod:`ciml_ter.predictors` (``clim_``, ``prev1_``, ``prev3_`` + name) computed from the site's
+complete record: in site-only mode every month of its FLUXNET files, also those whose flux
+fails the target or QC rules (their meteorology is gap-filled and valid); in cube and points mode
+the cube's (the extracts') months at the pixel, as ``predict`` computes them. They are not predictors of the table
+(the schema metadata lists them under ``context``); a model picks the ones it uses.
 The table has columns ``site, lat, lon, pft, time, ter`` (time = month start,
 datetime64; ter in g C m-2 month-1), then the predictor columns in training order. The
 order is returned (``SiteTableReport.predictors``) and stored in the Parquet schema
@@ -49,10 +55,11 @@ import pandas as pd
 
 from ciml_ter.config import FeaturesConfig
 from ciml_ter.device import CPU
-from ciml_ter.data.flux import FluxReport, read_abcflux, read_fluxnet_dir, rows_per_site
+from ciml_ter.data.flux import FluxReport, duplicate_site_months, read_abcflux, read_fluxnet_dir, rows_per_site
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_output
-from ciml_ter.predictors import IGBP_COLUMN, igbp_labels
+from ciml_ter.predictors import (CONTEXT_PREFIXES, IGBP_COLUMN, context_driver, igbp_labels, record_context,
+                                 series_context)
 from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger(__name__)
@@ -123,9 +130,11 @@ class SiteTableReport:
 
 
 def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[Path] = (), *,
-                      variables: Sequence[str] = SITE_ONLY_METEO,
-                      site_table: Path | None = None) -> tuple[pd.DataFrame, FluxReport]:
-    """All flux observations, one row per site-month (first source wins on duplicates)."""
+                      variables: Sequence[str] = SITE_ONLY_METEO, site_table: Path | None = None,
+                      all_months: bool = False) -> tuple[pd.DataFrame, FluxReport]:
+    """All flux observations, one row per site-month (first source wins on duplicates). With
+    ``all_months`` the FLUXNET months that the target and QC rules remove stay in with ``ter``
+    NaN (``flux.read_fluxnet_csv``): each site's complete meteorological record."""
     fluxnet_dirs, abcflux_files = list(fluxnet_dirs or ()), list(abcflux_files or ())
     if not fluxnet_dirs and not abcflux_files:
         raise InputError("no flux input given; expected at least one --fluxnet DIR or "
@@ -133,7 +142,8 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
     report = FluxReport()
     parts = []
     for folder in fluxnet_dirs:
-        obs, rep = read_fluxnet_dir(Path(folder), site_table=site_table, variables=tuple(variables))
+        obs, rep = read_fluxnet_dir(Path(folder), site_table=site_table, variables=tuple(variables),
+                                    all_months=all_months)
         parts.append(obs)
         report.merge(rep)
     for path in abcflux_files:
@@ -141,11 +151,11 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
         parts.append(obs)
         report.merge(rep)
     obs = pd.concat(parts, ignore_index=True)
-    dup = obs.duplicated(["site", "time"], keep="first")
-    report.remove("same site-month in two inputs (first kept)", dup.sum(), "sites")
+    dup = duplicate_site_months(obs)
+    report.remove("same site-month in two inputs (first kept)", (dup & obs["ter"].notna()).sum(), "sites")
     obs = obs[~dup].sort_values(["site", "time"], kind="stable").reset_index(drop=True)
     report.kept_per_site = rows_per_site(obs)
-    if obs.empty:
+    if not report.kept_per_site:
         raise InputError(f"no site-month passed the rules in {', '.join(report.files)}; "
                          f"removed: {report.removed}")
     short = {site: n for site, n in report.kept_per_site.items() if n < SHORT_SITE_MONTHS}
@@ -214,6 +224,9 @@ def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
         table = rows.loc[inside, list(BASE_COLUMNS)].copy()
         for k, n in enumerate(names):
             table[n] = values[k, index[inside]]
+        for k in (k for k, n in enumerate(names) if "time" in cube[n].dims):
+            for prefix in CONTEXT_PREFIXES:  # over the cube's months, as ``predict`` at this pixel
+                table[prefix + names[k]] = series_context(values[k][:, None], prefix)[index[inside], 0]
         if "pft" in cube:  # the land-cover class at the tower pixel (predictors.igbp)
             table[IGBP_COLUMN] = igbp_labels(np.asarray(cube.pft.values)[i, j], dict(cube.pft.attrs)).item()
         parts.append(table)
@@ -280,7 +293,11 @@ def point_predictors(obs: pd.DataFrame, points: Sequence[str], *, window: int = 
     table = obs.loc[inside, list(BASE_COLUMNS)].reset_index(drop=True)
     rows, cols = month[inside], column[inside].astype(np.int64)
     for n in names:
-        table[n] = features[n].values[rows, 0, cols]
+        values = np.asarray(features[n].values, dtype=np.float64)
+        table[n] = values[rows, 0, cols]
+        if "time" in features[n].dims:  # over the extracts' months, as ``predict`` at a pixel
+            for prefix in CONTEXT_PREFIXES:
+                table[prefix + n] = series_context(values[:, 0, :], prefix)[rows, cols]
     sources = {n: {"path": "points", "products": sorted({p for v in _predictor_inputs(n, cube.sources)
                                                          for p in cube.sources.get(v, [])})} for n in names}
     report = SiteTableReport(flux=FluxReport(), mode="points", predictors=names,
@@ -306,8 +323,9 @@ def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[
     """
     if features is not None and points:
         raise InputError("give --features or --points, not both: predictors come from one path")
-    obs, flux_report = read_observations(fluxnet_dirs, abcflux_files, variables=meteo,
-                                         site_table=site_table)
+    everything, flux_report = read_observations(fluxnet_dirs, abcflux_files, variables=meteo,
+                                                site_table=site_table, all_months=True)
+    obs = everything[everything[TARGET].notna()].reset_index(drop=True)
     if points:
         table, predictors, report = point_predictors(obs, points, window=points_window, config=features_config)
         report.flux = flux_report
@@ -324,7 +342,9 @@ def build_site_table(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence[
                                  sources={n: {"path": "cube", "cube": str(features)} for n in predictors})
         table.attrs["predictors"] = list(predictors)
         return table, report
-    table, predictors = site_only_predictors(obs, meteo=meteo)
+    table, predictors = site_only_predictors(everything, meteo=meteo)
+    context = record_context(table, [p + v for v in meteo for p in CONTEXT_PREFIXES])
+    table = pd.concat([table, context], axis=1)[table[TARGET].notna()].reset_index(drop=True)
     missing = {}
     for var in meteo:
         absent = table.groupby("site")[var].apply(lambda s: bool(s.isna().all()))
@@ -356,7 +376,11 @@ def write_site_table(df: pd.DataFrame, path: Path, *, predictors: Sequence[str] 
     frame["time"] = pd.to_datetime(frame["time"]).astype("datetime64[ms]")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {"predictors": predictors, "target": "ter", "target_units": TER_UNITS,
-            "mode": mode, "time": "month start", **(provenance or {})}
+            "mode": mode, "time": "month start",
+            "context": [c for c in frame.columns if c not in predictors and context_driver(c)],
+            "context_record": "each site's complete record: every month of its flux files whatever the "
+                              "flux quality flags (site-only mode), the cube's or the point extracts' months "
+                              "(cube and points mode)", **(provenance or {})}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta).encode()
     with atomic_output(path) as tmp:
@@ -438,7 +462,7 @@ def site_table_from_frame(frame: pd.DataFrame, source: str = "<table>",
                          f"table with columns {', '.join(BASE_COLUMNS)} plus predictors, found "
                          f"{', '.join(map(str, frame.columns[:12]))}")
     if features is None:
-        features = [c for c in frame.columns if c not in BASE_COLUMNS
+        features = [c for c in frame.columns if c not in BASE_COLUMNS and not context_driver(c)
                     and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
     else:
         absent = [c for c in features if c not in frame.columns]

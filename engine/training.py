@@ -31,7 +31,7 @@ from ciml_ter.device import Device, xgboost_has_cuda
 from ciml_ter.ensemble import Ensemble, load_ensemble, save_manifest, save_member
 from ciml_ter.errors import InputError
 from ciml_ter.parallel import worker_pool
-from ciml_ter.predictors import CLIMATOLOGY_PREFIX, PredictorSpec, plan, table_matrix
+from ciml_ter.predictors import PredictorSpec, context_driver, plan, table_matrix
 from ciml_ter.progress import ProgressCallback
 from ciml_ter.sitetable import TARGET, SiteTable
 from ciml_ter.units import TER_UNITS
@@ -220,7 +220,8 @@ def _versions() -> dict:
 
 def feature_weights(drivers: dict[str, float], spec: PredictorSpec) -> np.ndarray:
     """XGBoost feature weights (sum 1) in the order of ``spec.features``: each driver its causal
-    weight, a driver's climatology the driver's, the season and IGBP columns the mean driver weight."""
+    weight, a driver's context columns (climatology, previous months) the driver's, the season and IGBP
+    columns the mean driver weight."""
     missing = [f for f in spec.drivers if f not in drivers]
     if missing:
         raise InputError(f"no causal weight for feature(s) {', '.join(missing)}; rerun `ciml-ter causal` "
@@ -230,8 +231,7 @@ def feature_weights(drivers: dict[str, float], spec: PredictorSpec) -> np.ndarra
         raise InputError(f"causal weights must be finite, >= 0 and not all 0, found {base.tolist()}")
     by_name = dict(zip(spec.drivers, base))
     mean = base.mean()
-    w = [by_name.get(f, by_name.get(f.removeprefix(CLIMATOLOGY_PREFIX), mean)) if f.startswith(CLIMATOLOGY_PREFIX)
-         else by_name.get(f, mean) for f in spec.features]
+    w = [by_name.get(f, by_name.get(context_driver(f), mean)) for f in spec.features]
     w = np.asarray(w, dtype=np.float64)
     return (w / w.sum()).astype(np.float32)
 

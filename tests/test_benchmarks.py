@@ -39,3 +39,43 @@ def test_quick_benchmark_writes_its_results(suite, tmp_path):
         assert result["sizes"]["sites"] == 10 and result["sizes"]["site_months"] == 10 * 24
         assert result["finite_share"] > 0.75 and result["seconds"]["total"] > 0  # ci, pv, npv, bs not given:
         assert sorted(result["missing_inputs"]) == [f"{v}: absent from the point extracts" for v in ("bs", "ci", "npv", "pv")]
+
+
+def test_towers_quick_scores_candidates_and_its_own_loop_is_the_engines(tmp_path):
+    """benchmarks.towers --quick: site-bootstrap intervals of each candidate's test MAE; and
+    ``plain_oof`` (the loop of the candidates the engine has no setting for) gives the estimates
+    and rounds of ``train_ensemble`` on the engine's own settings."""
+    import numpy as np
+
+    from benchmarks import towers
+    from ciml_ter.config import PipelineConfig
+    from ciml_ter.data.flux import SHIPPED_SAMPLE
+    from ciml_ter.sitetable import read_site_table
+    from ciml_ter.stages import sites
+
+    sites.run(tmp_path / "sites.parquet", [SHIPPED_SAMPLE])
+    result = json.loads(towers.main(["--quick", "--sites", str(tmp_path / "sites.parquet"), "--out",
+                                     str(tmp_path)]).read_text())
+    assert set(result["candidates"]) == {"before", "defaults"} and result["quick"]
+    assert result["sizes"] == {"sites": 20, "site_months": 2636} and result["folds"] == 3
+    for name, entry in result["scores"]["models"].items():
+        assert entry["low"] <= entry["mae"] <= entry["high"], name
+    mae = {k: v["mae"] for k, v in result["scores"]["models"].items()}
+    minus = result["candidates"]["defaults"]["minus_before"]
+    assert minus["difference"] == pytest.approx(mae["defaults"] - mae["before"])
+    assert minus["low"] <= minus["difference"] <= minus["high"] and minus["reference"] == "before"
+    assert "prev1_P_F" in result["candidates"]["defaults"]["features"]
+    assert not any(f.startswith("prev") for f in result["candidates"]["before"]["features"])
+    forest = result["candidates"]["defaults"]["versus_random_forest"]
+    assert forest["ratio"] == pytest.approx(mae["defaults"] / forest["random_forest"]["mae"])
+    assert "| `defaults`: " in towers.markdown(result)
+
+    table = read_site_table(tmp_path / "sites.parquet")
+    config = PipelineConfig()
+    config.train.folds, config.train.seeds, config.train.workers = 3, 1, 1
+    config.xgboost.num_boost_round, config.xgboost.early_stopping_rounds = towers.QUICK_ROUNDS
+    folds = towers.fold_assignment(table, 3, 0)
+    mine, my_rounds = towers.plain_oof(table, config, folds, {}, workers=1)
+    engine, rounds, _ = towers.engine_oof(table, config, folds)
+    assert my_rounds == rounds
+    np.testing.assert_allclose(mine, engine, rtol=1e-5)

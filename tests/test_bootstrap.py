@@ -123,6 +123,32 @@ def test_verdict_sentences():
     assert "ranks 1 of 2 models" in v["ranking"] and "Q10" in v["ranking"]
 
 
+def test_verdict_says_where_the_causal_weights_helped():
+    """Per PFT: helped where the causal model's errors are smaller, did not help where larger,
+    no clear difference where equal; a PFT of 2 sites gets its counts only."""
+    rng = np.random.default_rng(6)
+    pft = np.repeat(["A"] * 10 + ["B"] * 10 + ["C"] * 10 + ["D"] * 2, 12)
+    sites = np.repeat([f"S{k}" for k in range(32)], 12)
+    obs = rng.gamma(2, 30, len(sites))
+    noise = np.abs(rng.normal(0, 1, len(sites)))
+    plain = obs + 6 * noise
+    model = obs + np.select([pft == "A", pft == "B"], [3 * noise, 9 * noise], 6 * noise)
+    v = verdict(obs, sites, {"model": model, "xgboost_plain": plain}, causal=True, seed=0, n_boot=300,
+                groups={"PFT": pft})
+    by = v["by_group"]["PFT"]
+    assert [by[k]["how"] for k in "ABC"] == ["helped", "did not help", "made no clear difference"]
+    assert by["D"] == {"n_sites": 2, "n_rows": 24}
+    a = pft == "A"
+    assert by["A"]["difference"] == pytest.approx(np.abs(model - obs)[a].mean() - np.abs(plain - obs)[a].mean())
+    assert by["A"]["low"] <= by["A"]["difference"] <= by["A"]["high"] < 0 < by["B"]["low"]
+    assert v["where"] == [f"By PFT, the causal weights helped in A ({by['A']['difference']:+.1f}, {by['A']['low']:.1f} "
+                          f"to {by['A']['high']:.1f}); did not help in B ({by['B']['difference']:+.1f}, "
+                          f"{by['B']['low']:.1f} to {by['B']['high']:.1f}); made no clear difference in the other 1 "
+                          f"with at least 3 sites."]
+    plain_model = verdict(obs, sites, {"model": plain, "xgboost_plain": plain}, causal=False, seed=0, groups={"PFT": pft})
+    assert "by_group" not in plain_model  # nothing to judge without causal weights
+
+
 def test_verdict_says_what_the_causal_guard_did():
     rng = np.random.default_rng(5)
     sites = np.repeat([f"S{k}" for k in range(20)], 12)

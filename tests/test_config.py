@@ -12,11 +12,12 @@ def test_defaults_follow_the_method_paper_and_the_tuning():
     nested searches chose on the shipped towers and the synthetic world (README "Choosing the
     defaults")."""
     c = PipelineConfig()
-    assert (c.xgboost.learning_rate, c.xgboost.max_depth, c.xgboost.min_child_weight) == (0.05, 5, 40.0)
+    assert (c.xgboost.learning_rate, c.xgboost.max_depth, c.xgboost.min_child_weight) == (0.02, 3, 40.0)
     assert (c.xgboost.objective, c.xgboost.gamma, c.xgboost.reg_lambda) == ("reg:absoluteerror", 0.0, 20.0)
-    assert (c.xgboost.subsample, c.xgboost.colsample_bylevel, c.xgboost.colsample_bynode) == (0.7, 0.6, 0.5)
+    assert (c.xgboost.subsample, c.xgboost.colsample_bylevel, c.xgboost.colsample_bynode) == (0.7, 0.6, 0.3)
     assert (c.xgboost.num_boost_round, c.xgboost.early_stopping_rounds, c.train.inner_folds) == (2000, 200, 3)
     assert (c.predictors.season, c.predictors.igbp, c.predictors.climatology) == (True, False, True)
+    assert c.predictors.antecedent == ["*"]  # every time-varying driver (README "Choosing the defaults")
     assert c.causal.guard and c.causal.guard_margin == 0.01
     assert (c.causal.weights, c.causal.weight_floor, c.causal.weight_power, c.causal.sibling_share) == (
         "per_pft", 0.01, 0.54, 0.56)
@@ -62,6 +63,10 @@ def test_int_accepted_where_float_expected():
     ({"grid": {"years": [2001]}}, "key 'grid.years': expected 2 values, found 1"),
     ({"grid": 3}, "key 'grid': expected a table [grid], found int"),
     ({"features": {"levels": [0.5, 1.5]}}, "key 'features.levels': expected fractions in (0, 1)"),
+    ({"predictors": {"antecedent": ["P_F", "P_F"]}}, "key 'predictors.antecedent': expected distinct driver names"),
+    ({"predictors": {"antecedent": ["P F"]}}, "key 'predictors.antecedent': expected distinct driver names"),
+    ({"predictors": {"antecedent": ["*", "P_F"]}}, "key 'predictors.antecedent': expected distinct driver names"),
+    ({"predictors": {"antecedent": "P_F"}}, "key 'predictors.antecedent': expected list, found str 'P_F'"),
 ])
 def test_invalid_values_name_key_expected_and_found(data, fragment):
     with pytest.raises(ConfigError) as info:

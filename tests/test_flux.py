@@ -84,6 +84,18 @@ def test_removed_counts_by_rule(real):
     assert report.rows_read - sum(report.removed.values()) == report.rows_kept
 
 
+def test_all_months_keeps_the_removed_months_with_ter_missing(real):
+    """With all_months every month of the files is there (the meteorology of a month whose flux
+    failed the rules too), the removed ones with ter NaN; counts and kept rows are unchanged."""
+    obs, report = real
+    every, every_report = flux.read_fluxnet_dir(DATA, variables=("TA_F", "SWC_F_MDS_1"), all_months=True)
+    assert len(every) == 3180 and every["ter"].notna().sum() == len(obs) == 2636
+    assert every_report.removed == report.removed and every_report.kept_per_site == report.kept_per_site
+    kept = every[every["ter"].notna()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, obs)
+    assert every.loc[every["ter"].isna(), "TA_F"].notna().all()
+
+
 def test_unit_conversion_by_hand(real):
     obs, _ = real
     dk = obs[obs["site"] == "DK-Sor"].set_index("time")["ter"]
@@ -495,6 +507,10 @@ def test_one_implausible_month_among_many_is_removed_and_counted(tmp_path):
     assert len(obs) == 204 and (obs["ter"] >= 0).all()
     assert report.removed["TER outside the plausible range [0, 1000] g C m-2 month-1"] == 1
     assert "removed 1 rows: TER outside the plausible range [0, 1000] g C m-2 month-1" in report.lines()
+    everything, report = flux.read_fluxnet_dir(tmp_path, all_months=True)  # the site's whole record
+    assert everything["ter"].notna().sum() == 204 and (everything["ter"].dropna() >= 0).all()
+    assert len(everything) > 204 and report.kept_per_site == {"DK-Sor": 204}
+    assert report.removed["TER outside the plausible range [0, 1000] g C m-2 month-1"] == 1
 
 
 def test_fluxnet_files_of_another_time_step_are_named(tmp_path):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,7 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
     land = world["land"].astype(bool)
     spec = ensemble.predictors
     assert spec.season and spec.climatology and not spec.igbp_classes  # the world's config
+    assert spec.antecedent == spec.climatology  # the default ["*"]: every time-varying driver of the cube
     drivers = np.stack([f[name].values[:, land] for name in spec.drivers], axis=-1)  # (months, pixels, d)
     n_months, n_pixels = drivers.shape[:2]
     # the context columns, by hand: season from month and hemisphere, each pixel's mean over the months
@@ -63,10 +65,22 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
     phase = 2 * np.pi * ((month - 0.5) / 12 + 0.5 * (lat < 0))
     clim = np.stack([np.nanmean(f[name].values[:, land].astype(np.float64), axis=0) for name in spec.climatology],
                     axis=-1)  # in float64, as the model does: a float32 mean can cross a split threshold
+    # each driver's previous month and mean of the 3 previous months at each pixel (none before the first)
+    antecedent = []
+    for name in spec.antecedent:
+        values = f[name].values[:, land].astype(np.float64)
+        prev1 = np.concatenate([np.full((1, n_pixels), np.nan), values[:-1]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window: NaN, as the model has it
+            prev3 = np.stack([np.nanmean(values[max(m - 3, 0):m], axis=0) if m else np.full(n_pixels, np.nan)
+                              for m in range(n_months)])
+        antecedent += [prev1[..., None], prev3[..., None]]
     x = np.concatenate([drivers, np.sin(phase)[..., None], np.cos(phase)[..., None],
-                        np.broadcast_to(clim, (n_months, n_pixels, clim.shape[-1]))], axis=-1)
+                        np.broadcast_to(clim, (n_months, n_pixels, clim.shape[-1])), *antecedent], axis=-1)
     x = x.reshape(-1, len(ensemble.features))
-    assert ensemble.features == [*spec.drivers, "season_sin", "season_cos", *[f"clim_{d}" for d in spec.climatology]]
+    assert ensemble.features == [*spec.drivers, "season_sin", "season_cos", *[f"clim_{d}" for d in spec.climatology],
+                                 *[f"{p}_{d}" for d in spec.antecedent for p in ("prev1", "prev3")]]
+    assert "prev1_lswi" in ensemble.features and "prev3_nirv" in ensemble.features
     mean, std = ensemble.predict(x.astype(np.float32))
     np.testing.assert_allclose(out.ter.values[:, land].ravel(), mean, rtol=1e-5)
     np.testing.assert_allclose(out.ter_std.values[:, land].ravel(), std, rtol=1e-4, atol=1e-4)

@@ -24,7 +24,8 @@ def built():
 
 def test_columns_and_predictor_order(built):
     df, report = built
-    assert list(df.columns) == ["site", "lat", "lon", "pft", "time", "ter", *METEO, "month"]
+    context = [f"{p}{v}" for v in METEO for p in ("clim_", "prev1_", "prev3_")]
+    assert list(df.columns) == ["site", "lat", "lon", "pft", "time", "ter", *METEO, "month", *context]
     assert report.predictors == [*METEO, "lat", "month"]
     assert df.attrs["predictors"] == report.predictors
     assert report.mode == "site-only"
@@ -47,6 +48,25 @@ def test_meteorology_matches_raw_file(built):
         np.testing.assert_allclose(got[var].to_numpy(), got[f"{var}_raw"].to_numpy(),
                                    equal_nan=True)
     assert got["lat"].eq(-12.4943).all() and got["pft"].eq("WSA").all()
+
+
+def test_context_comes_from_every_month_of_the_site_file(built):
+    """clim_/prev1_/prev3_ columns from the whole file, the months whose flux failed QC included
+    (GL-ZaH: 180 months in the file, 59 kept, mostly summers: their mean air temperature is no
+    climatology of a high-Arctic site)."""
+    df, _ = built
+    raw = pd.read_csv(DATA / "FLX_GL-ZaH_FLUXNET2015_SUBSET_MM_2000-2014_2-4.csv").replace(-9999, np.nan)
+    raw["time"] = pd.to_datetime(raw["TIMESTAMP"].astype(str), format="%Y%m")
+    site = df[df["site"] == "GL-ZaH"].set_index("time")
+    assert len(raw) == 180 and len(site) == 59
+    np.testing.assert_allclose(site["clim_TA_F"], raw["TA_F"].mean(), rtol=1e-12)
+    assert site["TA_F"].mean() > raw["TA_F"].mean() + 10  # the kept months' mean: 10.9 K warmer
+    by_month = raw.set_index("time")["P_F"]
+    previous = site.index - pd.DateOffset(months=1)
+    np.testing.assert_allclose(site["prev1_P_F"].to_numpy()[1:], by_month.loc[previous[1:]].to_numpy())
+    three = [by_month.reindex(site.index - pd.DateOffset(months=k)).to_numpy() for k in (1, 2, 3)]
+    np.testing.assert_allclose(site["prev3_P_F"].to_numpy()[3:], np.nanmean(three, axis=0)[3:])
+    assert not set(METEO) & {c for c in df.columns if c.startswith(("clim_", "prev"))}
 
 
 def test_absent_meteorology_is_nan_and_reported(built):
@@ -72,6 +92,7 @@ def test_parquet_round_trip_keeps_predictor_order(built, tmp_path):
     out = sitetable.write_site_table(df, tmp_path / "sub" / "sites.parquet")
     meta = json.loads(pq.read_schema(out).metadata[b"ciml_ter"])
     assert meta["predictors"] == report.predictors
+    assert meta["context"] == [c for c in df.columns if c.startswith(("clim_", "prev1_", "prev3_"))]
     assert meta["target_units"] == "g C m-2 month-1"
     back = sitetable.read_site_table(out)
     assert back.meta == meta and back.features == report.predictors

@@ -302,19 +302,24 @@ def _header_line(path: Path) -> str:
         return next((line for line in fh if line.strip()), "")
 
 
-def _plausible_target(obs: pd.DataFrame, where: Path, what: str, report: FluxReport) -> pd.DataFrame:
-    """``obs`` without the rows whose ``ter`` lies outside ``TER_RANGE``; InputError naming the
-    file, the site and the values found when more than ``MAX_OUT_OF_RANGE`` of a site's rows do.
-    ``what`` says how ``ter`` was computed from the file's column."""
+def _plausible_target(obs: pd.DataFrame, where: Path, what: str, report: FluxReport,
+                      keep_rows: bool = False) -> pd.DataFrame:
+    """``obs`` without the rows whose ``ter`` lies outside ``TER_RANGE`` (with ``keep_rows``: those
+    rows with ``ter`` NaN); InputError naming the file, the site and the values found when more
+    than ``MAX_OUT_OF_RANGE`` of a site's rows with a target do. ``what`` says how ``ter`` was
+    computed from the file's column."""
     lo, hi = TER_RANGE
     outside = (obs["ter"] < lo) | (obs["ter"] > hi)
-    for site, share in outside.groupby(obs["site"]).mean().items():
+    has_target = obs["ter"].notna()
+    for site, share in outside[has_target].groupby(obs["site"][has_target]).mean().items():
         if share > MAX_OUT_OF_RANGE:
             ter = obs.loc[obs["site"] == site, "ter"]
             raise InputError(f"{where}: site {site}: {share:.0%} of the monthly TER values ({what}) lie outside the "
                              f"plausible range [{lo:g}, {hi:g}] {TER_UNITS} (found {ter.min():.4g} to {ter.max():.4g}); "
                              "check the units and the sign")
     report.remove(f"TER outside the plausible range [{lo:g}, {hi:g}] {TER_UNITS}", outside.sum(), where.name)
+    if keep_rows:
+        return obs.assign(ter=obs["ter"].mask(outside))
     return obs[~outside].reset_index(drop=True)
 
 
@@ -324,8 +329,9 @@ def days_in_month(time: pd.Series) -> np.ndarray:
 
 
 def rows_per_site(obs: pd.DataFrame) -> dict[str, int]:
-    """Number of rows per site, sorted by site."""
-    return {str(k): int(v) for k, v in obs.groupby("site", sort=True).size().items()}
+    """Number of rows with a target (``ter``) per site, sorted by site."""
+    counts = obs["ter"].notna().groupby(obs["site"], sort=True).sum()
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
 
 
 def fluxnet_site_id(path: Path) -> str | None:
@@ -387,7 +393,7 @@ def _site_coords(sites: pd.DataFrame, site: str, table_path: Path, data_path: Pa
 # --------------------------------------------------------------------------- FLUXNET
 def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan,
                      lon: float = np.nan, pft: str = UNKNOWN_PFT,
-                     variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
+                     variables: tuple[str, ...] = (), all_months: bool = False) -> tuple[pd.DataFrame, FluxReport]:
     """Read one FLUXNET2015/ONEFlux monthly CSV into observation rows.
 
     ``variables`` are extra (meteorology) columns to carry along; absent ones become NaN.
@@ -395,7 +401,10 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     ``-9999``, below ``-9999``, empty and not-a-number cells are counted per kind in the
     report under the file name (see the module docstring), and rows without a target are
     removed under one rule per kind (``RECO_NT_VUT_REF missing (-9999)``, ``... below -9999``,
-    ``... empty``, ``... not a number``).
+    ``... empty``, ``... not a number``). With ``all_months`` the rows the target and QC rules
+    remove (counted in the report all the same) stay in with ``ter`` NaN: the site's whole
+    meteorological record, for the predictors that describe a site's climate
+    (``predictors.series_context``).
     """
     path = _check_file(path, "FLUXNET CSV")
     site = site or fluxnet_site_id(path) or path.stem
@@ -455,12 +464,16 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
         report.remove(rule, (no_target & reco_kind.eq(kind)).sum(), where)
     low_qc = ~no_target & ~(qc >= QC_MIN)
     report.remove(f"{QC} < {QC_MIN} or missing", low_qc.sum(), where)
-    obs = obs[~no_target & ~low_qc]
+    if all_months:
+        obs.loc[no_target | low_qc, "ter"] = np.nan
+    else:
+        obs = obs[~no_target & ~low_qc]
     dup = obs["time"].duplicated()
-    report.remove("duplicate TIMESTAMP in a file", dup.sum(), where)
-    obs = _plausible_target(obs[~dup].reset_index(drop=True), path, f"{TARGET} x days of the month", report)
-    report.kept_per_site[site] = len(obs)
-    log.info("%s: site %s, %d of %d months kept", where, site, len(obs), report.rows_read)
+    report.remove("duplicate TIMESTAMP in a file", (dup & obs["ter"].notna()).sum(), where)
+    obs = _plausible_target(obs[~dup].reset_index(drop=True), path, f"{TARGET} x days of the month", report,
+                            keep_rows=all_months)
+    report.kept_per_site[site] = int(obs["ter"].notna().sum())
+    log.info("%s: site %s, %d of %d months kept", where, site, report.kept_per_site[site], report.rows_read)
     return obs, report
 
 
@@ -496,12 +509,12 @@ def find_fluxnet_files(folder: Path) -> list[Path]:
 
 
 def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
-                     variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
+                     variables: tuple[str, ...] = (), all_months: bool = False) -> tuple[pd.DataFrame, FluxReport]:
     """Read every FLUXNET/ONEFlux monthly CSV of ``folder`` with its site table.
 
     ``folder`` may also be a single CSV file; the site table defaults to ``sites.csv``
     beside the files. A site with several files (SUBSET and FULLSET, two releases) keeps
-    each month once, from the FULLSET / later file.
+    each month once, from the FULLSET / later file. ``all_months``: see ``read_fluxnet_csv``.
     """
     folder = Path(folder)
     if folder.is_file():
@@ -528,7 +541,7 @@ def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
         site = fluxnet_site_id(path)
         lat, lon, pft = _site_coords(sites, site, table_path, path)
         obs, rep = read_fluxnet_csv(path, site=site, lat=lat, lon=lon, pft=pft,
-                                    variables=variables)
+                                    variables=variables, all_months=all_months)
         report.merge(rep)
         parts.append(obs)
     obs = pd.concat(parts, ignore_index=True)
@@ -536,10 +549,18 @@ def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
     return obs, report
 
 
+def duplicate_site_months(obs: pd.DataFrame) -> pd.Series:
+    """True for each row whose (site, time) is another row's to keep: the first row with a target
+    (``ter``), else the first row."""
+    ranked = obs.assign(_no_target=obs["ter"].isna()).sort_values("_no_target", kind="stable")
+    return ranked.duplicated(["site", "time"], keep="first").reindex(obs.index)
+
+
 def _dedupe(obs: pd.DataFrame, report: FluxReport) -> tuple[pd.DataFrame, FluxReport]:
-    """Keep the first row of each (site, time), sort by site and time; recount per site."""
-    dup = obs.duplicated(["site", "time"], keep="first")
-    report.remove("same site-month in another file (first kept)", dup.sum(), "flux")
+    """Keep the first row of each (site, time) (``duplicate_site_months``), sort by site and
+    time; recount per site (rows with a target)."""
+    dup = duplicate_site_months(obs)
+    report.remove("same site-month in another file (first kept)", (dup & obs["ter"].notna()).sum(), "flux")
     obs = obs[~dup].sort_values(["site", "time"], kind="stable").reset_index(drop=True)
     report.kept_per_site = rows_per_site(obs)
     return obs, report

@@ -37,7 +37,8 @@ class EvaluateSummary:
 
     def lines(self) -> list[str]:
         verdict = self.document.get("verdict", {})
-        return ([s for s in (verdict.get("sentence"), verdict.get("ranking")) if s] + self._interval_lines()
+        return ([s for s in (verdict.get("sentence"), verdict.get("ranking")) if s] + list(verdict.get("where", []))
+                + self._interval_lines()
                 + [f"wrote {self.out}"])
 
     def _interval_lines(self) -> list[str]:
