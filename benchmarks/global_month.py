@@ -45,7 +45,7 @@ def trained_model(model_dir: Path, folds: int, seeds: int, note=print, smoke: bo
     config = PipelineConfig()
     if smoke:
         smoke_rounds(config)
-    config.predictors.season = config.predictors.climatology = False  # the table's columns only
+    config.predictors.drivers_only()  # the table's columns only
     config.device = "cpu"
     config.train.folds, config.train.seeds = folds, seeds
     table, weights = synthetic_table(200 if folds * seeds > 3 else 40, 100, N_FEATURES)

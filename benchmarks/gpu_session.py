@@ -230,7 +230,7 @@ def training_section(s: Session) -> dict:
             out["runs"].append({"device": device.kind, "gpu_workers": gpu_workers, "skipped": "out of time"})
             continue
         config = PipelineConfig()
-        config.predictors.season = config.predictors.climatology = False  # the table's columns only
+        config.predictors.drivers_only()  # the table's columns only
         config.device = device.kind
         config.train.folds, config.train.seeds = folds, seeds
         config.train.gpu_workers = max(1, gpu_workers)

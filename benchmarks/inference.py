@@ -69,7 +69,7 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     n_rows, n_ref, grid = (2_000, 200, 24) if args.quick else (20_000, 1_000, 64)
     config = PipelineConfig()
-    config.predictors.season = config.predictors.climatology = False  # the table's columns only
+    config.predictors.drivers_only()  # the table's columns only
     config.train.folds, config.train.seeds = (3, 1) if args.quick else (10, 2)
     if args.quick:
         smoke_rounds(config)

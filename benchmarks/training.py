@@ -52,7 +52,7 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     n_sites, n_months, n_features = (20, 100, 26) if args.quick else (200, 100, 26)
     config = PipelineConfig()
-    config.predictors.season = config.predictors.climatology = False  # the table's columns only
+    config.predictors.drivers_only()  # the table's columns only
     config.device = args.device
     config.train.workers = args.workers
     if args.quick:

@@ -131,6 +131,11 @@ class PredictorsConfig:
     climatology: bool = True
     antecedent: list[str] = field(default_factory=lambda: [ALL_DRIVERS])
 
+    def drivers_only(self) -> None:
+        """No context columns: the model takes the table's predictors as they are."""
+        self.season = self.igbp = self.climatology = False
+        self.antecedent = []
+
 
 @dataclass
 class PredictConfig:

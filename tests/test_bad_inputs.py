@@ -196,7 +196,7 @@ def test_info_mpi_without_mpi4py(capsys, monkeypatch, tmp_path):
 
 
 SLOW = ("[train]\nworkers = 2\nfolds = 3\nseeds = 8\ncausal = false\n"
-        "[xgboost]\nearly_stopping_rounds = 0\nnum_boost_round = 400\n")
+        "[xgboost]\nearly_stopping_rounds = 0\nnum_boost_round = 1000\nmax_depth = 6\n")
 
 
 def test_a_second_writer_stops_and_ctrl_c_leaves_nothing(tmp_path):

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from _support import RUNTIME
+
 
 @pytest.mark.parametrize("suite", ["kernels", "training", "inference", "global_month", "ingest", "ingest_cube",
                                    "points", "uncertainty"])
@@ -51,9 +53,9 @@ def test_towers_quick_scores_candidates_and_its_own_loop_is_the_engines(tmp_path
     from ciml_ter.config import PipelineConfig
     from ciml_ter.data.flux import SHIPPED_SAMPLE
     from ciml_ter.sitetable import read_site_table
-    from ciml_ter.stages import sites
+    from ciml_ter.stages.sites import build_sites
 
-    sites.run(tmp_path / "sites.parquet", [SHIPPED_SAMPLE])
+    build_sites(tmp_path / "sites.parquet", PipelineConfig(), RUNTIME, fluxnet=[SHIPPED_SAMPLE])
     result = json.loads(towers.main(["--quick", "--sites", str(tmp_path / "sites.parquet"), "--out",
                                      str(tmp_path)]).read_text())
     assert set(result["candidates"]) == {"before", "defaults"} and result["quick"]

@@ -82,7 +82,9 @@ def evaluated(tmp_path_factory):
     config.train.folds, config.train.seeds, config.train.workers = 3, 2, 1
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
-    config.xgboost.min_child_weight = 5.0  # the default (40) is chosen for thousands of site-months, not 480
+    # the defaults (min_child_weight 40, learning rate 0.02 up to 2000 rounds) are chosen for
+    # thousands of site-months, not 480 in 200 rounds
+    config.xgboost.min_child_weight, config.xgboost.learning_rate = 5.0, 0.1
     train(tmp / "sites.parquet", tmp / "model", config, RUNTIME)
     out = evaluate(tmp / "model", tmp / "eval", config, RUNTIME, temperature="temperature", rf_trees=20,
                    shap_rows=300).out
@@ -113,13 +115,14 @@ def test_metrics_json_shape(evaluated):
                  "predictions.csv", "scatter_obs_est.png", "pft_mae.png", "importance.png"):
         assert (out / name).stat().st_size > 0, name
     structure = pd.read_csv(out / "structure.csv")
-    context = ["season_sin", "season_cos", *[f"clim_{f}" for f in FEATURES]]
+    context = ["season_sin", "season_cos", *[f"clim_{f}" for f in FEATURES],
+               *[f"{p}_{f}" for f in FEATURES for p in ("prev1", "prev3")]]
     assert list(structure["feature"]) == FEATURES + context  # the default context predictors
     assert (structure.set_index("feature").loc[context, "pcmci_effect"] == 0).all()  # not tested by PCMCI+
     training = json.loads((out / "metrics.json").read_text())["training"]
     rounds = training["rounds"]
     assert set(rounds["by_fold"]) == {"0", "1", "2"} and rounds["min"] <= rounds["median"] <= rounds["max"]
-    assert training["predictors"]["climatology"] == FEATURES
+    assert training["predictors"]["climatology"] == training["predictors"]["antecedent"] == FEATURES
     assert structure["xgb_weight_causal"].sum() == pytest.approx(1.0)
     assert structure["shap_plain"].sum() == pytest.approx(1.0)
 
@@ -127,7 +130,7 @@ def test_metrics_json_shape(evaluated):
 def test_metrics_json_verdict(evaluated):
     """A site-bootstrap interval of test MAE for the model and every baseline with test
     estimates, the paired difference of the causal model and plain XGBoost, and its sentences."""
-    _, _, m = evaluated
+    _, out, m = evaluated
     v = m["verdict"]
     boot = v["bootstrap"]
     with_test = {k for k, b in m["baselines"].items() if "test" in b}
@@ -144,6 +147,16 @@ def test_metrics_json_verdict(evaluated):
     assert v["sentence"].startswith("The causal weights ") and "site-bootstrap interval" in v["sentence"]
     assert f"test MAE {boot['models']['model']['mae']:.1f} vs {boot['models']['xgboost_plain']['mae']:.1f}" in v["sentence"]
     assert v["ranking"].startswith("By test MAE the causal XGBoost ranks ") and "of 5 models" in v["ranking"]
+    # where the causal weights helped: per PFT (WET has 2 sites: counts only) and per latitude band
+    by_pft = v["by_group"]["PFT"]
+    assert by_pft["WET"] == {"n_sites": 2, "n_rows": int((pd.read_csv(out / "predictions.csv").pft == "WET").sum())}
+    assert sum(e["n_rows"] for e in by_pft.values()) == m["n_samples"]  # every row both XGBoost models estimate
+    for label, entry in by_pft.items():
+        if "how" in entry:
+            assert entry["low"] <= entry["difference"] <= entry["high"], label
+            assert entry["difference"] == pytest.approx(entry["mae"] - entry["mae_plain"])
+    assert set(v["by_group"]) == {"PFT", "latitude band"}
+    assert [s.split(",")[0] for s in v["where"]] == ["By PFT", "By latitude band"]
 
 
 def test_metrics_json_intervals_and_calibration(evaluated):

@@ -332,7 +332,8 @@ def _model_dir(path: Path, n: int, seed: int) -> Path:
     metrics = {"model": {"test": entry, "causal": True, "by_pft": {"ENF": {"test": entry}}, "model_id": f"m{seed + 1}"},
                "baselines": baselines,
                "units": "g C m-2 month-1", "n_folds": 5, "n_sites": 20,
-               "verdict": verdict(obs, pred["site"].to_numpy(), tests, causal=True, seed=0, n_boot=200)}
+               "verdict": verdict(obs, pred["site"].to_numpy(), tests, causal=True, seed=0, n_boot=200,
+                                  groups={"PFT": np.array(["ENF", "GRA"])[np.arange(n) % 2]})}
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 
@@ -537,11 +538,13 @@ def test_synthetic_report_tables(found):
     metrics = tables["table-metrics"]
     assert metrics[0][:3] == ["model", "MAE (g C m-2 month-1)", "test MAE (95 % site-bootstrap)"]
     assert "note" not in metrics[0]  # no empty column
-    boot = json.loads((found["kw"]["model_dir"] / "metrics.json").read_text())["verdict"]["bootstrap"]["models"]
+    verdict = json.loads((found["kw"]["model_dir"] / "metrics.json").read_text())["verdict"]
+    boot = verdict["bootstrap"]["models"]
     # one decimal: 3 significant digits of the column's largest number (a baseline's upper bound, above 10)
     assert metrics[1][2] == "{mae:.1f} ({low:.1f}–{high:.1f})".format(**boot["model"])
     sentence = " ".join(_Text(found["html"]).by_id["metrics-verdict"].split())
     assert sentence.startswith("The causal weights helped: test MAE") and "By test MAE the causal XGBoost ranks" in sentence
+    assert sentence.endswith(" ".join(verdict["where"])) and verdict["where"][0].startswith("By PFT, ")  # per group
     assert [row[0] for row in metrics[1:]] == ["causal XGBoost", "plain XGBoost", "Lloyd–Taylor", "Q10",
                                                "random forest"]
     shares = tables["table-driver-shares"]
@@ -561,7 +564,8 @@ def test_synthetic_report_real_towers_figure(given):
     assert "the best baseline" not in sentence and "no baseline has a lower test MAE (best: plain XGBoost, 5.2)" in sentence
     assert "flattens" not in sentence  # slope 0.96
     verdict = json.loads((given["kw"]["evaluations"][TOWERS]["model_dir"] / "metrics.json").read_text())["verdict"]
-    assert " ".join(text.by_id[f"{key}-verdict"].split()) == f"{verdict['sentence']} {verdict['ranking']}"
+    assert " ".join(text.by_id[f"{key}-verdict"].split()) == " ".join([verdict["sentence"], verdict["ranking"],
+                                                                        *verdict["where"]])
     towers = _Parsed(page).tables[f"table-{key}-metrics"]
     assert [row[0] for row in towers[1:]] == ["causal XGBoost", "plain XGBoost", "Lloyd–Taylor", "Q10",
                                               "random forest"]

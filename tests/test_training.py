@@ -25,7 +25,7 @@ def small_config(workers=1) -> PipelineConfig:
     config.train.folds, config.train.seeds, config.train.workers = 3, 2, workers
     config.xgboost.num_boost_round = 200
     config.xgboost.early_stopping_rounds = 10
-    config.predictors.season = config.predictors.climatology = False
+    config.predictors.drivers_only()
     config.causal.guard = False  # test_causal_guard_* turn it on
     return config
 
