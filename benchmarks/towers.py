@@ -88,9 +88,26 @@ CANDIDATES: dict[str, tuple[str, dict, dict]] = {
     "fixed_500": ("the defaults with 500 rounds, no rounds CV",
                   {"xgboost": {"early_stopping_rounds": 0, "num_boost_round": 500}}, {}),
     "min_child_weight_100": ("the defaults with min_child_weight 100", {"xgboost": {"min_child_weight": 100.0}}, {}),
+    "min_child_weight_100_reseeded": ("min_child_weight_100 with config seed 1",
+                                      {"xgboost": {"min_child_weight": 100.0}, "seed": 1}, {}),
+    "inner_folds_5": ("the defaults with 5 inner folds for the rounds CV", {"train": {"inner_folds": 5}}, {}),
+    "inner_folds_5_reseeded": ("inner_folds_5 with config seed 1", {"train": {"inner_folds": 5}, "seed": 1}, {}),
+    "learning_rate_0.01_reseeded": ("learning_rate_0.01 with config seed 1",
+                                    {"xgboost": {"learning_rate": 0.01}, "seed": 1}, {}),
+    "subsample_0.5": ("the defaults with subsample 0.5", {"xgboost": {"subsample": 0.5}}, {}),
+    "subsample_0.5_reseeded": ("subsample_0.5 with config seed 1", {"xgboost": {"subsample": 0.5}, "seed": 1}, {}),
     "monotone_temperature": ("the defaults, TER monotone increasing in air and soil temperature", {},
                              {"monotone": {"TA_F": 1, "TS_F_MDS_1": 1}}),
     "site_weights": ("the defaults, rows weighted 1/sqrt(months of their site)", {}, {"site_weights": "sqrt"}),
+    "rounds_5000": ("the defaults with up to 5000 rounds", {"xgboost": {"num_boost_round": 5000}}, {}),
+    "causal_rounds_5000": ("causal weights as `train` uses them, up to 5000 rounds",
+                           {"xgboost": {"num_boost_round": 5000}}, {"causal": True}),
+    "causal_margin_0.025": ("causal weights per PFT, the guard keeping them only for a 2.5 % inner gain",
+                            {"causal": {"guard_margin": 0.025}}, {"causal": True}),
+    "causal_margin_0.05": ("causal weights per PFT, the guard keeping them only for a 5 % inner gain",
+                           {"causal": {"guard_margin": 0.05}}, {"causal": True}),
+    "causal_floor_0.1": ("causal weights per PFT with the guard, weight floor 0.1",
+                         {"causal": {"weight_floor": 0.1}}, {"causal": True}),
     "causal_per_pft": ("causal weights as `train` uses them: per PFT, with the guard", {}, {"causal": True}),
     "causal_pooled": ("causal weights pooled over all PFTs, with the guard", {"causal": {"weights": "pooled"}},
                       {"causal": True}),
@@ -103,7 +120,7 @@ RF_CANDIDATES = ("before", "record_climatology", "all_antecedent", "defaults", "
 # what each candidate is compared with besides ``before`` (paired): the step it adds to; causal
 # candidates with the plain model of the same settings
 REFERENCE = {"record_climatology": "before", "water_antecedent": "record_climatology",
-             "all_antecedent": "record_climatology", "defaults": "all_antecedent"}
+             "all_antecedent": "record_climatology", "defaults": "all_antecedent", "causal_rounds_5000": "rounds_5000"}
 
 
 def reference_of(name: str) -> str:
@@ -287,6 +304,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--candidates", default="", help="comma-separated names (default: all)")
     parser.add_argument("--default-train", action="store_true", help="also the whole default `ciml-ter train`")
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+    parser.add_argument("--no-forest", action="store_true", help="no random forest beside any candidate")
     parser.add_argument("--quick", action="store_true", help="3 folds x 1 seed, 2 candidates, few rounds and trees "
                         "(on the shipped sample unless --sites)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
@@ -358,7 +376,7 @@ def main(argv=None) -> Path:
                     guards.append(guard)
                 oofs.append(oof)
                 rounds.append(r)
-                if name in RF_CANDIDATES:
+                if name in RF_CANDIDATES and not args.no_forest:
                     x = table_matrix(variant.frame, plan(variant, config), variant.path)
                     fold_of_row = np.array([folds[s] for s in site_ids])
                     forests.append(random_forest_baseline(x, obs, fold_of_row, base.train.folds, base.seed, rf_trees))

@@ -69,7 +69,7 @@ class CausalConfig:
     weight_floor: float = 0.01
     weight_power: float = 0.54
     guard: bool = True
-    guard_margin: float = 0.01
+    guard_margin: float = 0.05
 
 
 @dataclass
@@ -94,7 +94,7 @@ class XGBoostConfig:
     subsample: float = 0.7
     colsample_bylevel: float = 0.6
     colsample_bynode: float = 0.3
-    num_boost_round: int = 2000
+    num_boost_round: int = 5000
     early_stopping_rounds: int = 200
 
 

@@ -15,10 +15,10 @@ def test_defaults_follow_the_method_paper_and_the_tuning():
     assert (c.xgboost.learning_rate, c.xgboost.max_depth, c.xgboost.min_child_weight) == (0.02, 3, 40.0)
     assert (c.xgboost.objective, c.xgboost.gamma, c.xgboost.reg_lambda) == ("reg:absoluteerror", 0.0, 20.0)
     assert (c.xgboost.subsample, c.xgboost.colsample_bylevel, c.xgboost.colsample_bynode) == (0.7, 0.6, 0.3)
-    assert (c.xgboost.num_boost_round, c.xgboost.early_stopping_rounds, c.train.inner_folds) == (2000, 200, 3)
+    assert (c.xgboost.num_boost_round, c.xgboost.early_stopping_rounds, c.train.inner_folds) == (5000, 200, 3)
     assert (c.predictors.season, c.predictors.igbp, c.predictors.climatology) == (True, False, True)
     assert c.predictors.antecedent == ["*"]  # every time-varying driver (README "Choosing the defaults")
-    assert c.causal.guard and c.causal.guard_margin == 0.01
+    assert c.causal.guard and c.causal.guard_margin == 0.05
     assert (c.causal.weights, c.causal.weight_floor, c.causal.weight_power, c.causal.sibling_share) == (
         "per_pft", 0.01, 0.54, 0.56)
     assert (c.train.folds, c.train.seeds) == (10, 20)
