@@ -92,22 +92,22 @@ def record_context(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Context columns (``<prefix><driver>`` names) of a site-month frame (``site``, ``time`` =
     month start, the drivers), each site's rows laid on consecutive months from its first to its
     last (months without a row count as missing); indexed like ``frame``."""
-    out = pd.DataFrame(index=frame.index, columns=columns, dtype=np.float64)
+    out = np.full((len(frame), len(columns)), np.nan)
     if frame.empty or not columns:
-        return out
-    parts = {c: (c[:-len(context_driver(c))], context_driver(c)) for c in columns}
-    drivers = sorted({d for _, d in parts.values()})
+        return pd.DataFrame(out, index=frame.index, columns=columns)
+    drivers = [context_driver(c) for c in columns]
+    values = frame[sorted(set(drivers))].to_numpy(dtype=np.float64)
+    position = {d: k for k, d in enumerate(sorted(set(drivers)))}
     time = pd.DatetimeIndex(frame["time"])
     month_number = (time.year * 12 + time.month - 1).to_numpy()
-    for _, rows in frame.groupby("site", sort=False).indices.items():
+    for rows in frame.groupby("site", sort=False).indices.values():
         index = month_number[rows] - month_number[rows].min()
-        n_months = int(index.max()) + 1
-        series = np.full((n_months, len(drivers)), np.nan)
-        series[index] = frame[drivers].to_numpy(dtype=np.float64)[rows]
-        for c, (prefix, driver) in parts.items():
-            k = drivers.index(driver)
-            out.iloc[rows, out.columns.get_loc(c)] = series_context(series[:, k:k + 1], prefix)[index, 0]
-    return out
+        series = np.full((int(index.max()) + 1, values.shape[1]), np.nan)
+        series[index] = values[rows]
+        for j, (column, driver) in enumerate(zip(columns, drivers)):
+            k = position[driver]
+            out[rows, j] = series_context(series[:, k:k + 1], column[:-len(driver)])[index, 0]
+    return pd.DataFrame(out, index=frame.index, columns=columns)
 
 
 def igbp_labels(codes: np.ndarray, attrs: dict) -> np.ndarray:
