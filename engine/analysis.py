@@ -97,16 +97,18 @@ def seasonal_cycle(ter: np.ndarray, months: pd.DatetimeIndex, area: np.ndarray, 
     """Mean seasonal cycle per region: for each calendar month, the area-weighted mean TER
     (g C m-2 month-1) over the region's land cells and over the years, one column per region with
     land (``bands``: name -> (lat, lon) mask)."""
+    finite = np.isfinite(ter)
+    values, observed = np.where(finite, ter, 0.0), finite.astype(np.float64)  # once, for every region
+    calendar_month = months.month.to_numpy() - 1
     cycle = {"month": np.arange(1, 13)}
     for name, mask in bands.items():
         w = np.where(mask, area, 0.0)
         if not w.any():
             continue
-        values = np.where(np.isfinite(ter), ter, 0.0)
-        weights = np.where(np.isfinite(ter), w[None], 0.0)
-        per_month = (values * weights).sum(axis=(1, 2)), weights.sum(axis=(1, 2))
-        cycle[name] = [float(per_month[0][months.month == m].sum() / per_month[1][months.month == m].sum())
-                       if per_month[1][months.month == m].sum() > 0 else np.nan for m in range(1, 13)]
+        total = np.bincount(calendar_month, np.einsum("tij,ij->t", values, w), minlength=12)
+        weight = np.bincount(calendar_month, np.einsum("tij,ij->t", observed, w), minlength=12)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cycle[name] = np.where(weight > 0, total / weight, np.nan)
     return pd.DataFrame(cycle)
 
 
