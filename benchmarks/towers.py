@@ -199,7 +199,7 @@ def plain_oof(table: SiteTable, config: PipelineConfig, folds: dict[str, int], o
             np.save(Path(folder) / "weight.npy", 1.0 / np.sqrt(months))
         tasks = [(folder, k, np.flatnonzero(fold_of_row != k), np.flatnonzero(fold_of_row == k), config.to_dict(),
                   extra, bool(options.get("log_target"))) for k in range(n_folds)]
-        with worker_pool(workers, processes=workers > 1) as pool:
+        with worker_pool(workers) as pool:
             results = list(pool.map(_fold, tasks))
     for task, (estimate, n) in zip(tasks, results):
         oof[task[3]], rounds[task[1]] = estimate, n

@@ -76,13 +76,14 @@ def task_pool() -> Iterator[Callable | None]:
 
 
 @contextmanager
-def worker_pool(workers: int, processes: bool) -> Iterator[concurrent.futures.Executor]:
-    """A pool of ``workers`` processes (forkserver) or threads. When the block raises (Ctrl-C
+def worker_pool(workers: int, gpu: bool = False) -> Iterator[concurrent.futures.Executor]:
+    """A pool of ``workers`` processes (forkserver), or of threads for one worker or for work on
+    the GPU (XGBoost releases the GIL; threads share the card). When the block raises (Ctrl-C
     included) the tasks not yet started are cancelled, not run, and the running ones are waited
     for; a worker's KeyboardInterrupt (a Ctrl-C reaches every process of the terminal) comes out
     as ``errors.Interrupted``."""
     pool = (concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-            if processes else concurrent.futures.ThreadPoolExecutor(workers))
+            if workers > 1 and not gpu else concurrent.futures.ThreadPoolExecutor(workers))
     try:
         yield pool
     except KeyboardInterrupt:

@@ -329,8 +329,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         data = FoldData.save(folder, x, table.y, table.sites, weights=dict(weights),
                              configs={k: c.to_dict() for k, c in configs.items()},
                              xgboost_device=booster_device, nthread=nthread)
-        # on the GPU, members share the card from threads (XGBoost releases the GIL)
-        with worker_pool(workers, processes=not (workers == 1 or device.kind == "cuda")) as pool:
+        with worker_pool(workers, gpu=device.kind == "cuda") as pool:
             try:
                 phases(pool.map, data)
             except concurrent.futures.process.BrokenProcessPool as exc:

@@ -57,7 +57,7 @@ def tune(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime, *, tr
               config.to_dict(), trials, device) for k in range(n_folds)]
     workers = max(1, min(config.train.workers or os.cpu_count() or 1, n_folds))
     results = {}
-    with worker_pool(workers, processes=not (workers == 1 or device.kind == "cuda")) as pool:
+    with worker_pool(workers, gpu=device.kind == "cuda") as pool:
         for fold, result in pool.map(_tune_fold, tasks):
             results[fold] = result
             runtime.step(len(results), n_folds, f"fold {fold}: inner MAE {result['inner_mae']:.2f} "
