@@ -598,6 +598,8 @@ def _one_place_per_site(obs: pd.DataFrame, path: Path) -> None:
         raise InputError(f"{path}: site {site}{others} has {len(found)} different coordinates ({shown}"
                          f"{'; ...' if len(found) > 3 else ''}); expected one place per site_name: correct the "
                          "coordinates or give each place its own site_name")
+
+
 def read_abcflux(path: Path, *, pft_column: str | None = None,
                  variables: tuple[str, ...] = ()) -> tuple[pd.DataFrame, FluxReport]:
     """Read an ABCflux CSV (monthly reco in g C m-2 month-1) into observation rows."""
