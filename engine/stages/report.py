@@ -131,15 +131,21 @@ def same_run(manifest: dict, run: Path, summary: dict | None, analysis: Path | N
         raise InputError(f"{analysis}: is the analysis of run {summary.get('run_id')} ({summary.get('run')}), not of "
                          f"{run} (run {manifest.get('run_id')}); refusing to mix runs: give the analysis of this run")
     if model is not None:
-        model = Path(model)
-        if (model / "manifest.json").is_file():
-            model_id = read_json(model / "manifest.json", "model manifest").get("model_id")
-        else:
-            metrics = read_json(model / "metrics.json", "metrics.json of `ciml-ter evaluate`")
-            model_id = metrics.get("model", {}).get("model_id")
+        model_id = _model_record(model)[0]
         if model_id != manifest.get("model_id"):
             raise InputError(f"{model}: holds model {model_id}, but {run} was predicted with model "
                              f"{manifest.get('model_id')}; refusing to mix runs: give that run's model")
+
+
+def _model_record(model: Path) -> tuple[str | None, str | None]:
+    """(model id, path of the site table it was trained on) of a model directory (its manifest)
+    or of an evaluation folder (its metrics.json)."""
+    model = Path(model)
+    if (model / "manifest.json").is_file():
+        manifest = read_json(model / "manifest.json", "model manifest")
+        return manifest.get("model_id"), manifest.get("sites_path")
+    metrics = read_json(model / "metrics.json", "metrics.json of `ciml-ter evaluate`")
+    return metrics.get("model", {}).get("model_id"), metrics.get("sites_path")
 
 
 def _towers(model: Path | None, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -147,9 +153,7 @@ def _towers(model: Path | None, lat: np.ndarray, lon: np.ndarray) -> tuple[np.nd
     (no model, or its table is gone)."""
     if model is None:
         return None
-    model = Path(model)
-    document = model / ("manifest.json" if (model / "manifest.json").is_file() else "metrics.json")
-    sites_path = read_json(document, "model manifest or metrics.json").get("sites_path")
+    sites_path = _model_record(model)[1]
     if not sites_path or not Path(sites_path).is_file():
         return None
     places = read_site_table(sites_path).frame.groupby("site")[["lat", "lon"]].first()
