@@ -152,6 +152,11 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         yield partial
 
 
+def files_of(path: Path) -> list[Path]:
+    """The files of an input or output: itself, or a folder's files (a Zarr store) in sorted order."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
 def fingerprint(path: str | Path) -> str:
     """A cheap identity of a file's or folder's content: a hash of the size and modification time
     of the file, or of every file under the folder with its relative path; it changes when
@@ -160,8 +165,7 @@ def fingerprint(path: str | Path) -> str:
     if not path.exists():
         return "absent"
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
+    for f in files_of(path):
         stat = f.stat()
         digest.update(f"{f.relative_to(path) if f != path else ''}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

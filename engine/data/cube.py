@@ -14,6 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from ciml_ter.errors import InputError
+from ciml_ter.files import files_of
 from ciml_ter.grid import GridWindow
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5")
@@ -59,14 +60,9 @@ def write_zarr(ds: xr.Dataset, path: str | Path, **kwargs) -> None:
     ds.to_zarr(path, consolidated=False, **kwargs)
 
 
-def _files_of(path: Path) -> list[Path]:
-    """The files of an input: itself, or a directory's files (a Zarr store) in sorted order."""
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-
-
 def _stat(path: Path) -> tuple[int, int]:
     """(size in bytes, latest modification time in ns) of an input file or directory."""
-    stats = [p.stat() for p in _files_of(path)]
+    stats = [p.stat() for p in files_of(path)]
     return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
 
 
@@ -76,7 +72,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     cached per (path, size, modification time)."""
     root = Path(path)
     digest = hashlib.sha256()
-    for p in _files_of(root):
+    for p in files_of(root):
         if root.is_dir():
             digest.update(p.relative_to(root).as_posix().encode() + b"\0")
         with open(p, "rb") as f:
