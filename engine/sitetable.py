@@ -55,7 +55,8 @@ import pandas as pd
 
 from ciml_ter.config import FeaturesConfig
 from ciml_ter.device import CPU
-from ciml_ter.data.flux import FluxReport, duplicate_site_months, read_abcflux, read_fluxnet_dir, rows_per_site
+from ciml_ter.data.flux import (FluxReport, duplicate_site_months, first_items, read_abcflux, read_fluxnet_dir,
+                                rows_per_site)
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_output
 from ciml_ter.predictors import (CONTEXT_PREFIXES, IGBP_COLUMN, context_driver, igbp_labels, record_context,
@@ -161,8 +162,7 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
     short = {site: n for site, n in report.kept_per_site.items() if n < SHORT_SITE_MONTHS}
     if short:
         report.note(f"{len(short)} site(s) with fewer than {SHORT_SITE_MONTHS} site-months (less than one seasonal "
-                    "cycle), kept: " + ", ".join(f"{site} ({n})" for site, n in list(short.items())[:8])
-                    + (f", ... ({len(short)} in all)" if len(short) > 8 else ""))
+                    "cycle), kept: " + first_items(f"{site} ({n})" for site, n in short.items()))
     return obs, report
 
 

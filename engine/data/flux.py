@@ -219,9 +219,9 @@ class FluxReport:
                 if kind == CELL_TEXT:
                     for texts in self.cell_examples.get(column, {}).values():
                         seen += [t for t in texts if t not in seen]
-                shown = (f" ({_first([repr(t) for t in seen], CELL_EXAMPLES)})" if seen else "")
+                shown = (f" ({first_items([repr(t) for t in seen], CELL_EXAMPLES)})" if seen else "")
                 files = [(w or "?", k) for w, k in per_file.items() if k]
-                where = (files[0][0] if len(files) == 1 else f"{len(files)} files: " + _first(
+                where = (files[0][0] if len(files) == 1 else f"{len(files)} files: " + first_items(
                     [f"{w} ({k})" for w, k in files], 3))
                 what = "" if kind == CELL_MISSING else ", treated as missing,"
                 out.append(f"{column}: {n} cell{'s' if n != 1 else ''} {words}{shown}{what} "
@@ -250,7 +250,8 @@ def _check_file(path: Path, what: str) -> Path:
     return path
 
 
-def _first(values, n: int = 8) -> str:
+def first_items(values, n: int = 8) -> str:
+    """The first ``n`` of ``values`` for a message, comma-separated, and how many in all when more."""
     values = [str(v) for v in values]
     more = f", ... ({len(values)} in all)" if len(values) > n else ""
     return ", ".join(values[:n]) + more
@@ -359,7 +360,7 @@ def read_site_metadata(path: Path, report: FluxReport | None = None) -> pd.DataF
     missing = [c for c in SITE_TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{path}: site table lacks column(s) {', '.join(missing)}; expected "
-                         f"{', '.join(SITE_TABLE_COLUMNS)}; found {_first(table.columns)}")
+                         f"{', '.join(SITE_TABLE_COLUMNS)}; found {first_items(table.columns)}")
     lat_cell = cells["LOCATION_LAT"].fillna("").str.strip()
     lon_cell = cells["LOCATION_LONG"].fillna("").str.strip()
     out = pd.DataFrame({
@@ -371,7 +372,7 @@ def read_site_metadata(path: Path, report: FluxReport | None = None) -> pd.DataF
     })
     dup = out["site"][out["site"].duplicated()]
     if len(dup):
-        raise InputError(f"{path}: column SITE_ID has duplicate site(s) {_first(dup.unique())}; "
+        raise InputError(f"{path}: column SITE_ID has duplicate site(s) {first_items(dup.unique())}; "
                          "expected one row per site")
     return out.set_index("site")
 
@@ -420,7 +421,7 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
                      (QC, "the NEE quality flag used to keep months")):
         if col not in raw.columns:
             raise InputError(f"{path}: column {col} ({why}) missing; found columns "
-                             f"{_first(raw.columns)}")
+                             f"{first_items(raw.columns)}")
     report.rows_read = len(raw)
 
     stamp = pd.to_numeric(raw["TIMESTAMP"].fillna("").str.strip(), errors="coerce")
@@ -494,7 +495,7 @@ def find_fluxnet_files(folder: Path) -> list[Path]:
     if not files:
         others = sorted(p.name for p in folder.iterdir() if _FLUXNET_ANY.search(p.name))
         n = sum(1 for _ in folder.iterdir())
-        found = (f"found only other FLUXNET files ({_first(others, 3)})" if others
+        found = (f"found only other FLUXNET files ({first_items(others, 3)})" if others
                  else f"found {n} other entries" if n else "the folder is empty")
         raise InputError(f"{folder}: no FLUXNET monthly CSV; expected files named like "
                          f"FLX_<SITE>_FLUXNET2015_SUBSET_MM_<years>.csv or "
@@ -534,7 +535,7 @@ def read_fluxnet_dir(folder: Path, *, site_table: Path | None = None,
                         and _FLUXNET_ANY.search(p.name) and not _FLUXNET_MM.match(p.name))
         if others:
             report.note(f"{folder}: not read, {len(others)} FLUXNET file(s) of another time step than monthly "
-                        f"(_MM_): {_first(others, 3)}")
+                        f"(_MM_): {first_items(others, 3)}")
     sites = read_site_metadata(table_path, report)
     parts = []
     for path in files:
@@ -625,7 +626,7 @@ def read_abcflux(path: Path, *, pft_column: str | None = None,
         first = rows[0] if rows else []
         raise InputError(f"{path}: no header row with columns {', '.join(ABCFLUX_COLUMNS)} "
                          f"in the first 20 lines (ABCflux format); found "
-                         f"{_first([c.strip() for c in first]) or 'an empty file'}")
+                         f"{first_items([c.strip() for c in first]) or 'an empty file'}")
     header = [c.strip() for c in rows[header_at]]
     if header_at:
         report.note(f"{path.name}: skipped {header_at} description line(s) above the header")
@@ -666,7 +667,7 @@ def read_abcflux(path: Path, *, pft_column: str | None = None,
         pft_column = next((c for c in ABCFLUX_PFT_COLUMNS if c in raw.columns), None)
     elif pft_column not in raw.columns:
         raise InputError(f"{path}: PFT column {pft_column} missing; found columns "
-                         f"{_first(raw.columns)}")
+                         f"{first_items(raw.columns)}")
     if pft_column is not None:
         pft = raw[pft_column].astype(str).str.strip()
         pft = pft.where(~pft.isin(["", "-", "NA", "NaN", "nan", "None"]), UNKNOWN_PFT)
