@@ -462,11 +462,9 @@ def load_cubes(items: list, window: GridWindow, device: Device, min_valid_fracti
 def compute_date(sources: Sources, window: GridWindow, device: Device, min_valid_fraction: float) -> DateResult:
     """Every variable of one (time dim, date), or the static layers, from its sources, merged by
     precedence (``merge``: tiles before CMG, Terra before Aqua, then rasters, then cubes). A work
-    item of the MPI queue: it reads and computes on this rank's device, rank 0 writes. Cube
-    variables not yet read (``load_cubes``) are read here."""
+    item of the MPI queue: it reads and computes on this rank's device, rank 0 writes. Its cube
+    variables come already read onto the window (``load_cubes``)."""
     xp = device.for_rank().use().xp
-    if any(c.values is None for c in sources.cube):
-        sources = load_cubes([sources], window, device, min_valid_fraction)[0]
     result, parts = DateResult(), {}
     _granule_means(sources.granules, window, xp, min_valid_fraction, parts, result)
     for item in sorted(sources.rasters, key=lambda r: r.path.name):
