@@ -31,14 +31,16 @@ fails the target or QC rules (their meteorology is gap-filled and valid); in cub
 the cube's (the extracts') months at the pixel, as ``predict`` computes them. They are not predictors of the table
 (the schema metadata lists them under ``context``); a model picks the ones it uses.
 The table has columns ``site, lat, lon, pft, time, ter`` (time = month start,
-datetime64; ter in g C m-2 month-1), then the predictor columns in training order. The
+datetime64; ter in g C m-2 month-1) and ``ter_random_error`` (the tower's random error of the
+month, one standard deviation in g C m-2 month-1, NaN where unknown: ``data.flux``), then the
+predictor columns in training order. The
 order is returned (``SiteTableReport.predictors``) and stored in the Parquet schema
 metadata under the key ``ciml_ter`` (JSON), read back by :func:`read_site_table`, the one
 reader of site-month tables, which checks them (``SiteTable``):
 - the target column ``ter`` is required; rows whose ``ter`` is NaN are dropped (logged);
 - a constant target is an InputError;
 - predictors: the ``predictors`` list of the schema metadata, else every numeric column other
-  than site, lat, lon, pft, time, ter;
+  than site, lat, lon, pft, time, ter, ter_random_error;
 - an all-NaN predictor column is dropped with a warning in the log (not an error), and the
   model manifest records which features the model uses.
 """
@@ -55,8 +57,8 @@ import pandas as pd
 
 from ciml_ter.config import FeaturesConfig
 from ciml_ter.device import CPU
-from ciml_ter.data.flux import (FluxReport, duplicate_site_months, first_items, read_abcflux, read_fluxnet_dir,
-                                rows_per_site)
+from ciml_ter.data.flux import (RANDOM_ERROR, FluxReport, duplicate_site_months, first_items, read_abcflux,
+                                read_fluxnet_dir, rows_per_site)
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_output
 from ciml_ter.predictors import (CONTEXT_PREFIXES, IGBP_COLUMN, context_driver, igbp_labels, record_context,
@@ -70,6 +72,7 @@ SHORT_SITE_MONTHS = 12  # a site with fewer site-months has no whole seasonal cy
 METADATA_KEY = b"ciml_ter"
 TARGET = "ter"  # the target column, in units.TER_UNITS
 BASE_COLUMNS = ("site", "lat", "lon", "pft", "time", TARGET)
+FLUX_COLUMNS = (*BASE_COLUMNS, RANDOM_ERROR)  # what a table takes of the observations (the last optional)
 REQUIRED_COLUMNS = ("site", "ter")
 
 
@@ -166,10 +169,16 @@ def read_observations(fluxnet_dirs: Sequence[Path] = (), abcflux_files: Sequence
     return obs, report
 
 
+def _flux_columns(obs: pd.DataFrame) -> list[str]:
+    """The columns a table takes of the observations: ``BASE_COLUMNS`` and the random error when
+    the observations have one."""
+    return [c for c in FLUX_COLUMNS if c in obs.columns or c in BASE_COLUMNS]
+
+
 def site_only_predictors(obs: pd.DataFrame, *, meteo: Sequence[str] = SITE_ONLY_METEO
                          ) -> tuple[pd.DataFrame, list[str]]:
     """Site-only predictors: tower meteorology + ``lat`` + ``month``."""
-    table = obs.loc[:, list(BASE_COLUMNS)].copy()
+    table = obs.loc[:, _flux_columns(obs)].copy()
     table["time"] = pd.to_datetime(table["time"]).astype("datetime64[ns]")
     for var in meteo:
         table[var] = obs[var].astype(float) if var in obs.columns else np.nan
@@ -221,7 +230,7 @@ def cube_predictors(obs: pd.DataFrame, features: Path, *, window: int = 1
         inside = index >= 0
         if not inside.all():
             dropped.setdefault("months outside the cube period", []).append(f"{site} ({(~inside).sum()})")
-        table = rows.loc[inside, list(BASE_COLUMNS)].copy()
+        table = rows.loc[inside, _flux_columns(obs)].copy()
         for k, n in enumerate(names):
             table[n] = values[k, index[inside]]
         for k in (k for k, n in enumerate(names) if "time" in cube[n].dims):
@@ -290,7 +299,7 @@ def point_predictors(obs: pd.DataFrame, points: Sequence[str], *, window: int = 
     if not inside.any():
         raise InputError(f"the point extracts ({plan_.months[0]:%Y-%m} to {plan_.months[-1]:%Y-%m}) cover "
                          f"none of the flux months of the {len(cube.sites)} matched tower(s)")
-    table = obs.loc[inside, list(BASE_COLUMNS)].reset_index(drop=True)
+    table = obs.loc[inside, _flux_columns(obs)].reset_index(drop=True)
     rows, cols = month[inside], column[inside].astype(np.int64)
     for n in names:
         values = np.asarray(features[n].values, dtype=np.float64)
@@ -462,7 +471,7 @@ def site_table_from_frame(frame: pd.DataFrame, source: str = "<table>",
                          f"table with columns {', '.join(BASE_COLUMNS)} plus predictors, found "
                          f"{', '.join(map(str, frame.columns[:12]))}")
     if features is None:
-        features = [c for c in frame.columns if c not in BASE_COLUMNS and not context_driver(c)
+        features = [c for c in frame.columns if c not in FLUX_COLUMNS and not context_driver(c)
                     and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
     else:
         absent = [c for c in features if c not in frame.columns]

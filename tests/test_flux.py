@@ -111,7 +111,7 @@ def test_unit_conversion_by_hand(real):
 
 def test_site_metadata_and_columns(real):
     obs, _ = real
-    assert list(obs.columns[:7]) == list(flux.OBS_COLUMNS)
+    assert list(obs.columns[:8]) == list(flux.OBS_COLUMNS)
     assert obs["time"].dtype == "datetime64[ns]"
     assert (obs["time"].dt.day == 1).all()
     obs_site = obs.drop_duplicates("site").set_index("site")
@@ -124,6 +124,9 @@ def test_site_metadata_and_columns(real):
     assert obs.loc[obs["site"] == "FR-Pue", "SWC_F_MDS_1"].isna().all()
     dk = obs[obs["site"] == "DK-Sor"].set_index("time")
     assert dk.loc[pd.Timestamp("2004-07-01"), "TA_F"] == pytest.approx(14.566)
+    # the month's random error: NEE_VUT_REF_RANDUNC (g C m-2 d-1) x 31 days; -9999 cells are NaN
+    assert dk.loc[pd.Timestamp("2004-07-01"), "ter_random_error"] == pytest.approx(0.106948 * 31)
+    assert obs["ter_random_error"].isna().any() and (obs["ter_random_error"].dropna() >= 0).all()
 
 
 def test_counts_are_logged(caplog):

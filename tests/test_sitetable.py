@@ -25,7 +25,11 @@ def built():
 def test_columns_and_predictor_order(built):
     df, report = built
     context = [f"{p}{v}" for v in METEO for p in ("clim_", "prev1_", "prev3_")]
-    assert list(df.columns) == ["site", "lat", "lon", "pft", "time", "ter", *METEO, "month", *context]
+    assert list(df.columns) == ["site", "lat", "lon", "pft", "time", "ter", "ter_random_error", *METEO, "month",
+                                *context]
+    # the random error is never a predictor, not even of a table without the predictor list
+    assert df["ter_random_error"].notna().mean() > 0.5
+    assert "ter_random_error" not in sitetable.site_table_from_frame(df.drop(columns=list(context))).features
     assert report.predictors == [*METEO, "lat", "month"]
     assert df.attrs["predictors"] == report.predictors
     assert report.mode == "site-only"

@@ -31,6 +31,10 @@ FLUXNET rules
       ``FLX_``, AmeriFlux ``AMF_``, ICOS ``ICOSETC_`` ...); other resolutions are ignored;
     * ``TIMESTAMP`` is YYYYMM; ``-9999`` is missing;
     * target ``ter = RECO_NT_VUT_REF (g C m-2 d-1) x days in the month`` (leap Februaries 29);
+    * ``ter_random_error = NEE_VUT_REF_RANDUNC (g C m-2 d-1) x days in the month``: the random
+      error (one standard deviation) of the month's flux, the only random error FLUXNET gives;
+      taken for TER's (NaN where absent, -9999 or negative: the intervals count such months as
+      exact, ``uncertainty``);
     * a row is kept only where the target is a number and ``NEE_VUT_REF_QC >= 0.75``; rows
       without a target are counted under ``RECO_NT_VUT_REF missing (-9999)``, ``... below
       -9999``, ``... empty`` or ``... not a number`` after what the cell held;
@@ -54,7 +58,8 @@ ABCflux rules
     * a site is at one place: a site whose coordinates differ between rows is refused;
     * dirty cells (``-``, ``inf``, ``NA``, empty, any non-number) are missing and counted
       (empty cells and ``-9999`` under their own kinds, see above);
-    * ``pft`` comes from a ``pft``/``igbp`` column when present, otherwise ``"UNK"``.
+    * ``pft`` comes from a ``pft``/``igbp`` column when present, otherwise ``"UNK"``;
+    * ``ter_random_error`` is NaN (ABCflux gives none).
 """
 from __future__ import annotations
 
@@ -75,6 +80,8 @@ log = logging.getLogger("ciml_ter.flux")
 
 TARGET = "RECO_NT_VUT_REF"
 QC = "NEE_VUT_REF_QC"
+RANDOM_ERROR_COLUMN = "NEE_VUT_REF_RANDUNC"  # g C m-2 d-1, one standard deviation
+RANDOM_ERROR = "ter_random_error"  # its column in observations and site tables, g C m-2 month-1
 QC_MIN = 0.75
 MISSING = -9999.0
 UNKNOWN_PFT = "UNK"
@@ -85,7 +92,7 @@ SAMPLE_WORD = "sample"  # --fluxnet sample / [paths] fluxnet = ["sample"]: the s
 SITE_TABLE_COLUMNS = ("SITE_ID", "LOCATION_LAT", "LOCATION_LONG", "IGBP")
 ABCFLUX_COLUMNS = ("site_name", "latitude", "longitude", "year", "month", "reco")
 ABCFLUX_PFT_COLUMNS = ("pft", "PFT", "igbp", "IGBP")
-OBS_COLUMNS = ("site", "lat", "lon", "pft", "time", "ter", "source")
+OBS_COLUMNS = ("site", "lat", "lon", "pft", "time", "ter", RANDOM_ERROR, "source")
 
 # kinds of numeric cell treated as missing, in the order the report lists them
 CELL_TEXT = "not a number"
@@ -453,7 +460,7 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     (reco, reco_kind), (qc, _) = numeric(TARGET), numeric(QC)
     obs = pd.DataFrame({"site": site, "lat": float(lat), "lon": float(lon), "pft": pft,
                         "time": time, "ter": reco * days_in_month(time),
-                        "source": path.name})
+                        RANDOM_ERROR: _random_error(raw) * days_in_month(time), "source": path.name})
     for var in variables:
         obs[var] = numeric(var)[0]
 
@@ -476,6 +483,16 @@ def read_fluxnet_csv(path: Path, *, site: str | None = None, lat: float = np.nan
     report.kept_per_site[site] = int(obs["ter"].notna().sum())
     log.info("%s: site %s, %d of %d months kept", where, site, report.kept_per_site[site], report.rows_read)
     return obs, report
+
+
+def _random_error(raw: pd.DataFrame) -> pd.Series:
+    """``NEE_VUT_REF_RANDUNC`` per row (g C m-2 d-1); NaN where the file has no such column or the
+    cell is not a non-negative number (-9999 included). Not counted in the report: the column is
+    optional and no row is removed for it."""
+    if RANDOM_ERROR_COLUMN not in raw.columns:
+        return pd.Series(np.nan, index=raw.index)
+    values = pd.to_numeric(raw[RANDOM_ERROR_COLUMN].str.strip(), errors="coerce")
+    return values.where(values >= 0)
 
 
 def fluxnet_folder(text: str) -> Path:
@@ -678,8 +695,7 @@ def read_abcflux(path: Path, *, pft_column: str | None = None,
                        "month": month.where(keep, 1).astype(np.int64), "day": 1})
     obs = pd.DataFrame({"site": site, "lat": lat, "lon": ((lon + 180.0) % 360.0) - 180.0,
                         "pft": pft, "time": pd.to_datetime(ym).astype("datetime64[ns]"),
-                        "ter": reco,
-                        "source": path.name})
+                        "ter": reco, RANDOM_ERROR: np.nan, "source": path.name})
     for var in variables:
         obs[var] = numeric(var) if var in raw.columns else np.nan
     obs = obs[keep].reset_index(drop=True)

@@ -485,7 +485,9 @@ def _band_dataset(daily, eight_day, static, land, days, eight, blat, lon) -> xr.
 
 
 def _write_fluxnet(folder: Path, out_dir: Path, lat, lon, res, n_sites, seed, months, days) -> int:
-    """Synthetic towers: truth + 10 % noise, 8 % gaps, QC flags, in FLUXNET2015 SUBSET_MM CSVs."""
+    """Synthetic towers: truth + 10 % noise, 8 % gaps, QC flags, in FLUXNET2015 SUBSET_MM CSVs; the
+    noise's standard deviation is the files' random error ``NEE_VUT_REF_RANDUNC``, as FLUXNET gives
+    one for each month's flux."""
     truth = xr.open_dataset(out_dir / "truth.nc", engine="h5netcdf")
     cube = xr.open_dataset(out_dir / "cube.zarr", engine="zarr", consolidated=False, chunks=None)
     land = cube.land.values.astype(bool) & np.isfinite(truth.ter.values).all(axis=0)
@@ -503,8 +505,10 @@ def _write_fluxnet(folder: Path, out_dir: Path, lat, lon, res, n_sites, seed, mo
         lst = cube.lst_night.isel(lat=i, lon=j).values.astype(float)
         ta = pd.Series((lst + cube.lst_day.isel(lat=i, lon=j).values) / 2 - 273.15, index=days
                        ).groupby(days.to_period("M")).mean().to_numpy()
-        frame = pd.DataFrame({"TIMESTAMP": stamp, "TA_F": ta, "RECO_NT_VUT_REF": obs / months.days_in_month.to_numpy(),
-                              "NEE_VUT_REF_QC": qc, "SW_IN_F": 150 + 100 * np.cos(np.radians(lat[i])) *
+        days_in = months.days_in_month.to_numpy()
+        frame = pd.DataFrame({"TIMESTAMP": stamp, "TA_F": ta, "RECO_NT_VUT_REF": obs / days_in,
+                              "NEE_VUT_REF_RANDUNC": TOWER_NOISE * ter / days_in, "NEE_VUT_REF_QC": qc,
+                              "SW_IN_F": 150 + 100 * np.cos(np.radians(lat[i])) *
                               np.cos(2 * np.pi * (months.month.to_numpy() - 7) / 12) * math.copysign(1, lat[i]),
                               "VPD_F": np.clip(ta, 0, None) / 3, "P_F": rng.gamma(2.0, 1.5, ter.size)})
         years = f"{months.year[0]}-{months.year[-1]}"
