@@ -48,6 +48,7 @@ def trained_model(model_dir: Path, folds: int, seeds: int, note=print, smoke: bo
     config.predictors.drivers_only()  # the table's columns only
     config.device = "cpu"
     config.train.folds, config.train.seeds = folds, seeds
+    config.train.nested_spread = False  # inference uses the members only
     table, weights = synthetic_table(200 if folds * seeds > 3 else 40, 100, N_FEATURES)
     note(f"training {folds} x {seeds} members on {len(table.frame):,} site-months (CPU workers)")
     start = time.perf_counter()

@@ -233,6 +233,7 @@ def training_section(s: Session) -> dict:
         config.predictors.drivers_only()  # the table's columns only
         config.device = device.kind
         config.train.folds, config.train.seeds = folds, seeds
+        config.train.nested_spread = False  # the members' training time
         config.train.gpu_workers = max(1, gpu_workers)
         if s.dry:
             smoke_rounds(config)

@@ -71,6 +71,7 @@ def main(argv=None) -> Path:
     config = PipelineConfig()
     config.predictors.drivers_only()  # the table's columns only
     config.train.folds, config.train.seeds = (3, 1) if args.quick else (10, 2)
+    config.train.nested_spread = False  # inference uses the members only
     if args.quick:
         smoke_rounds(config)
     table, weights = synthetic_table(40 if args.quick else 200, 100, 21)

@@ -32,6 +32,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,7 @@ def engine_oof(table: SiteTable, config: PipelineConfig, folds: dict[str, int],
                causal_result: dict | None = None) -> tuple[np.ndarray, dict[int, int], dict]:
     """Out-of-fold estimates, rounds per fold and causal-guard records of the model as
     ``train_ensemble`` trains it (plain without ``causal_result``)."""
+    config = replace(config, train=replace(config.train, nested_spread=False))  # scored on MAE only
     with tempfile.TemporaryDirectory() as tmp:
         ensemble = train_ensemble(table, config, tmp, CPU, causal_result=causal_result, folds=folds)
         oof, _ = ensemble.predict_oof(ensemble.matrix(table), table.sites)

@@ -55,6 +55,7 @@ def main(argv=None) -> Path:
     config.predictors.drivers_only()  # the table's columns only
     config.device = args.device
     config.train.workers = args.workers
+    config.train.nested_spread = False  # the members' training time, as recorded before nested members
     if args.quick:
         config.train.folds, config.train.seeds = 3, 2
         smoke_rounds(config)

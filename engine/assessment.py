@@ -185,12 +185,13 @@ def _mean_fold_weights(ensemble: Ensemble) -> list[float]:
 def plain_ensemble(ensemble: Ensemble, table: SiteTable, config: PipelineConfig, where: Path, device: Device,
                    progress: ProgressCallback = None) -> Ensemble:
     """The plain-XGBoost baseline of a causal ``ensemble``: its config, folds, predictors and
-    per-fold settings without causal weights, trained into ``where`` (reused from there when it
-    matches); a plain ``ensemble`` is its own baseline. ``config`` gives the workers."""
+    per-fold settings without causal weights (and without nested members), trained into ``where``
+    (reused from there when it matches); a plain ``ensemble`` is its own baseline. ``config`` gives the workers."""
     if not ensemble.manifest["causal"]:
         return ensemble
     cfg = ensemble.config
     cfg.device, cfg.train.workers, cfg.train.causal = config.device, config.train.workers, False
+    cfg.train.nested_spread = False  # the baseline is scored, never given intervals
     fold_settings = ensemble.manifest.get("fold_settings", {})
     folds = ensemble.folds
     if (where / "manifest.json").is_file():

@@ -43,6 +43,7 @@ FORMAT = "ciml-ter-ensemble/1"
 # for K, a scale factor left on, put nearly all of them outside).
 RANGE_MARGIN = 0.5
 MAX_OUTSIDE_TRAINING = 0.10
+NESTED_DIR = "nested"  # members trained without two folds (``Ensemble.nested_spread``)
 
 
 @dataclass
@@ -154,16 +155,23 @@ def merge_members(members: list[Member]) -> MergedEnsemble:
                           everyone, len(members), sum(m.best_iteration + 1 for m in members))
 
 
-def member_name(fold: int, seed: int) -> str:
-    return f"fold{fold:02d}_seed{seed:02d}.ubj"
+def member_name(fold: int, seed: int, left_out: int | None = None) -> str:
+    """A member's file: ``fold03_seed01.ubj``; a nested member (also without fold ``left_out``)
+    ``nested/fold03-07_seed01.ubj``."""
+    if left_out is None:
+        return f"fold{fold:02d}_seed{seed:02d}.ubj"
+    return f"{NESTED_DIR}/fold{fold:02d}-{left_out:02d}_seed{seed:02d}.ubj"
 
 
 def save_member(model_dir: Path, fold: int, seed: int, raw: bytes, best_iteration: int,
-                n_trees: int) -> dict:
-    """Write one member's UBJSON bytes into ``model_dir``; its manifest entry."""
-    name = member_name(fold, seed)
+                n_trees: int, left_out: int | None = None) -> dict:
+    """Write one member's UBJSON bytes into ``model_dir``; its manifest entry (a nested member's
+    has ``left_out``, the second fold it was trained without)."""
+    name = member_name(fold, seed, left_out)
+    (model_dir / name).parent.mkdir(exist_ok=True)
     atomic_write(model_dir / name, raw)
-    return {"file": name, "fold": fold, "seed": seed, "best_iteration": best_iteration,
+    extra = {} if left_out is None else {"left_out": left_out}
+    return {"file": name, "fold": fold, "seed": seed, **extra, "best_iteration": best_iteration,
             "num_boosted_rounds": n_trees, "sha256": hashlib.sha256(raw).hexdigest()}
 
 
@@ -287,6 +295,30 @@ class Ensemble:
         out[merged.folds] = fold_means(merged, x, np)
         return out
 
+    def nested_spread(self, x: np.ndarray, fold_of_row: np.ndarray) -> np.ndarray | None:
+        """Per row of a fold f: the standard deviation (ddof 0) across the K - 1 nested models
+        without f (each also without one other fold g; a model = the mean over its seeds), the
+        spread the map shows at a pixel no fold saw, here at a tower no nested model saw. NaN
+        for rows of fold -1; None when the model has no nested members (``train.nested_spread``)."""
+        entries = self.manifest.get("nested_members") or []
+        if not entries:
+            return None
+        by_pair: dict[tuple[int, int], list[np.ndarray]] = {}
+        data = _dmatrix(x)
+        for m in entries:
+            booster = _load_booster(self.path / m["file"], m["sha256"])
+            pair = (min(m["fold"], m["left_out"]), max(m["fold"], m["left_out"]))
+            by_pair.setdefault(pair, []).append(
+                booster.predict(data, iteration_range=(0, int(m["best_iteration"]) + 1)).astype(np.float64))
+        means = {pair: np.mean(p, axis=0) for pair, p in by_pair.items()}
+        fold_of_row = np.asarray(fold_of_row)
+        spread = np.full(x.shape[0], np.nan)
+        for f in np.unique(fold_of_row[fold_of_row >= 0]):
+            rows = fold_of_row == f
+            inner = np.stack([p[rows] for pair, p in means.items() if f in pair])
+            spread[rows] = inner.std(axis=0)
+        return spread
+
     def predict_oof(self, x: np.ndarray, sites) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold estimate per row: its site's held-out fold; rows of sites the model never
         saw get the full-ensemble mean (they are held out from every fold). Returns
@@ -302,25 +334,34 @@ class Ensemble:
 
 def load_ensemble(model_dir: str | Path) -> Ensemble:
     """Open a model directory written by ``training.train_ensemble``; InputError when incomplete."""
-    import xgboost as xgb
-
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST
     if not path.is_file():
         raise InputError(f"{model_dir}: expected a model directory with {MANIFEST}, found none")
     manifest = read_document(path, FORMAT, "model manifest (from `ciml-ter train`)")
-    members = []
-    for m in manifest["members"]:
-        file = model_dir / m["file"]
-        if not file.is_file():
-            raise InputError(f"{file}: member listed in {MANIFEST} is missing")
-        raw = file.read_bytes()
-        if hashlib.sha256(raw).hexdigest() != m["sha256"]:
-            raise InputError(f"{file}: checksum differs from {MANIFEST} (file changed or truncated)")
-        booster = xgb.Booster()
-        booster.load_model(bytearray(raw))
-        booster.set_param({"nthread": os.cpu_count() or 1, "device": "cpu"})
-        members.append(Member(int(m["fold"]), int(m["seed"]), booster, int(m["best_iteration"])))
+    members = [Member(int(m["fold"]), int(m["seed"]), _load_booster(model_dir / m["file"], m["sha256"]),
+                      int(m["best_iteration"])) for m in manifest["members"]]
     return Ensemble(model_dir, manifest, members)
+
+
+def _load_booster(file: Path, sha256: str):
+    """A member's booster on the CPU; InputError when the file is missing or not the one listed."""
+    import xgboost as xgb
+
+    if not file.is_file():
+        raise InputError(f"{file}: member listed in {MANIFEST} is missing")
+    raw = file.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise InputError(f"{file}: checksum differs from {MANIFEST} (file changed or truncated)")
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    booster.set_param({"nthread": os.cpu_count() or 1, "device": "cpu"})
+    return booster
+
+
+def _dmatrix(x: np.ndarray):
+    import xgboost as xgb
+
+    return xgb.DMatrix(np.asarray(x, dtype=np.float32))
 
 

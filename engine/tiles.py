@@ -35,7 +35,8 @@ TILE_DIR = "tiles"
 IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables", "made_from", "calibration_id")
 FLAG_FILL = 255  # the extrapolation flag's fill value (no estimate)
 INTERVAL_METHOD = ("split-conformal, site-grouped: yhat -/+ q (ter_std + s0), q the conformal quantile of "
-                   "|y - yhat| / (sigma + s0) at held-out towers, per PFT (pooled where a PFT has too few towers)")
+                   "|y - yhat| / (sigma + s0) at held-out towers, per PFT (pooled where a PFT has too few towers), "
+                   "the towers' random error removed by SIMEX")
 
 
 @dataclass
@@ -74,6 +75,7 @@ def cf_attributes(name: str, base: float | None) -> dict:
             percent = name.rsplit("_", 1)[1]
             return {"units": TER_UNITS, "long_name": f"{side} bound of the {percent} % prediction interval of TER",
                     "interval_level": int(percent) / 100, "interval_method": INTERVAL_METHOD,
+                    "interval_target": "true monthly TER (not a tower's measurement of it)",
                     "comment": "calibrated at flux towers held out of the model (calibration.json of the model); "
                                "where extrapolation is 1 no tower speaks for the bound"}
     if name == "extrapolation":

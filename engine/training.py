@@ -188,15 +188,16 @@ def _choose_rounds(task: tuple) -> tuple:
 
 def _train_member(task: tuple) -> tuple:
     """One (fold, seed) member on all the fold's training rows for the fold's rounds, with or
-    without the fold's causal weights; returns ("member", fold, seed, UBJSON bytes, rounds)."""
+    without the fold's causal weights (a nested member: the rows of neither the fold nor
+    ``left_out``); returns ("member", fold, seed, UBJSON bytes, rounds, left_out)."""
     import xgboost as xgb
 
-    data, fold, seed, train_idx, rounds, weighted = task
+    data, fold, seed, train_idx, rounds, weighted, left_out = task
     config = data.config(fold)
     params = xgb_params(config, config.seed * 1000 + seed, data.nthread, data.xgboost_device,
                         data.array("y")[train_idx])
     booster = xgb.train(params, data.dmatrix(train_idx, fold, weighted), num_boost_round=rounds, verbose_eval=False)
-    return "member", fold, seed, bytes(booster.save_raw("ubj")), rounds
+    return "member", fold, seed, bytes(booster.save_raw("ubj")), rounds, left_out
 
 
 def _plan_workers(config: PipelineConfig, device: Device, n_tasks: int) -> tuple[int, int]:
@@ -234,6 +235,15 @@ def feature_weights(drivers: dict[str, float], spec: PredictorSpec) -> np.ndarra
     w = [by_name.get(f, by_name.get(context_driver(f), mean)) for f in spec.features]
     w = np.asarray(w, dtype=np.float64)
     return (w / w.sum()).astype(np.float32)
+
+
+def nested_pairs(fold_of_row: np.ndarray, sites: np.ndarray, n_folds: int) -> list[tuple[int, int]]:
+    """The fold pairs (f, g), f < g, of the nested members: every pair when there are at least 3
+    folds and every pair leaves ``MIN_TRAINING_SITES`` sites, else none (no nested spread)."""
+    pairs = [(f, g) for f in range(n_folds) for g in range(f + 1, n_folds)]
+    enough = all(len(np.unique(sites[(fold_of_row != f) & (fold_of_row != g)])) >= MIN_TRAINING_SITES
+                 for f, g in pairs)
+    return pairs if n_folds >= 3 and enough else []
 
 
 def _rounds_summary(rounds: dict[int, int]) -> dict:
@@ -294,10 +304,14 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     fixed = {k: configs[k].xgboost.num_boost_round for k in range(n_folds)
              if configs[k].xgboost.early_stopping_rounds == 0}
     choose = [(k, train_rows[k]) for k in range(n_folds) if k not in fixed]
+    pairs = nested_pairs(fold_of_row, table.sites, n_folds) if config.train.nested_spread else []
+    if config.train.nested_spread and not pairs and n_folds >= 3:
+        log.warning("no nested members (train.nested_spread): %d folds of %d sites leave too few sites without "
+                    "two folds; the towers' spread for the intervals is the other folds'", n_folds, len(folds))
     workers, nthread = _plan_workers(config, device, max(len(choose), n_folds * n_seeds))
-    rounds, cv_mae, guards, members = dict(fixed), {}, {}, []
+    rounds, cv_mae, guards, members, nested = dict(fixed), {}, {}, [], []
     started = time.perf_counter()
-    total = len(choose) + n_folds * n_seeds
+    total = len(choose) + (n_folds + len(pairs)) * n_seeds
 
     def record(result):
         if result[0] == "rounds":
@@ -311,17 +325,20 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
                 "" if guard is None else f", causal weights {'kept' if guard['kept'] else 'dropped'} (without them "
                 f"{guard['inner_mae_without']:.1f})")
         else:
-            _, fold, seed, raw, n = result
-            entry = save_member(out_dir, fold, seed, raw, n - 1, n)
-            members.append(entry)
+            _, fold, seed, raw, n, left_out = result
+            entry = save_member(out_dir, fold, seed, raw, n - 1, n, left_out)
+            (members if left_out is None else nested).append(entry)
             message = f"trained {entry['file']} ({n} rounds)"
         if progress:
-            progress(len(cv_mae) + len(members), total, message)
+            progress(len(cv_mae) + len(members) + len(nested), total, message)
 
     def phases(pool_map, data: FoldData):
         for result in pool_map(_choose_rounds, [(data, k, rows) for k, rows in choose]):
             record(result)
-        tasks = [(data, k, s, train_rows[k], rounds[k], k in weights) for k in range(n_folds) for s in range(n_seeds)]
+        tasks = [(data, k, s, train_rows[k], rounds[k], k in weights, None) for k in range(n_folds)
+                 for s in range(n_seeds)]
+        tasks += [(data, f, s, np.flatnonzero((fold_of_row != f) & (fold_of_row != g)), rounds[f], f in weights, g)
+                  for f, g in pairs for s in range(n_seeds)]
         for result in pool_map(_train_member, tasks):
             record(result)
 
@@ -337,6 +354,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
                                    "script, guard it with `if __name__ == '__main__':` (workers start "
                                    "by re-importing the main module), or set train.workers = 1") from exc
     members.sort(key=lambda m: (m["fold"], m["seed"]))
+    nested.sort(key=lambda m: (m["fold"], m["left_out"], m["seed"]))
     c = config.xgboost
     save_manifest(out_dir, {
         "target": TARGET, "units": TER_UNITS,
@@ -347,6 +365,11 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         "causal_guard": {str(k): v for k, v in sorted(guards.items())},
         "folds": dict(sorted(folds.items())), "n_folds": n_folds,
         "n_seeds": n_seeds, "members": members, "config": config.to_dict(),
+        "nested_members": nested, "nested_rule": (
+            "for each pair of folds f < g, n_seeds members trained without the sites of either, with fold f's "
+            "rounds, weights and settings: a tower of fold f gets its spread across the K - 1 nested models "
+            "without f, as a pixel of the map across the K fold models (train.nested_spread)" if nested else
+            "none: train.nested_spread is off, or fewer than 3 folds, or a pair of folds leaves too few sites"),
         "fold_settings": {str(k): v for k, v in sorted(fold_settings.items())},
         "rounds": {**_rounds_summary(rounds), "inner_cv_mae": {str(k): v for k, v in sorted(cv_mae.items())},
                    "rule": ("fixed: xgboost.num_boost_round" if not cv_mae else

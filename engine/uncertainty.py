@@ -4,11 +4,14 @@ spread, Mondrian by PFT; their nested evaluation at the towers; the extrapolatio
 Method (``[uncertainty]`` of the config; ``calibrate``):
 
 - every tower-month has a held-out estimate ŷ (the mean of the fold that left its site out) and a
-  spread σ̂ (``held_out``). The map's spread is the standard deviation (ddof 0) across all fold
-  means; at a tower-month the own fold's mean is ŷ itself, so σ̂ there is the standard deviation
-  across the *other* folds' means (those folds were trained with the tower: the score's
-  denominator never contains the estimate it divides). A site the model never saw has every
-  fold held out: ŷ and σ̂ are the map's (mean and spread across all fold means);
+  spread σ̂. The map's spread is the standard deviation (ddof 0) across the K fold means, none of
+  which saw the pixel. At a tower of fold f the same kind of spread comes from the K - 1 nested
+  models trained without f (each also without one other fold; ``train.nested_spread``,
+  ``Ensemble.nested_spread``): the standard deviation across them. A model without nested members
+  falls back to the standard deviation across the *other* folds' means (``held_out``), which were
+  trained with the tower and agree more there than anywhere on the map: the map's intervals are
+  then too wide (README "Uncertainty"). A site the model never saw has every fold held out: ŷ
+  and σ̂ are the map's (mean and spread across all fold means);
 - score ``|y − ŷ| / (σ̂ + s0)`` with ``s0 = offset × median σ̂`` of the calibration rows (a
   scale-free small offset: no score blows up where the folds happen to agree);
 - the quantile at level α is the finite-sample conformal one, the ceil((n + 1) α)-th smallest of
@@ -16,6 +19,16 @@ Method (``[uncertainty]`` of the config; ``calibrate``):
   from at least ``min_group_sites`` sites (Mondrian), the pooled one for every other PFT;
 - the interval is ŷ ± q (σ̂ + s0); on the map σ̂ is ``ter_std`` and the PFT the land-cover layer's
   class (pooled without one).
+
+Two targets. The quantiles above are those of a tower's *observed* monthly TER, which carries the
+tower's random error ε (``ter_random_error``, one standard deviation s per tower-month, from the
+flux files: ``data.flux``); the map's intervals are for the *true* TER. The flux quantile removes
+ε by simulation–extrapolation (SIMEX; Cook & Stefanski 1994, J. Am. Stat. Assoc. 89, 1314): the
+quantile q(λ) of the scores of y + √λ·s·z (z standard normal, ``SIMEX_DRAWS`` draws averaged) at
+λ = 0 and ``SIMEX_LAMBDAS``, i.e. with (1 + λ) times the towers' own error variance; q² is fitted
+linear in λ (exact when the error and the noise are normal) and read at λ = -1, no noise at all
+(``flux_quantiles``). Months without a random error count as exact; without any the two targets
+are the same. The flux quantile is an estimate, not a finite-sample conformal bound.
 
 Nested evaluation (``nested_intervals``): the quantiles for the towers of one fold come from the
 rows of the other folds' sites only, so no tower calibrates its own interval; sites the model never
@@ -41,6 +54,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from ciml_ter.data.flux import RANDOM_ERROR
 from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_write
@@ -48,13 +62,26 @@ from ciml_ter.gridstats import in_band, lat_bands
 from ciml_ter.predictors import table_labels
 
 log = logging.getLogger(__name__)
-FORMAT = "ciml-ter-calibration/1"
+FORMAT = "ciml-ter-calibration/2"
 CALIBRATION = "calibration.json"  # in the model directory, beside metrics.json
 METHOD = ("split-conformal, site-grouped: |y - yhat| / (sigma + s0) with sigma the spread across fold means, "
-          "Mondrian quantiles per PFT (pooled for PFTs with fewer calibration sites than min_group_sites)")
-METHODS = ("conformal", "conformal_pooled_absolute", "ensemble_spread")
-METHOD_NAMES = {"conformal": "conformal (normalised, per PFT)", "conformal_pooled_absolute":
-                "conformal (pooled, not normalised)", "ensemble_spread": "ensemble spread (ŷ ± zσ̂)"}
+          "Mondrian quantiles per PFT (pooled for PFTs with fewer calibration sites than min_group_sites); "
+          "for the true flux the towers' random error removed by SIMEX")
+METHODS = ("conformal", "conformal_flux", "conformal_pooled_absolute", "ensemble_spread")
+METHOD_NAMES = {"conformal": "conformal (normalised, per PFT)",
+                "conformal_flux": "conformal for the true flux (tower random error removed)",
+                "conformal_pooled_absolute": "conformal (pooled, not normalised)",
+                "ensemble_spread": "ensemble spread (ŷ ± zσ̂)"}
+SPREAD_NESTED = ("standard deviation across the K - 1 nested models that never saw the tower (each without its "
+                 "fold and one other), as across the K fold models at a pixel of the map; across all fold means for a "
+                 "site the model never saw")
+SPREAD_OTHER_FOLDS = ("standard deviation across the means of the folds other than the tower's own, which were "
+                      "trained with it (the model has no nested members); across all fold means for a site the "
+                      "model never saw")
+TARGETS = ("observation", "flux")  # what an interval covers: a tower's monthly value, or the true TER
+SIMEX_LAMBDAS = (0.5, 1.0, 1.5, 2.0)  # noise variance added, in units of the towers' own
+SIMEX_DRAWS = 50  # noise draws per lambda, their quantiles averaged
+SIMEX_SEED = 28  # the draws depend only on the calibration rows, never on the rows they cover
 
 
 class NoIntervals(ValueError):
@@ -73,6 +100,33 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     scores = np.sort(np.asarray(scores, dtype=np.float64)[np.isfinite(scores)])
     rank = math.ceil((scores.size + 1) * level - 1e-9)
     return float(scores[rank - 1]) if rank <= scores.size else math.inf
+
+
+def flux_quantiles(residual: np.ndarray, scale: np.ndarray, noise: np.ndarray, levels,
+                   draws: np.ndarray) -> dict[str, float]:
+    """Per level name, the quantile of |t - ŷ| / scale for the true flux t, from the observed
+    ``residual`` y - ŷ whose random error has standard deviation ``noise`` (0: exact; all in
+    g C m-2 month-1) by SIMEX (module docstring): ``draws`` are (``SIMEX_DRAWS``, n) standard
+    normal values. Each quantile lies in [0, the observed one]; an infinite one stays infinite."""
+    base = np.abs(residual) / scale
+    found = {a: [conformal_quantile(base, a)] for a in levels}
+    if not np.any(noise > 0):
+        return {level_name(a): q[0] for a, q in found.items()}
+    n = residual.size
+    for lam in SIMEX_LAMBDAS:
+        scores = np.sort(np.abs(residual + math.sqrt(lam) * noise * draws) / scale, axis=1)
+        for a in levels:
+            rank = math.ceil((n + 1) * a - 1e-9)
+            found[a].append(float(scores[:, rank - 1].mean()) if rank <= n else math.inf)
+    lambdas = np.array([0.0, *SIMEX_LAMBDAS])
+    out = {}
+    for a, q in found.items():
+        if not math.isfinite(q[0]):
+            out[level_name(a)] = math.inf
+            continue
+        slope, intercept = np.polyfit(lambdas, np.square(q), 1)
+        out[level_name(a)] = float(np.sqrt(np.clip(intercept - slope, 0.0, q[0] ** 2)))
+    return out
 
 
 def held_out(fold_pred: np.ndarray, fold_of_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,14 +149,19 @@ def held_out(fold_pred: np.ndarray, fold_of_row: np.ndarray) -> tuple[np.ndarray
 
 @dataclass
 class Calibration:
-    """The quantiles of the normalised scores (``pooled`` and per ``groups``, by level name),
-    the offset s0 (g C m-2 month-1), the calibration sites per PFT, and, for a model's own
+    """The quantiles of the normalised scores by level name, for observed tower values
+    (``pooled`` and per ``groups``) and for the true flux (``flux_pooled``, ``flux_groups``), the
+    offset s0 (g C m-2 month-1), the calibration sites per PFT, the rows with a random error
+    (``random_error``: count, share, median in g C m-2 month-1) and, for a model's own
     calibration, the training rows' range of each predictor column (``ranges``: [min, max])."""
 
     levels: list[float]
     offset: float
     pooled: dict[str, float]
     groups: dict[str, dict[str, float]]
+    flux_pooled: dict[str, float]
+    flux_groups: dict[str, dict[str, float]]
+    random_error: dict[str, float | int | None]
     group_sites: dict[str, int]
     min_group_sites: int
     n_sites: int
@@ -111,21 +170,27 @@ class Calibration:
     ranges: dict[str, list[float | None]] = field(default_factory=dict)
     model_id: str | None = None
 
-    def quantiles(self, level: float, groups: np.ndarray | None, n: int) -> np.ndarray:
-        """The quantile of each of ``n`` rows: its group's where it has one, else the pooled."""
+    def quantiles(self, level: float, groups: np.ndarray | None, n: int, target: str) -> np.ndarray:
+        """The quantile of each of ``n`` rows for ``target`` (``TARGETS``): its group's where it
+        has one, else the pooled."""
+        pooled, by_group = (self.flux_pooled, self.flux_groups) if target == "flux" else (self.pooled, self.groups)
         name = level_name(level)
-        q = np.full(n, self.pooled[name])
+        q = np.full(n, pooled[name])
         if groups is not None:
             groups = np.asarray(groups).astype(str)
-            for group, by_level in self.groups.items():
+            for group, by_level in by_group.items():
                 q[groups == group] = by_level[name]
         return q
 
     def interval(self, level: float, estimate: np.ndarray, spread: np.ndarray,
-                 groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) = ŷ ∓ q (σ̂ + s0) at ``level`` (float64)."""
+                 groups: np.ndarray | None = None, target: str = "flux") -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) = ŷ ∓ q (σ̂ + s0) at ``level`` (float64) for ``target``: the true flux
+        (the map's) or a tower's observed value."""
+        if target not in TARGETS:
+            raise ValueError(f"interval target: expected one of {TARGETS}, found {target!r}")
         estimate = np.asarray(estimate, dtype=np.float64)
-        half = self.quantiles(level, groups, estimate.size) * (np.asarray(spread, dtype=np.float64) + self.offset)
+        half = (self.quantiles(level, groups, estimate.size, target)
+                * (np.asarray(spread, dtype=np.float64) + self.offset))
         return estimate - half, estimate + half
 
     def outside(self, x: np.ndarray, features: list[str]) -> np.ndarray:
@@ -143,8 +208,10 @@ class Calibration:
     def document(self) -> dict:
         """calibration.json: this calibration with its format, method and ``calibration_id``."""
         body = {"format": FORMAT, "method": METHOD, **asdict(self)}
-        body["pooled"] = {k: _finite_or_none(v) for k, v in body["pooled"].items()}
-        body["groups"] = {g: {k: _finite_or_none(v) for k, v in q.items()} for g, q in body["groups"].items()}
+        for key in ("pooled", "flux_pooled"):
+            body[key] = {k: _finite_or_none(v) for k, v in body[key].items()}
+        for key in ("groups", "flux_groups"):
+            body[key] = {g: {k: _finite_or_none(v) for k, v in q.items()} for g, q in body[key].items()}
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return {**body, "calibration_id": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
@@ -153,8 +220,10 @@ class Calibration:
         names = [f for f in cls.__dataclass_fields__]
         inf = (lambda v: math.inf if v is None else float(v))  # noqa: E731
         kwargs = {k: doc[k] for k in names if k in doc}
-        kwargs["pooled"] = {k: inf(v) for k, v in doc["pooled"].items()}
-        kwargs["groups"] = {g: {k: inf(v) for k, v in q.items()} for g, q in doc["groups"].items()}
+        for key in ("pooled", "flux_pooled"):
+            kwargs[key] = {k: inf(v) for k, v in doc[key].items()}
+        for key in ("groups", "flux_groups"):
+            kwargs[key] = {g: {k: inf(v) for k, v in q.items()} for g, q in doc[key].items()}
         return cls(**kwargs)
 
 
@@ -162,12 +231,13 @@ def _finite_or_none(v: float):
     return float(v) if math.isfinite(v) else None
 
 
-def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, sites: np.ndarray, groups: np.ndarray,
-              levels, min_group_sites: int, offset_share: float) -> Calibration:
-    """The calibration from these rows (those with an observation, estimate and spread): s0,
-    the pooled quantile and one per group with at least ``min_group_sites`` sites, per level.
-    NoIntervals when the spread's median is 0 (s0 would be 0)."""
-    obs, estimate, spread = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread))
+def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: np.ndarray, sites: np.ndarray,
+              groups: np.ndarray, levels, min_group_sites: int, offset_share: float) -> Calibration:
+    """The calibration from these rows (those with an observation, estimate and spread; ``noise``
+    the observation's random error, NaN = unknown, taken as 0): s0, the pooled quantile and one
+    per group with at least ``min_group_sites`` sites, per level, for the observations and for
+    the true flux (``flux_quantiles``). NoIntervals when the spread's median is 0 (s0 would be 0)."""
+    obs, estimate, spread, noise = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread, noise))
     keep = np.isfinite(obs) & np.isfinite(estimate) & np.isfinite(spread)
     sites, groups = np.asarray(sites).astype(str)[keep], np.asarray(groups).astype(str)[keep]
     if not keep.any():
@@ -176,14 +246,23 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, sites: 
     if offset <= 0:
         raise NoIntervals("calibrate: the folds' spread is 0 at most calibration rows, so s0 = offset x median "
                          "spread is 0; with 2 folds a held-out row has one other fold and no spread")
-    scores = np.abs(obs[keep] - estimate[keep]) / (spread[keep] + offset)
+    residual, scale = obs[keep] - estimate[keep], spread[keep] + offset
+    scores = np.abs(residual) / scale
+    known_error = np.isfinite(noise[keep])
+    noise = np.where(known_error, noise[keep], 0.0)
+    draws = np.random.default_rng(SIMEX_SEED).standard_normal((SIMEX_DRAWS, residual.size))
     pooled = {level_name(a): conformal_quantile(scores, a) for a in levels}
+    flux_pooled = flux_quantiles(residual, scale, noise, levels, draws)
     frame = pd.DataFrame({"site": sites, "group": groups})
     group_sites = {str(g): int(n) for g, n in frame.groupby("group")["site"].nunique().items()}
-    by_group = {g: {level_name(a): conformal_quantile(scores[groups == g], a) for a in levels}
-                for g, n in group_sites.items() if n >= min_group_sites}
-    return Calibration(list(levels), offset, pooled, by_group, group_sites, min_group_sites,
-                       int(np.unique(sites).size), int(keep.sum()), offset_share)
+    members = {g: groups == g for g, n in group_sites.items() if n >= min_group_sites}
+    by_group = {g: {level_name(a): conformal_quantile(scores[rows], a) for a in levels} for g, rows in members.items()}
+    flux_groups = {g: flux_quantiles(residual[rows], scale[rows], noise[rows], levels, draws[:, rows])
+                   for g, rows in members.items()}
+    random_error = {"rows": int(known_error.sum()), "share": float(known_error.mean()),
+                    "median": float(np.median(noise[known_error])) if known_error.any() else None}
+    return Calibration(list(levels), offset, pooled, by_group, flux_pooled, flux_groups, random_error, group_sites,
+                       min_group_sites, int(np.unique(sites).size), int(keep.sum()), offset_share)
 
 
 def training_ranges(x: np.ndarray, features: list[str]) -> dict[str, list[float | None]]:
@@ -199,7 +278,8 @@ def training_ranges(x: np.ndarray, features: list[str]) -> dict[str, list[float 
 @dataclass
 class HeldOut:
     """The towers' rows as the evaluation sees them: site, fold (-1: never seen), Mondrian group
-    (IGBP label), PFT and latitude for the tables, observation, held-out estimate and spread."""
+    (IGBP label), PFT and latitude for the tables, observation, held-out estimate and spread, and
+    the observation's random error (``noise``, NaN = unknown)."""
 
     sites: np.ndarray
     folds: np.ndarray
@@ -209,6 +289,7 @@ class HeldOut:
     obs: np.ndarray
     estimate: np.ndarray
     spread: np.ndarray
+    noise: np.ndarray
 
 
 def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: float) -> dict:
@@ -225,11 +306,13 @@ def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: flo
         cal = known & (h.folds != f) if f >= 0 else known
         if not cal.any():
             continue
-        c = calibrate(h.obs[cal], h.estimate[cal], h.spread[cal], h.sites[cal], h.groups[cal], levels,
+        c = calibrate(h.obs[cal], h.estimate[cal], h.spread[cal], h.noise[cal], h.sites[cal], h.groups[cal], levels,
                       min_group_sites, offset_share)
         for a in levels:
-            lower, upper = c.interval(a, h.estimate[test], h.spread[test], h.groups[test])
-            out["conformal", level_name(a)][0][test], out["conformal", level_name(a)][1][test] = lower, upper
+            for method, target in (("conformal", "observation"), ("conformal_flux", "flux")):
+                bounds = out[method, level_name(a)]
+                bounds[0][test], bounds[1][test] = c.interval(a, h.estimate[test], h.spread[test], h.groups[test],
+                                                              target)
             q = conformal_quantile(residual[cal], a)
             absolute = out["conformal_pooled_absolute", level_name(a)]
             absolute[0][test], absolute[1][test] = h.estimate[test] - q, h.estimate[test] + q
@@ -291,11 +374,14 @@ class TowerIntervals:
 
     @property
     def columns(self) -> dict[str, np.ndarray]:
-        """Per row, for predictions.csv: the held-out spread and the nested conformal bounds."""
+        """Per row, for predictions.csv: the held-out spread and the nested conformal bounds, for
+        the tower's observed value (``ter_lower_90``) and for the true flux (``ter_flux_lower_90``)."""
         columns = {"ter_spread_held_out": self.held.spread}
         for level in self.calibration.levels:
             name = level_name(level)
             columns[f"ter_lower_{name}"], columns[f"ter_upper_{name}"] = self.intervals["conformal", name]
+            flux = self.intervals["conformal_flux", name]
+            columns[f"ter_flux_lower_{name}"], columns[f"ter_flux_upper_{name}"] = flux
         return columns
 
 
@@ -314,19 +400,26 @@ def tower_intervals(ensemble, table, config) -> TowerIntervals:
     fold_of_row = np.array([folds.get(str(s), -1) for s in table.sites])
     groups = table_labels(frame)
     estimate, spread = held_out(fold_pred, fold_of_row)
+    nested = ensemble.nested_spread(x, fold_of_row)
+    if nested is not None:
+        spread = np.where(fold_of_row >= 0, nested, spread)
     lat = frame["lat"].to_numpy(dtype=np.float64) if "lat" in frame.columns else None
+    noise = (frame[RANDOM_ERROR].to_numpy(dtype=np.float64) if RANDOM_ERROR in frame.columns
+             else np.full(len(frame), np.nan))
     h = HeldOut(frame["site"].astype(str).to_numpy(), np.asarray(fold_of_row), np.asarray(groups).astype(str),
-                frame["pft"].astype(str).to_numpy(), lat, frame["ter"].to_numpy(dtype=np.float64), estimate, spread)
+                frame["pft"].astype(str).to_numpy(), lat, frame["ter"].to_numpy(dtype=np.float64), estimate, spread,
+                noise)
     known = h.folds >= 0
-    final = calibrate(h.obs[known], h.estimate[known], h.spread[known], h.sites[known], h.groups[known],
-                      u.levels, u.min_group_sites, u.offset_share)
+    final = calibrate(h.obs[known], h.estimate[known], h.spread[known], h.noise[known], h.sites[known],
+                      h.groups[known], u.levels, u.min_group_sites, u.offset_share)
     final.ranges, final.model_id = training_ranges(x[known], ensemble.features), ensemble.model_id
     intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share)
     found, coverage_table = coverage(h, intervals, config.analysis.high_latitude)
     document = {"method": METHOD, "levels": list(u.levels), "offset_share": u.offset_share, "offset": final.offset,
                 "min_group_sites": u.min_group_sites, "groups": sorted(final.groups),
-                "group_sites": final.group_sites, "spread_at_towers": "standard deviation across the means of "
-                "the folds other than the tower's own (all folds for a site the model never saw)",
+                "group_sites": final.group_sites, "random_error": final.random_error,
+                "flux_quantiles": "the towers' random error (ter_random_error) removed by SIMEX",
+                "spread_at_towers": SPREAD_NESTED if nested is not None else SPREAD_OTHER_FOLDS,
                 "nested": "each fold's towers get the quantiles of the other folds' towers", **found}
     return TowerIntervals(final, document, coverage_table, h, intervals)
 

@@ -179,7 +179,10 @@ def test_metrics_json_intervals_and_calibration(evaluated):
     assert set(u["conformal"]["90"]["by_pft"]) == set(m["model"]["by_pft"])
     coverage = pd.read_csv(out / "coverage.csv")
     assert set(coverage.scale) == {"overall", "pft", "lat_band", "site"} and set(coverage.method) == {
-        "conformal", "conformal_pooled_absolute", "ensemble_spread"}
+        "conformal", "conformal_flux", "conformal_pooled_absolute", "ensemble_spread"}
+    # the true flux's interval lies inside the observation's (the towers' random error removed)
+    assert (rows.ter_flux_lower_90 >= rows.ter_lower_90 - 1e-9).all()
+    assert (rows.ter_flux_upper_90 <= rows.ter_upper_90 + 1e-9).all()
     calibration, _ = read_calibration(out)
     ensemble = load_ensemble(tmp / "model")
     assert calibration.model_id == ensemble.model_id and set(calibration.ranges) == set(ensemble.features)

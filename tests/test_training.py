@@ -114,6 +114,43 @@ def test_members_never_see_their_held_out_sites(frame, tmp_path):
     assert not np.array_equal(a.fold_predictions(x)[1], b.fold_predictions(x)[1])
 
 
+def test_nested_members_never_see_either_fold_and_give_the_towers_spread(frame, tmp_path):
+    """``train.nested_spread``: for each pair of folds f < g, ``seeds`` members trained without
+    the sites of either, with fold f's rounds; a tower of fold f gets the standard deviation across
+    the K - 1 nested models without f (each the mean of its seeds). Poisoning fold 0's targets
+    leaves fold 0's spread bit for bit the same and changes the other folds'."""
+    table = site_table_from_frame(frame, "synthetic", FEATURES)
+    config = small_config()
+    config.train.folds, config.train.seeds = 4, 1
+    a = train_ensemble(table, config, tmp_path / "a", CPU, causal_result=fixed_weights(WEIGHTS))
+    m = a.manifest
+    assert [(e["fold"], e["left_out"]) for e in m["nested_members"]] == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3),
+                                                                          (2, 3)]
+    assert len(a.members) == 4  # the map's ensemble is unchanged: nested members are not members
+    for e in m["nested_members"]:
+        assert (a.path / e["file"]).is_file() and e["file"].startswith("nested/")
+        assert e["num_boosted_rounds"] == m["rounds"]["by_fold"][str(e["fold"])]
+    x = a.matrix(table)
+    fold_of = np.array([a.folds[s] for s in table.sites])
+    spread = a.nested_spread(x, fold_of)
+    rows = fold_of == 2
+    by_pair = {(e["fold"], e["left_out"]): xgb.Booster(model_file=str(a.path / e["file"])) for e in m["nested_members"]}
+    by_hand = np.std([by_pair[p].predict(xgb.DMatrix(x[rows])) for p in ((0, 2), (1, 2), (2, 3))], axis=0)
+    np.testing.assert_allclose(spread[rows], by_hand, rtol=1e-5, atol=1e-6)
+    assert np.isnan(a.nested_spread(x, np.full(len(fold_of), -1))).all()  # sites no fold saw: not nested
+    poisoned = frame.copy()
+    poisoned.loc[poisoned["site"].isin([s for s, k in a.folds.items() if k == 0]), "ter"] = 1e4
+    b = train_ensemble(site_table_from_frame(poisoned, "poisoned", FEATURES), config, tmp_path / "b", CPU,
+                       causal_result=fixed_weights(WEIGHTS), folds=a.folds)
+    again = b.nested_spread(x, fold_of)
+    assert np.array_equal(spread[fold_of == 0], again[fold_of == 0])
+    assert not np.array_equal(spread[fold_of == 1], again[fold_of == 1])
+    config.train.nested_spread = False
+    off = train_ensemble(table, config, tmp_path / "off", CPU, causal_result=fixed_weights(WEIGHTS))
+    assert off.manifest["nested_members"] == [] and off.nested_spread(x, fold_of) is None
+    assert not (tmp_path / "off" / "nested").exists()
+
+
 def test_members_are_refitted_on_all_their_training_sites(trained):
     """Each member equals a booster fitted on every row of its fold's training sites (none held
     back) with the fold's rounds, the fold's feature weights and the member's seed."""
@@ -362,10 +399,14 @@ def test_retraining_into_a_model_folder_replaces_it_whole(frame, tmp_path):
     config.xgboost.early_stopping_rounds, config.xgboost.num_boost_round = 0, 10
     train(tmp_path / "s.parquet", tmp_path / "m", config, RUNTIME)
     assert len(list((tmp_path / "m").glob("*.ubj"))) == 9
+    assert len(list((tmp_path / "m" / "nested").glob("*.ubj"))) == 9  # 3 pairs of folds x 3 seeds
     config.train.seeds = 1
     summary = train(tmp_path / "s.parquet", tmp_path / "m", config, RUNTIME)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(
-        ["manifest.json", *(m["file"] for m in manifest["members"])])
-    assert summary.lines() == [f"wrote {tmp_path / 'm'}: 3 folds x 1 seeds (cpu)"]
+        ["manifest.json", "nested", *(m["file"] for m in manifest["members"])])
+    assert sorted(f"nested/{p.name}" for p in (tmp_path / "m" / "nested").iterdir()) == sorted(
+        m["file"] for m in manifest["nested_members"]) and len(manifest["nested_members"]) == 3
+    assert summary.lines() == [f"wrote {tmp_path / 'm'}: 3 folds x 1 seeds + 3 nested members for the intervals' "
+                               f"spread (cpu)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "s.parquet"]

@@ -13,7 +13,7 @@ import pytest
 from ciml_ter.config import config_from_dict
 from ciml_ter.errors import ConfigError
 from ciml_ter.uncertainty import (Calibration, HeldOut, NoIntervals, calibrate, conformal_quantile, coverage,
-                                  held_out, level_name, nested_intervals, training_ranges)
+                                  flux_quantiles, held_out, level_name, nested_intervals, training_ranges)
 
 PHI = NormalDist()
 
@@ -38,29 +38,36 @@ def test_held_out_spread_leaves_out_the_rows_own_fold():
     np.testing.assert_allclose(spread, [2.0, 2.0, math.sqrt(8 / 3)])
 
 
-def _heteroscedastic(n_sites=200, months=40, seed=0, folds=5):
-    """y = ŷ + σ ε with ε standard normal and σ the spread itself (0.5 to 8 by site)."""
+def _heteroscedastic(n_sites=200, months=40, seed=0, folds=5, noise_share=None):
+    """y = ŷ + σ ε with ε standard normal and σ the spread itself (0.5 to 8 by site); with
+    ``noise_share`` c, that is the true flux t and the observation is t + c σ ν (ν standard
+    normal), the random error c σ given as ``noise``. Returns (rows, t)."""
     rng = np.random.default_rng(seed)
     sigma_site = np.exp(rng.uniform(np.log(0.5), np.log(8.0), n_sites))
     sites = np.repeat([f"S{i:03d}" for i in range(n_sites)], months)
     sigma = np.repeat(sigma_site, months)
     estimate = rng.uniform(20, 200, sites.size)
-    obs = estimate + sigma * rng.standard_normal(sites.size)
+    truth = estimate + sigma * rng.standard_normal(sites.size)
+    noise = np.full(sites.size, np.nan) if noise_share is None else noise_share * sigma
+    obs = truth if noise_share is None else truth + noise * rng.standard_normal(sites.size)
     fold = np.repeat(np.arange(n_sites) % folds, months)
     pft = np.repeat(np.where(np.arange(n_sites) % 2, "ENF", "GRA"), months)
     lat = np.repeat(np.where(np.arange(n_sites) % 3, 45.0, 65.0), months)
-    return HeldOut(sites, fold, pft, pft, lat, obs, estimate, sigma)
+    return HeldOut(sites, fold, pft, pft, lat, obs, estimate, sigma, noise), truth
 
 
 def test_normalised_intervals_cover_every_spread_as_the_closed_form_says():
     """With σ̂ = σ exactly, the normalised score is |ε|: its 90 % quantile is z = 1.645 and the
     interval ŷ ± z σ covers 90 % of the rows at every σ. The pooled absolute interval ŷ ± q covers
     2Φ(q/σ) − 1 at σ: far more where σ is small, far less where it is large."""
-    h = _heteroscedastic()
+    h, _ = _heteroscedastic()
     tiny = 1e-6  # s0 = 1e-6 x median σ: the score is |ε| to six digits
     intervals = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny)
-    c = calibrate(h.obs, h.estimate, h.spread, h.sites, h.groups, [0.9], 1000, tiny)
+    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [0.9], 1000, tiny)
     assert c.pooled["90"] == pytest.approx(PHI.inv_cdf(0.95), abs=0.04)
+    # no random error given: the true flux's interval is the observation's, exactly
+    assert c.flux_pooled == c.pooled and c.random_error == {"rows": 0, "share": 0.0, "median": None}
+    np.testing.assert_array_equal(intervals["conformal_flux", "90"][0], intervals["conformal", "90"][0])
     lower, upper = intervals["conformal", "90"]
     covered = (h.obs >= lower) & (h.obs <= upper)
     small, large = h.spread < 1.5, h.spread > 4.0
@@ -82,10 +89,48 @@ def test_normalised_intervals_cover_every_spread_as_the_closed_form_says():
     assert ((h.obs >= lo) & (h.obs <= hi)).mean() == pytest.approx(0.9, abs=0.01)
 
 
+@pytest.mark.parametrize("level", [0.5, 0.9, 0.95])
+def test_flux_intervals_remove_the_towers_random_error(level):
+    """Observation y = t + ν with the random error sd(ν) = 0.8 σ given per row, t = ŷ + σ ε: the
+    observation's normalised quantile is z √(1 + 0.8²), the true flux's z (closed form, z the
+    normal quantile). Nested, the flux interval covers the truth at the level at small and large
+    σ, and the observations less often: 2Φ(z / √1.64) − 1."""
+    h, truth = _heteroscedastic(noise_share=0.8)
+    tiny = 1e-6
+    z = PHI.inv_cdf((1 + level) / 2)
+    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [level], 1000, tiny)
+    name = level_name(level)
+    assert c.pooled[name] == pytest.approx(z * math.sqrt(1.64), rel=0.03)
+    assert c.flux_pooled[name] == pytest.approx(z, rel=0.05)  # sampling error, amplified by the extrapolation
+    assert c.random_error["rows"] == h.obs.size and c.random_error["share"] == 1.0
+    intervals = nested_intervals(h, [level], min_group_sites=1000, offset_share=tiny)
+    lower, upper = intervals["conformal_flux", name]
+    truth_in, obs_in = (truth >= lower) & (truth <= upper), (h.obs >= lower) & (h.obs <= upper)
+    for sel in (h.spread < 1.5, h.spread > 4.0, np.ones(h.obs.size, dtype=bool)):
+        assert truth_in[sel].mean() == pytest.approx(level, abs=0.025)
+    assert obs_in.mean() == pytest.approx(2 * PHI.cdf(z / math.sqrt(1.64)) - 1, abs=0.02)
+    lower, upper = intervals["conformal", name]
+    assert ((h.obs >= lower) & (h.obs <= upper)).mean() == pytest.approx(level, abs=0.02)
+    assert np.all(intervals["conformal_flux", name][1] <= upper)  # never wider than the observation's
+
+
+def test_flux_quantile_of_exact_rows_with_a_few_noisy_ones():
+    """Months without a random error count as exact: with one noisy row in a thousand the flux
+    quantile is (nearly) the observation's; a quantile beyond the rows stays infinite."""
+    rng = np.random.default_rng(3)
+    residual, scale = rng.standard_normal(1000), np.ones(1000)
+    noise = np.zeros(1000)
+    noise[0] = 0.5
+    draws = rng.standard_normal((50, 1000))
+    found = flux_quantiles(residual, scale, noise, [0.9, 0.9995], draws)
+    assert found["90"] == pytest.approx(conformal_quantile(np.abs(residual), 0.9), rel=1e-3)
+    assert found["100"] == math.inf
+
+
 def test_nested_calibration_never_reads_the_test_fold():
     """Poison the observations of fold 2's towers: fold 2's intervals stay bit for bit the same
     (its quantiles come from the other folds), every other fold's change."""
-    h = _heteroscedastic(n_sites=60, months=12, folds=4)
+    h, _ = _heteroscedastic(n_sites=60, months=12, folds=4, noise_share=0.5)
     before = nested_intervals(h, [0.5, 0.9], min_group_sites=5, offset_share=0.25)
     test = h.folds == 2
     poisoned = HeldOut(**{**h.__dict__, "obs": np.where(test, h.obs * 100 + 1e4, h.obs)})
@@ -106,29 +151,31 @@ def test_mondrian_quantile_per_pft_falls_back_to_pooled_below_the_site_minimum()
     estimate = np.full(sites.size, 100.0)
     obs = estimate + scale * rng.standard_normal(sites.size)
     spread = np.ones(sites.size)
-    c = calibrate(obs, estimate, spread, sites, groups, [0.9], min_group_sites=5, offset_share=0.1)
+    nan = np.full(sites.size, np.nan)
+    c = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=5, offset_share=0.1)
     assert c.group_sites == {"A": 6, "B": 3} and set(c.groups) == {"A"}
     scores = np.abs(obs - estimate) / 1.1  # s0 = 0.1 x median spread 1
     assert c.pooled["90"] == conformal_quantile(scores, 0.9)
     assert c.groups["A"]["90"] == conformal_quantile(scores[groups == "A"], 0.9)
-    q = c.quantiles(0.9, np.array(["A", "B", "C"]), 3)
+    q = c.quantiles(0.9, np.array(["A", "B", "C"]), 3, "observation")
     assert list(q) == [c.groups["A"]["90"], c.pooled["90"], c.pooled["90"]]  # B and an unknown PFT: pooled
     lower, upper = c.interval(0.9, np.array([100.0, 100.0]), np.array([1.0, 3.0]), np.array(["A", "B"]))
     np.testing.assert_allclose(upper - 100.0, [c.groups["A"]["90"] * 1.1, c.pooled["90"] * 3.1])
     np.testing.assert_allclose(100.0 - lower, upper - 100.0)
-    with_three = calibrate(obs, estimate, spread, sites, groups, [0.9], min_group_sites=3, offset_share=0.1)
+    with_three = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=3, offset_share=0.1)
     assert set(with_three.groups) == {"A", "B"} and with_three.groups["B"]["90"] > 5 * c.groups["A"]["90"]
 
 
 def test_zero_spread_cannot_be_calibrated():
     with pytest.raises(NoIntervals, match="spread is 0"):
-        calibrate(np.ones(4), np.zeros(4), np.zeros(4), np.array(list("abcd")), np.array(list("xxxx")), [0.9], 2, 0.25)
+        calibrate(np.ones(4), np.zeros(4), np.zeros(4), np.zeros(4), np.array(list("abcd")), np.array(list("xxxx")),
+                  [0.9], 2, 0.25)
 
 
 def test_coverage_tables_by_hand():
     h = HeldOut(np.array(["a", "a", "b", "b"]), np.array([0, 0, 1, 1]), np.array(["X", "X", "Y", "Y"]),
                 np.array(["X", "X", "Y", "Y"]), np.array([10.0, 10.0, 65.0, 65.0]),
-                np.array([1.0, 5.0, 2.0, 3.0]), np.zeros(4), np.ones(4))
+                np.array([1.0, 5.0, 2.0, 3.0]), np.zeros(4), np.ones(4), np.full(4, np.nan))
     lower, upper = np.array([0.0, 0.0, 0.0, 2.5]), np.array([2.0, 4.0, 4.0, 3.5])
     found, table = coverage(h, {("conformal", "90"): (lower, upper)})
     entry = found["conformal"]["90"]
@@ -145,16 +192,18 @@ def test_extrapolation_is_any_predictor_outside_the_training_range():
     x_train = np.array([[0.0, 10.0], [1.0, 20.0], [np.nan, 15.0]])
     ranges = training_ranges(x_train, ["a", "b"])
     assert ranges == {"a": [0.0, 1.0], "b": [10.0, 20.0]}
-    c = Calibration([0.9], 1.0, {"90": 1.0}, {}, {}, 5, 1, 1, 0.25, ranges)
+    c = Calibration([0.9], 1.0, {"90": 1.0}, {}, {"90": 1.0}, {}, {}, {}, 5, 1, 1, 0.25, ranges)
     x = np.array([[0.5, 15.0], [1.5, 15.0], [0.5, 9.0], [np.nan, 20.0], [0.0, np.nan]])
     assert c.outside(x, ["a", "b"]).tolist() == [False, True, True, False, False]
 
 
 def test_calibration_document_round_trip_keeps_an_infinite_quantile():
-    c = Calibration([0.9, 0.95], 0.5, {"90": 1.5, "95": math.inf}, {"ENF": {"90": 1.2, "95": 2.0}}, {"ENF": 7},
-                    5, 10, 100, 0.25, {"a": [0.0, 1.0]}, "m1")
+    c = Calibration([0.9, 0.95], 0.5, {"90": 1.5, "95": math.inf}, {"ENF": {"90": 1.2, "95": 2.0}},
+                    {"90": 1.4, "95": math.inf}, {"ENF": {"90": 1.1, "95": math.inf}},
+                    {"rows": 90, "share": 0.9, "median": 2.5}, {"ENF": 7}, 5, 10, 100, 0.25, {"a": [0.0, 1.0]}, "m1")
     doc = c.document()
-    assert doc["pooled"]["95"] is None and len(doc["calibration_id"]) == 16
+    assert doc["pooled"]["95"] is None and doc["flux_groups"]["ENF"]["95"] is None
+    assert len(doc["calibration_id"]) == 16
     back = Calibration.from_document(doc)
     assert back == c
 

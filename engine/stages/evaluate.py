@@ -52,6 +52,13 @@ class EvaluateSummary:
             lines.append(f"{name} % intervals at held-out towers: conformal covers {100 * c['coverage']:.1f} % "
                          f"(median width {c['median_width']:.1f}), ensemble spread {100 * s['coverage']:.1f} % "
                          f"(median width {s['median_width']:.1f})")
+        error = found.get("random_error")
+        if error and found.get("levels"):
+            flux = found["conformal_flux"]
+            widths = ", ".join(f"{level_name(a)} % median width {flux[level_name(a)]['overall']['median_width']:.1f}"
+                               for a in found["levels"])
+            lines.append(f"intervals of the true flux (the map's): the towers' random error removed, known at "
+                         f"{100 * error['share']:.0f} % of the site-months; {widths}")
         return lines
 
 

@@ -125,7 +125,7 @@ def predict_tile(job: TileJob, on_rows: Callable[[str, str], None] | None = None
         calibration = _calibration(job.model_dir)
         groups = np.tile(labels, n_months) if labels is not None else None  # pooled without land cover
         for level in job.levels:
-            lower, upper = calibration.interval(level, result.ter, result.ter_std, groups)
+            lower, upper = calibration.interval(level, result.ter, result.ter_std, groups, target="flux")
             arrays[f"ter_lower_{level_name(level)}"] = grid(lower)
             arrays[f"ter_upper_{level_name(level)}"] = grid(upper)
         flag = np.full((n_months,) + land.shape, FLAG_FILL, dtype=np.uint8)

@@ -34,9 +34,11 @@ class TrainSummary:
     seeds: int
     causal: bool
     device: str
+    nested: int = 0  # nested members (the towers' spread for the intervals)
 
     def lines(self) -> list[str]:
-        return [f"wrote {self.out}: {self.folds} folds x {self.seeds} seeds"
+        nested = f" + {self.nested} nested members for the intervals' spread" if self.nested else ""
+        return [f"wrote {self.out}: {self.folds} folds x {self.seeds} seeds{nested}"
                 f"{' with causal weights' if self.causal else ''} ({self.device})"]
 
 
@@ -96,4 +98,5 @@ def train_into(sites: Path, out: Path, config: PipelineConfig, runtime: Runtime,
     ensemble = train_ensemble(table, config, out, runtime.device, causal_result=result, progress=runtime.progress,
                               folds=folds, spec=spec, fold_settings=fold_settings, made_from=stamp_)
     m = ensemble.manifest
-    return TrainSummary(out, m["n_folds"], m["n_seeds"], bool(m["causal"]), m["xgboost_device"])
+    return TrainSummary(out, m["n_folds"], m["n_seeds"], bool(m["causal"]), m["xgboost_device"],
+                        len(m["nested_members"]))
