@@ -63,7 +63,7 @@ from ciml_ter.documents import read_json
 from ciml_ter.figures import (DENSE_POINTS, importance_figure, map_alt, map_figure, model_entries, model_name,
                               pft_figure, png, scatter_columns, scatter_figure, series_figure)
 from ciml_ter.files import atomic_write
-from ciml_ter.uncertainty import METHOD_NAMES, level_name
+from ciml_ter.uncertainty import METHOD_NAMES, SPREAD_NESTED, level_name
 from ciml_ter.units import TER_UNITS
 
 METRIC_COLUMNS = ("mae", "rmae", "r2", "slope_obs_on_est", "slope_est_on_obs", "n")
@@ -338,14 +338,17 @@ def _coverage_tables(page: _Page, section: str, key: str, metrics: dict) -> None
     units = metrics.get("units", TER_UNITS)
     for level in (level_name(a) for a in found["levels"]):
         dist = found["conformal"][level]["site_distribution"]
+        spread = ("across the models that never saw the tower" if found.get("spread_at_towers") == SPREAD_NESTED
+                  else "of the other folds' means")
         page.table(section, f"table-{key}coverage-{level}",
                    f"Coverage of the {level} % prediction intervals at held-out towers (widths in {units})",
                    coverage_frame(found, level),
                    f"Share of held-out site-months whose observed TER lies inside the interval. Conformal: calibrated "
-                   f"on the other folds' towers only (nested), |y − ŷ| scaled by the spread of the other folds' "
-                   f"means plus s0 = {found['offset']:.2g}, per PFT with at least {found['min_group_sites']} "
-                   f"sites; pooled: the same without scaling or PFTs; ensemble spread: ŷ ± zσ̂ as products publish "
-                   f"it. Per site, the conformal coverage runs from {100 * dist['min']:.0f} % to "
+                   f"on the other folds' towers only (nested), |y − ŷ| scaled by the spread ({spread}) plus "
+                   f"s0 = {found['offset']:.2g}, per PFT with at least {found['min_group_sites']} "
+                   f"sites; for the true flux (the map's intervals): the towers' random error removed, so it "
+                   f"covers fewer of the towers' noisy values than its level by design; pooled: the same without "
+                   f"scaling or PFTs; ensemble spread: ŷ ± zσ̂ as products publish it. Per site, the conformal coverage runs from {100 * dist['min']:.0f} % to "
                    f"{100 * dist['max']:.0f} % (median {100 * dist['median']:.0f} %, 10–90 % of sites "
                    f"{100 * dist['q10']:.0f}–{100 * dist['q90']:.0f} %).")
 

@@ -94,8 +94,9 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
 
 def test_intervals_contain_the_prediction_and_flag_extrapolation(world, run):
     """ter_lower_90 / ter_upper_90 are ŷ ∓ q (ter_std + s0) of the model's calibration.json (no
-    land-cover layer in this world: the pooled quantile), with CF attributes naming the method and
-    level; extrapolation is 1 exactly where a predictor lies outside its training range."""
+    land-cover layer in this world: the pooled quantile of the true flux, the towers' 5 % random
+    error removed), with CF attributes naming the method, level and target; extrapolation is 1
+    exactly where a predictor lies outside its training range."""
     from ciml_ter.uncertainty import read_calibration
 
     run_dir, _ = run
@@ -106,13 +107,15 @@ def test_intervals_contain_the_prediction_and_flag_extrapolation(world, run):
     ter, std = out.ter.values[:, land], out.ter_std.values[:, land]
     lower, upper = out.ter_lower_90.values[:, land], out.ter_upper_90.values[:, land]
     assert np.isfinite(lower).all() and (lower <= ter).all() and (ter <= upper).all() and (upper > lower).all()
-    half = calibration.pooled["90"] * (std.astype(np.float64) + calibration.offset)
+    assert calibration.flux_pooled["90"] < calibration.pooled["90"]  # the towers' noise is not the map's
+    half = calibration.flux_pooled["90"] * (std.astype(np.float64) + calibration.offset)
     np.testing.assert_allclose(upper - ter, half, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(ter - lower, half, rtol=1e-5, atol=1e-4)
     assert np.isnan(out.ter_lower_90.values[:, ~land]).all()
     attrs = out.ter_upper_90.attrs
     assert attrs["units"] == "g C m-2 month-1" and attrs["interval_level"] == 0.9
     assert "split-conformal" in attrs["interval_method"] and "90 %" in attrs["long_name"]
+    assert attrs["interval_target"].startswith("true monthly TER")
     flag = out.extrapolation
     assert flag.dtype == np.uint8 and flag.attrs["_FillValue"] == 255 and list(flag.attrs["flag_values"]) == [0, 1]
     assert flag.attrs["flag_meanings"] == "within_training_range outside_training_range"

@@ -174,7 +174,9 @@ def test_report_tables_have_the_numbers(report):
                            "ensemble spread (ŷ ± zσ̂): coverage (%)", "ensemble spread (ŷ ± zσ̂): median width"]
     assert coverage[1] == ["all towers", "40", "12345", "89.7", "61.2", "90.1", "96.5", "21.3", "15.6"]
     assert [row[0] for row in coverage[2:]] == ["PFT ENF", "latitudes 23.5N-60N"]
-    assert "Per site, the conformal coverage runs from 41 % to 100 % (median 93 %" in report.read_text(encoding="utf-8")
+    text = report.read_text(encoding="utf-8")
+    assert "Per site, the conformal coverage runs from 41 % to 100 % (median 93 %" in text
+    assert "scaled by the spread (of the other folds' means)" in text  # a metrics.json without nested spread
     assert tables["table-trend-by-class"][1] == ["EBF", "0.0123", "0.00456"]
 
 

@@ -45,7 +45,8 @@ def build_world(root: Path, n_lat: int = 12, n_lon: int = 10) -> dict:
 
 def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config) -> None:
     """A tiny ensemble trained on towers at every third land pixel of a feature cube, whose
-    "observations" are ``true_ter`` of the pixel's predictors with 5 % noise; the table carries
+    "observations" are ``true_ter`` of the pixel's predictors with 5 % noise (their random error,
+    ``ter_random_error``); the table carries
     the cube's units, as one from ``ciml-ter sites --features`` does; and its calibration
     (calibration.json, as ``evaluate`` writes it: ``predict`` adds the prediction intervals)."""
     from ciml_ter.data.cube import open_cube
@@ -59,9 +60,10 @@ def train_on_features(features: Path, land: np.ndarray, model_dir: Path, config)
             continue
         for m in range(f.sizes["time"]):
             values = {name: float(f[name].values[m, i, j]) for name in names}
-            ter = true_ter(values["lst_night"], values["lai"], values["soc30"]) * rng.normal(1, 0.05)
+            truth = true_ter(values["lst_night"], values["lai"], values["soc30"])
             rows.append({"site": f"S{k:03d}", "lat": float(f.lat[i]), "lon": float(f.lon[j]), "pft": "GRA",
-                         "time": pd.Timestamp(f.time.values[m]), "ter": ter, **values})
+                         "time": pd.Timestamp(f.time.values[m]), "ter": truth * rng.normal(1, 0.05),
+                         "ter_random_error": 0.05 * truth, **values})
     table = site_table_from_frame(pd.DataFrame(rows), "world", features=names)
     table.meta = {"units": {name: f[name].attrs["units"] for name in names}}
     ensemble = train_ensemble(table, config, model_dir, CPU)
