@@ -48,11 +48,14 @@ STAGES = 10  # synth, the pipeline's six (features ... report), truth, real towe
 
 def truth_comparison(world: Path, synthetic: Path) -> dict:
     """The synthetic world's truth against the engine's estimates: global budget and trend, the
-    TER map, held-out sites (causal and plain models), and the drivers and parents found."""
+    TER map, held-out sites (causal and plain models), the coverage of the true TER by the
+    prediction intervals (the map's; at the towers the nested true-flux intervals of
+    predictions.csv), and the drivers and parents found."""
     truth = read_truth(world / "truth.nc")
     ter, lat, lon, months = truth.ter, truth.lat, truth.lon, truth.months
     parents, decoys = truth.parents, truth.decoys
-    estimate = RunDir(synthetic / "run").read_output().ter
+    run = RunDir(synthetic / "run").read_output()
+    estimate = run.ter
     summary = read_json(synthetic / "analysis" / "summary.json", "summary.json of `ciml-ter analyze`")
     found = against_truth(ter, estimate, lat, lon, months.year.to_numpy())
     years, true_budget, map_fit = found["years"], found["true_budget"], found["fit"]
@@ -65,6 +68,17 @@ def truth_comparison(world: Path, synthetic: Path) -> dict:
     causal = {"observed": metrics(rows.ter_obs, rows.ter_test), "truth": metrics(truth_at_sites, rows.ter_test)}
     plain = {"observed": metrics(rows.ter_obs, rows.xgboost_plain_test),
              "truth": metrics(truth_at_sites, rows.xgboost_plain_test)}
+    intervals = {}
+    for name, (lower, upper) in run.intervals.items():  # the true-flux intervals, on the map and at the towers
+        cells = np.isfinite(ter) & np.isfinite(lower)
+        at_towers = [f"ter_flux_{side}_{name}" for side in ("lower", "upper")]
+        towers = rows[at_towers].notna().all(axis=1).to_numpy() & np.isfinite(truth_at_sites)
+        intervals[name] = {
+            "map_coverage": float(((ter >= lower) & (ter <= upper))[cells].mean()),
+            "map_median_width": float(np.median((upper - lower)[cells])),
+            "towers_coverage": float(((truth_at_sites >= rows[at_towers[0]]) & (truth_at_sites <= rows[at_towers[1]])
+                                      ).to_numpy()[towers].mean()),
+            "n_cell_months": int(cells.sum()), "n_tower_months": int(towers.sum())}
     weights = read_weights(synthetic / "model" / "weights.json")["pooled"]
     decoy_weight = max(weights["weights"][d] for d in decoys)
     return {
@@ -78,6 +92,7 @@ def truth_comparison(world: Path, synthetic: Path) -> dict:
                           "plain_vs_observed": plain["observed"]["r2"], "plain_vs_truth": plain["truth"]["r2"],
                           "n": int(len(rows))},
         "sites_test_mae": {"causal": causal["observed"]["mae"], "plain": plain["observed"]["mae"]},
+        "intervals_vs_truth": intervals,
         "true_parents": parents, "decoys": decoys, "top_drivers": ranked,
         "parents_in_top": [p for p in ranked[:len(parents)] if p in parents],
         "discovered_parents": weights["parents"], **parent_scores(weights["parents"], parents),
@@ -100,6 +115,9 @@ def _truth_table(truth: dict) -> dict:
          "truth": "1", "estimate": f"{s['causal_vs_truth']:.3f} ({s['causal_vs_observed']:.3f})"},
         {"quantity": f"held-out sites ({s['n']} site-months): R² of the plain XGBoost vs truth (vs observed)",
          "truth": "1", "estimate": f"{s['plain_vs_truth']:.3f} ({s['plain_vs_observed']:.3f})"},
+        *({"quantity": f"{name} % intervals: share of the true TER inside, held-out tower-months (map cell-months)",
+           "truth": f"{name} %", "estimate": f"{100 * i['towers_coverage']:.1f} % ({100 * i['map_coverage']:.1f} %)"}
+          for name, i in t.get("intervals_vs_truth", {}).items()),
         {"quantity": "PCMCI+ parents of TER (precision / recall)", "truth": ", ".join(t["true_parents"]),
          "estimate": f"{', '.join(t['discovered_parents'])} ({t['precision']:.2f} / {t['recall']:.2f})"},
         {"quantity": f"true parents among the top {len(t['true_parents'])} SHAP drivers",
@@ -163,8 +181,10 @@ def demo(out: Path, config: PipelineConfig, runtime: Runtime, *, fluxnet: Path |
     atomic_write(out_dir / "truth_vs_estimate.json", json.dumps(truth, indent=1))
     stage(f"truth vs estimate: budget error {truth['budget_error_percent']:+.1f} %, trend "
           f"{truth['estimated_trend_percent_per_yr']:+.2f} %/yr (true {truth['true_trend_percent_per_yr']:+.2f}), "
-          f"map R2 {truth['map_r2_vs_truth']:.3f}; PCMCI+ parents {', '.join(truth['discovered_parents'])} "
-          f"(true {', '.join(truth['true_parents'])})")
+          f"map R2 {truth['map_r2_vs_truth']:.3f}; "
+          + "".join(f"{k} % intervals hold the true TER at {100 * i['towers_coverage']:.1f} % of held-out tower-months, "
+                    f"{100 * i['map_coverage']:.1f} % of map cell-months; " for k, i in truth["intervals_vs_truth"].items())
+          + f"PCMCI+ parents {', '.join(truth['discovered_parents'])} (true {', '.join(truth['true_parents'])})")
     fluxnet_dir = Path(fluxnet or SHIPPED_SAMPLE)
     real = _real_towers(out_dir / "fluxnet_real", fluxnet_dir, config, runtime)
     stage(f"real towers: {real['line']}")
