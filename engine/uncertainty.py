@@ -444,13 +444,17 @@ def read_calibration(model_dir) -> tuple[Calibration, str] | None:
 def model_calibration(model_dir, model_id: str, levels) -> tuple[Calibration, str] | None:
     """The calibration ``predict`` uses for the model ``model_id`` in ``model_dir`` at ``levels``
     (``[uncertainty] levels``) and its id; None when the directory has none (logged). InputError
-    when it calibrates another model or lacks one of the levels."""
+    when it calibrates another model, lacks one of the levels or is of another format (an older
+    ciml-ter's, without the true-flux quantiles)."""
     model_dir = Path(model_dir)
-    found = read_calibration(model_dir)
+    again = f"run `ciml-ter evaluate --model {model_dir} --out {model_dir}`"
+    try:
+        found = read_calibration(model_dir)
+    except InputError as exc:
+        raise InputError(f"{exc}; {again}") from None
     if found is None:
         log.warning("%s has no %s (written by `ciml-ter evaluate`): no prediction intervals", model_dir, CALIBRATION)
         return None
-    again = f"run `ciml-ter evaluate --model {model_dir} --out {model_dir}`"
     if found[0].model_id != model_id:
         raise InputError(f"{model_dir / CALIBRATION}: calibrates model {found[0].model_id}, not {model_id}; {again}")
     missing = [level_name(a) for a in levels if level_name(a) not in found[0].pooled]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ciml_ter.config import config_from_dict
-from ciml_ter.errors import ConfigError
+from ciml_ter.errors import ConfigError, InputError
 from ciml_ter.uncertainty import (Calibration, HeldOut, NoIntervals, calibrate, conformal_quantile, coverage,
                                   flux_quantiles, held_out, level_name, nested_intervals, training_ranges)
 
@@ -229,6 +229,17 @@ def test_uncertainty_settings_leave_the_config_hash_alone():
         config_from_dict({"uncertainty": {"min_group_sites": 1}})
     with pytest.raises(ConfigError, match="offset_share"):
         config_from_dict({"uncertainty": {"offset_share": 0.0}})
+
+
+def test_an_older_calibration_asks_for_evaluate_again(tmp_path):
+    """A calibration.json of format /1 (no true-flux quantiles) is refused with the command that
+    writes a current one."""
+    from ciml_ter.uncertainty import CALIBRATION, model_calibration
+
+    (tmp_path / CALIBRATION).write_text('{"format": "ciml-ter-calibration/1", "pooled": {"90": 1.0}}')
+    with pytest.raises(InputError, match=r"format 'ciml-ter-calibration/2', found 'ciml-ter-calibration/1'; "
+                                         r"run `ciml-ter evaluate --model .* --out .*`"):
+        model_calibration(tmp_path, "m", [0.9])
 
 
 def test_a_model_of_two_folds_has_no_intervals():
