@@ -303,8 +303,10 @@ class Ensemble:
         entries = self.manifest.get("nested_members") or []
         if not entries:
             return None
+        import xgboost as xgb
+
         by_pair: dict[tuple[int, int], list[np.ndarray]] = {}
-        data = _dmatrix(x)
+        data = xgb.DMatrix(np.asarray(x, dtype=np.float32))
         for m in entries:
             booster = _load_booster(self.path / m["file"], m["sha256"])
             pair = (min(m["fold"], m["left_out"]), max(m["fold"], m["left_out"]))
@@ -357,11 +359,3 @@ def _load_booster(file: Path, sha256: str):
     booster.load_model(bytearray(raw))
     booster.set_param({"nthread": os.cpu_count() or 1, "device": "cpu"})
     return booster
-
-
-def _dmatrix(x: np.ndarray):
-    import xgboost as xgb
-
-    return xgb.DMatrix(np.asarray(x, dtype=np.float32))
-
-

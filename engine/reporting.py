@@ -348,7 +348,8 @@ def _coverage_tables(page: _Page, section: str, key: str, metrics: dict) -> None
                    f"s0 = {found['offset']:.2g}, per PFT with at least {found['min_group_sites']} "
                    f"sites; for the true flux (the map's intervals): the towers' random error removed, so it "
                    f"covers fewer of the towers' noisy values than its level by design; pooled: the same without "
-                   f"scaling or PFTs; ensemble spread: ŷ ± zσ̂ as products publish it. Per site, the conformal coverage runs from {100 * dist['min']:.0f} % to "
+                   f"scaling or PFTs; ensemble spread: ŷ ± zσ̂ as products publish it. Per site, the conformal "
+                   f"coverage runs from {100 * dist['min']:.0f} % to "
                    f"{100 * dist['max']:.0f} % (median {100 * dist['median']:.0f} %, 10–90 % of sites "
                    f"{100 * dist['q10']:.0f}–{100 * dist['q90']:.0f} %).")
 

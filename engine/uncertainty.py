@@ -93,12 +93,17 @@ def level_name(level: float) -> str:
     return f"{round(100 * level):d}"
 
 
+def conformal_rank(n: int, level: float) -> int:
+    """ceil((n + 1) level): the rank (1-based) of the split-conformal quantile among n scores."""
+    return math.ceil((n + 1) * level - 1e-9)
+
+
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
-    """The ceil((n + 1) level)-th smallest of the n finite ``scores`` (inf when that rank is
+    """The ``conformal_rank``-th smallest of the n finite ``scores`` (inf when that rank is
     beyond n): the split-conformal quantile, whose interval covers a new exchangeable score with
     probability at least ``level``."""
     scores = np.sort(np.asarray(scores, dtype=np.float64)[np.isfinite(scores)])
-    rank = math.ceil((scores.size + 1) * level - 1e-9)
+    rank = conformal_rank(scores.size, level)
     return float(scores[rank - 1]) if rank <= scores.size else math.inf
 
 
@@ -116,7 +121,7 @@ def flux_quantiles(residual: np.ndarray, scale: np.ndarray, noise: np.ndarray, l
     for lam in SIMEX_LAMBDAS:
         scores = np.sort(np.abs(residual + math.sqrt(lam) * noise * draws) / scale, axis=1)
         for a in levels:
-            rank = math.ceil((n + 1) * a - 1e-9)
+            rank = conformal_rank(n, a)
             found[a].append(float(scores[:, rank - 1].mean()) if rank <= n else math.inf)
     lambdas = np.array([0.0, *SIMEX_LAMBDAS])
     out = {}
