@@ -216,8 +216,10 @@ def pixel_matrix(drivers: dict[str, np.ndarray], lat: np.ndarray, months: pd.Dat
     if spec.igbp_classes:
         onehot = igbp_onehot(labels, spec.igbp_classes)
         columns.extend(np.tile(onehot[:, k], n_months) for k in range(len(spec.igbp_classes)))
+    series: dict[str, np.ndarray] = {}  # each driver as float64 (months, pixels), once for its context columns
     for name in spec.context_columns:
         driver = context_driver(name)
-        values = np.asarray(drivers[driver], dtype=np.float64).reshape(n_months, n_pixels)
-        columns.append(series_context(values, name[:-len(driver)]).reshape(-1))
+        if driver not in series:
+            series[driver] = np.asarray(drivers[driver], dtype=np.float64).reshape(n_months, n_pixels)
+        columns.append(series_context(series[driver], name[:-len(driver)]).reshape(-1))
     return np.stack(columns, axis=-1).astype(np.float32)

@@ -308,7 +308,7 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
     if config.train.nested_spread and not pairs and n_folds >= 3:
         log.warning("no nested members (train.nested_spread): %d folds of %d sites leave too few sites without "
                     "two folds; the towers' spread for the intervals is the other folds'", n_folds, len(folds))
-    workers, nthread = _plan_workers(config, device, max(len(choose), n_folds * n_seeds))
+    workers, nthread = _plan_workers(config, device, max(len(choose), (n_folds + len(pairs)) * n_seeds))
     rounds, cv_mae, guards, members, nested = dict(fixed), {}, {}, [], []
     started = time.perf_counter()
     total = len(choose) + (n_folds + len(pairs)) * n_seeds
@@ -337,8 +337,8 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
             record(result)
         tasks = [(data, k, s, train_rows[k], rounds[k], k in weights, None) for k in range(n_folds)
                  for s in range(n_seeds)]
-        tasks += [(data, f, s, np.flatnonzero((fold_of_row != f) & (fold_of_row != g)), rounds[f], f in weights, g)
-                  for f, g in pairs for s in range(n_seeds)]
+        pair_rows = {(f, g): np.flatnonzero((fold_of_row != f) & (fold_of_row != g)) for f, g in pairs}
+        tasks += [(data, f, s, pair_rows[f, g], rounds[f], f in weights, g) for f, g in pairs for s in range(n_seeds)]
         for result in pool_map(_train_member, tasks):
             record(result)
 
