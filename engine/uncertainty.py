@@ -54,12 +54,13 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from ciml_ter.data.flux import RANDOM_ERROR
+from ciml_ter.data.flux import RANDOM_ERROR, RANDOM_ERROR_COLUMN
 from ciml_ter.documents import read_document
 from ciml_ter.errors import InputError
 from ciml_ter.files import atomic_write
 from ciml_ter.gridstats import in_band, lat_bands
 from ciml_ter.predictors import table_labels
+from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger(__name__)
 FORMAT = "ciml-ter-calibration/2"
@@ -241,7 +242,8 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     """The calibration from these rows (those with an observation, estimate and spread; ``noise``
     the observation's random error, NaN = unknown, taken as 0): s0, the pooled quantile and one
     per group with at least ``min_group_sites`` sites, per level, for the observations and for
-    the true flux (``flux_quantiles``). NoIntervals when the spread's median is 0 (s0 would be 0)."""
+    the true flux (``flux_quantiles``). NoIntervals when the spread's median is 0 (s0 would be 0);
+    InputError when the random error cannot be one (``_check_random_error``)."""
     obs, estimate, spread, noise = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread, noise))
     keep = np.isfinite(obs) & np.isfinite(estimate) & np.isfinite(spread)
     sites, groups = np.asarray(sites).astype(str)[keep], np.asarray(groups).astype(str)[keep]
@@ -255,6 +257,7 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     scores = np.abs(residual) / scale
     known_error = np.isfinite(noise[keep])
     noise = np.where(known_error, noise[keep], 0.0)
+    _check_random_error(residual[known_error], noise[known_error])
     draws = np.random.default_rng(SIMEX_SEED).standard_normal((SIMEX_DRAWS, residual.size))
     pooled = {level_name(a): conformal_quantile(scores, a) for a in levels}
     flux_pooled = flux_quantiles(residual, scale, noise, levels, draws)
@@ -268,6 +271,20 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
                     "median": float(np.median(noise[known_error])) if known_error.any() else None}
     return Calibration(list(levels), offset, pooled, by_group, flux_pooled, flux_groups, random_error, group_sites,
                        min_group_sites, int(np.unique(sites).size), int(keep.sum()), offset_share)
+
+
+def _check_random_error(residual: np.ndarray, noise: np.ndarray) -> None:
+    """InputError when the towers' random error (``noise``, one standard deviation) has more
+    variance than the held-out residuals it is a part of (``residual``, the rows with a random
+    error): units off by the days of a month, or a variance given for a standard deviation."""
+    if not noise.size:
+        return
+    share = float(np.mean(noise ** 2) / np.mean(residual ** 2))
+    if share > 1:
+        raise InputError(f"{RANDOM_ERROR} ({RANDOM_ERROR_COLUMN} x days): the towers' random error has {share:.3g} "
+                         f"times the variance of the held-out residuals it is part of (median random error "
+                         f"{np.median(noise):.3g}, median |residual| {np.median(np.abs(residual)):.3g} {TER_UNITS}); "
+                         f"expected {RANDOM_ERROR_COLUMN} as one standard deviation in g C m-2 d-1")
 
 
 def training_ranges(x: np.ndarray, features: list[str]) -> dict[str, list[float | None]]:

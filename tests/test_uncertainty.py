@@ -114,6 +114,17 @@ def test_flux_intervals_remove_the_towers_random_error(level):
     assert np.all(intervals["conformal_flux", name][1] <= upper)  # never wider than the observation's
 
 
+def test_a_random_error_larger_than_the_residuals_is_refused():
+    """A random error given per month instead of per day (30 times too large) has more variance
+    than the residuals it is part of: refused, naming the column, not used to shrink the map's
+    intervals to nothing."""
+    h, _ = _heteroscedastic(n_sites=40, months=12, noise_share=0.8)
+    calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [0.9], 5, 0.25)  # as given: accepted
+    with pytest.raises(InputError, match=r"ter_random_error \(NEE_VUT_REF_RANDUNC x days\): the towers' random "
+                                         r"error has [0-9.]+ times the variance of the held-out residuals"):
+        calibrate(h.obs, h.estimate, h.spread, 30 * h.noise, h.sites, h.groups, [0.9], 5, 0.25)
+
+
 def test_flux_quantile_of_exact_rows_with_a_few_noisy_ones():
     """Months without a random error count as exact: with one noisy row in a thousand the flux
     quantile is (nearly) the observation's; a quantile beyond the rows stays infinite."""
