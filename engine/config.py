@@ -110,7 +110,7 @@ class TrainConfig:
     causal: bool = True
     gpu_min_rows: int = 200_000  # device "auto" trains on the GPU from this many site-months
     gpu_workers: int = 4  # members trained at once on one GPU (threads)
-    nested_spread: bool = True  # members without two folds: the towers' spread for the intervals
+    nested_spread: bool = True  # members without two folds: the towers' estimate and spread for the intervals
 
 
 ALL_DRIVERS = "*"  # [predictors] antecedent = ["*"]: every time-varying driver

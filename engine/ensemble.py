@@ -43,7 +43,7 @@ FORMAT = "ciml-ter-ensemble/1"
 # for K, a scale factor left on, put nearly all of them outside).
 RANGE_MARGIN = 0.5
 MAX_OUTSIDE_TRAINING = 0.10
-NESTED_DIR = "nested"  # members trained without two folds (``Ensemble.nested_spread``)
+NESTED_DIR = "nested"  # members trained without two folds (``Ensemble.unseen_ensemble``)
 
 
 @dataclass
@@ -295,11 +295,14 @@ class Ensemble:
         out[merged.folds] = fold_means(merged, x, np)
         return out
 
-    def nested_spread(self, x: np.ndarray, fold_of_row: np.ndarray) -> np.ndarray | None:
-        """Per row of a fold f: the standard deviation (ddof 0) across the K - 1 nested models
-        without f (each also without one other fold g; a model = the mean over its seeds), the
-        spread the map shows at a pixel no fold saw, here at a tower no nested model saw. NaN
-        for rows of fold -1; None when the model has no nested members (``train.nested_spread``)."""
+    def unseen_ensemble(self, x: np.ndarray, fold_of_row: np.ndarray,
+                        fold_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per row of a fold f: the mean and standard deviation (ddof 0) across the K models that
+        never saw its site, fold f's own (``fold_pred[f]``, from ``fold_predictions``) and the
+        K - 1 nested models without f (each also without one other fold g; a model = the mean over
+        its seeds): an ensemble built as the map's is at a pixel, K models none of which saw it.
+        NaN for rows of fold -1; None when the model has no nested members
+        (``train.nested_spread``)."""
         entries = self.manifest.get("nested_members") or []
         if not entries:
             return None
@@ -314,12 +317,13 @@ class Ensemble:
                 booster.predict(data, iteration_range=(0, int(m["best_iteration"]) + 1)).astype(np.float64))
         means = {pair: np.mean(p, axis=0) for pair, p in by_pair.items()}
         fold_of_row = np.asarray(fold_of_row)
-        spread = np.full(x.shape[0], np.nan)
+        mean, spread = np.full(x.shape[0], np.nan), np.full(x.shape[0], np.nan)
         for f in np.unique(fold_of_row[fold_of_row >= 0]):
             rows = fold_of_row == f
-            inner = np.stack([p[rows] for pair, p in means.items() if f in pair])
-            spread[rows] = inner.std(axis=0)
-        return spread
+            unseen = np.stack([np.asarray(fold_pred[f], dtype=np.float64)[rows],
+                               *(p[rows] for pair, p in means.items() if f in pair)])
+            mean[rows], spread[rows] = unseen.mean(axis=0), unseen.std(axis=0)
+        return mean, spread
 
     def predict_oof(self, x: np.ndarray, sites) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold estimate per row: its site's held-out fold; rows of sites the model never

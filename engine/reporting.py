@@ -63,7 +63,7 @@ from ciml_ter.documents import read_json
 from ciml_ter.figures import (DENSE_POINTS, importance_figure, map_alt, map_figure, model_entries, model_name,
                               pft_figure, png, scatter_columns, scatter_figure, series_figure)
 from ciml_ter.files import atomic_write
-from ciml_ter.uncertainty import METHOD_NAMES, SPREAD_NESTED, level_name
+from ciml_ter.uncertainty import METHOD_NAMES, TOWERS_UNSEEN, level_name
 from ciml_ter.units import TER_UNITS
 
 METRIC_COLUMNS = ("mae", "rmae", "r2", "slope_obs_on_est", "slope_est_on_obs", "n")
@@ -338,13 +338,14 @@ def _coverage_tables(page: _Page, section: str, key: str, metrics: dict) -> None
     units = metrics.get("units", TER_UNITS)
     for level in (level_name(a) for a in found["levels"]):
         dist = found["conformal"][level]["site_distribution"]
-        spread = ("across the models that never saw the tower" if found.get("spread_at_towers") == SPREAD_NESTED
-                  else "of the other folds' means")
+        centre = ("ŷ and σ̂ the mean and spread of the K models that never saw the tower, as on the map"
+                  if found.get("towers_ensemble") == TOWERS_UNSEEN
+                  else "ŷ the tower's fold, σ̂ the spread of the other folds' means")
         page.table(section, f"table-{key}coverage-{level}",
                    f"Coverage of the {level} % prediction intervals at held-out towers (widths in {units})",
                    coverage_frame(found, level),
                    f"Share of held-out site-months whose observed TER lies inside the interval. Conformal: calibrated "
-                   f"on the other folds' towers only (nested), |y − ŷ| scaled by the spread ({spread}) plus "
+                   f"on the other folds' towers only (nested), |y − ŷ| scaled by the spread σ̂ ({centre}) plus "
                    f"s0 = {found['offset']:.2g}, per PFT with at least {found['min_group_sites']} "
                    f"sites; for the true flux (the map's intervals): the towers' random error removed, so it "
                    f"covers fewer of the towers' noisy values than its level by design; pooled: the same without "

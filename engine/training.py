@@ -367,8 +367,9 @@ def train_ensemble(table: SiteTable, config: PipelineConfig, out_dir: str | Path
         "n_seeds": n_seeds, "members": members, "config": config.to_dict(),
         "nested_members": nested, "nested_rule": (
             "for each pair of folds f < g, n_seeds members trained without the sites of either, with fold f's "
-            "rounds, weights and settings: a tower of fold f gets its spread across the K - 1 nested models "
-            "without f, as a pixel of the map across the K fold models (train.nested_spread)" if nested else
+            "rounds, weights and settings: a tower of fold f gets the mean and spread of the K models that never "
+            "saw it, fold f's and the K - 1 nested models without f, as a pixel of the map those of the K fold models "
+            "(train.nested_spread)" if nested else
             "none: train.nested_spread is off, or fewer than 3 folds, or a pair of folds leaves too few sites"),
         "fold_settings": {str(k): v for k, v in sorted(fold_settings.items())},
         "rounds": {**_rounds_summary(rounds), "inner_cv_mae": {str(k): v for k, v in sorted(cv_mae.items())},

@@ -3,15 +3,18 @@ spread, Mondrian by PFT; their nested evaluation at the towers; the extrapolatio
 
 Method (``[uncertainty]`` of the config; ``calibrate``):
 
-- every tower-month has a held-out estimate ŷ (the mean of the fold that left its site out) and a
-  spread σ̂. The map's spread is the standard deviation (ddof 0) across the K fold means, none of
-  which saw the pixel. At a tower of fold f the same kind of spread comes from the K - 1 nested
-  models trained without f (each also without one other fold; ``train.nested_spread``,
-  ``Ensemble.nested_spread``): the standard deviation across them. A model without nested members
-  falls back to the standard deviation across the *other* folds' means (``held_out``), which were
+- every tower-month has a held-out estimate ŷ and spread σ̂ built as the map's are at a pixel: the
+  map's ŷ and σ̂ are the mean and standard deviation (ddof 0) across the K fold models (each the
+  mean over its seeds), none of which saw the pixel. At a tower of fold f they are the mean and
+  standard deviation across the K models that never saw it: fold f's and the K - 1 nested models
+  trained without f (each also without one other fold; ``train.nested_spread``,
+  ``Ensemble.unseen_ensemble``). The mean of K models errs less than any one of them (on the
+  synthetic world's map the 90 % quantile of |truth - ŷ| / (σ̂ + s0) is 1.86 for the mean of the 5
+  fold models, 2.2–2.3 for each alone), so intervals calibrated on the one model of fold f are too
+  wide on the map (README "Uncertainty"). A model without nested members falls back to fold f's
+  mean and the standard deviation across the *other* folds' means (``held_out``), which were
   trained with the tower and agree more there than anywhere on the map: the map's intervals are
-  then too wide (README "Uncertainty"). A site the model never saw has every fold held out: ŷ
-  and σ̂ are the map's (mean and spread across all fold means);
+  then too wide. A site the model never saw has every fold held out: ŷ and σ̂ are the map's;
 - score ``|y − ŷ| / (σ̂ + s0)`` with ``s0 = offset × median σ̂`` of the calibration rows (a
   scale-free small offset: no score blows up where the folds happen to agree);
 - the quantile at level α is the finite-sample conformal one, the ceil((n + 1) α)-th smallest of
@@ -73,15 +76,16 @@ METHOD_NAMES = {"conformal": "conformal (normalised, per PFT)",
                 "conformal_flux": "conformal for the true flux (tower random error removed)",
                 "conformal_pooled_absolute": "conformal (pooled, not normalised)",
                 "ensemble_spread": "ensemble spread (ŷ ± zσ̂)"}
-SPREAD_NESTED = ("standard deviation across the K - 1 nested models that never saw the tower (each without its "
-                 "fold and one other), as across the K fold models at a pixel of the map; across all fold means for a "
-                 "site the model never saw")
-SPREAD_OTHER_FOLDS = ("standard deviation across the means of the folds other than the tower's own, which were "
-                      "trained with it (the model has no nested members); across all fold means for a site the "
-                      "model never saw")
+TOWERS_UNSEEN = ("mean and standard deviation across the K models that never saw the tower: its fold's and the "
+                 "K - 1 nested models (each without its fold and one other), as across the K fold models at a pixel "
+                 "of the map; across all fold means for a site the model never saw")
+TOWERS_OTHER_FOLDS = ("the mean of the tower's own fold and the standard deviation across the means of the other "
+                      "folds, which were trained with it (the model has no nested members); across all fold means "
+                      "for a site the model never saw")
 TARGETS = ("observation", "flux")  # what an interval covers: a tower's monthly value, or the true TER
 SIMEX_LAMBDAS = (0.5, 1.0, 1.5, 2.0)  # noise variance added, in units of the towers' own
 SIMEX_DRAWS = 50  # noise draws per lambda, their quantiles averaged
+MIN_NESTED_GROUP_SITES = 2  # a group of the final calibration keeps its quantile in a nested one from this many sites
 SIMEX_SEED = 28  # the draws depend only on the calibration rows, never on the rows they cover
 
 
@@ -238,12 +242,15 @@ def _finite_or_none(v: float):
 
 
 def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: np.ndarray, sites: np.ndarray,
-              groups: np.ndarray, levels, min_group_sites: int, offset_share: float) -> Calibration:
+              groups: np.ndarray, levels, min_group_sites: int, offset_share: float,
+              mondrian: set[str] | None = None) -> Calibration:
     """The calibration from these rows (those with an observation, estimate and spread; ``noise``
     the observation's random error, NaN = unknown, taken as 0): s0, the pooled quantile and one
     per group with at least ``min_group_sites`` sites, per level, for the observations and for
-    the true flux (``flux_quantiles``). NoIntervals when the spread's median is 0 (s0 would be 0);
-    InputError when the random error cannot be one (``_check_random_error``)."""
+    the true flux (``flux_quantiles``). ``mondrian`` (the nested evaluation's): the groups of the
+    calibration under test instead, each kept where it has ``MIN_NESTED_GROUP_SITES`` sites here.
+    NoIntervals when the spread's median is 0 (s0 would be 0); InputError when the random error
+    cannot be one (``_check_random_error``)."""
     obs, estimate, spread, noise = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread, noise))
     keep = np.isfinite(obs) & np.isfinite(estimate) & np.isfinite(spread)
     sites, groups = np.asarray(sites).astype(str)[keep], np.asarray(groups).astype(str)[keep]
@@ -263,7 +270,9 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     flux_pooled = flux_quantiles(residual, scale, noise, levels, draws)
     frame = pd.DataFrame({"site": sites, "group": groups})
     group_sites = {str(g): int(n) for g, n in frame.groupby("group")["site"].nunique().items()}
-    members = {g: groups == g for g, n in group_sites.items() if n >= min_group_sites}
+    own = ({g for g, n in group_sites.items() if n >= min_group_sites} if mondrian is None
+           else {g for g in mondrian if group_sites.get(g, 0) >= MIN_NESTED_GROUP_SITES})
+    members = {g: groups == g for g in sorted(own)}
     by_group = {g: {level_name(a): conformal_quantile(scores[rows], a) for a in levels} for g, rows in members.items()}
     flux_groups = {g: flux_quantiles(residual[rows], scale[rows], noise[rows], levels, draws[:, rows])
                    for g, rows in members.items()}
@@ -314,11 +323,14 @@ class HeldOut:
     noise: np.ndarray
 
 
-def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: float) -> dict:
-    """{(method, level name): (lower, upper)} per row of ``h`` for the three methods of
-    ``METHODS``. Conformal quantiles for fold f's rows come from the rows of the other folds'
-    sites only; rows of fold -1 get those of every known site. Rows left without an interval
-    (a fold with no other fold's rows) are NaN."""
+def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: float, mondrian: set[str]) -> dict:
+    """{(method, level name): (lower, upper)} per row of ``h`` for the methods of ``METHODS``.
+    Conformal quantiles for fold f's rows come from the rows of the other folds' sites only; rows
+    of fold -1 get those of every known site. The groups with their own quantile are those of the
+    calibration ``predict`` uses (``mondrian``), each from its sites among the other folds' (pooled
+    with fewer than ``MIN_NESTED_GROUP_SITES``): the evaluation scores the rule that is deployed,
+    not a coarser one (a group of exactly ``min_group_sites`` sites has one fewer in every nested
+    calibration). Rows left without an interval (a fold with no other fold's rows) are NaN."""
     n = h.obs.size
     out = {(m, level_name(a)): (np.full(n, np.nan), np.full(n, np.nan)) for m in METHODS for a in levels}
     known = h.folds >= 0
@@ -329,7 +341,7 @@ def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: flo
         if not cal.any():
             continue
         c = calibrate(h.obs[cal], h.estimate[cal], h.spread[cal], h.noise[cal], h.sites[cal], h.groups[cal], levels,
-                      min_group_sites, offset_share)
+                      min_group_sites, offset_share, mondrian)
         for a in levels:
             for method, target in (("conformal", "observation"), ("conformal_flux", "flux")):
                 bounds = out[method, level_name(a)]
@@ -396,9 +408,10 @@ class TowerIntervals:
 
     @property
     def columns(self) -> dict[str, np.ndarray]:
-        """Per row, for predictions.csv: the held-out spread and the nested conformal bounds, for
+        """Per row, for predictions.csv: the intervals' centre and spread (the mean and standard
+        deviation across the models that never saw the tower) and the nested conformal bounds, for
         the tower's observed value (``ter_lower_90``) and for the true flux (``ter_flux_lower_90``)."""
-        columns = {"ter_spread_held_out": self.held.spread}
+        columns = {"ter_mean_held_out": self.held.estimate, "ter_spread_held_out": self.held.spread}
         for level in self.calibration.levels:
             name = level_name(level)
             columns[f"ter_lower_{name}"], columns[f"ter_upper_{name}"] = self.intervals["conformal", name]
@@ -422,9 +435,9 @@ def tower_intervals(ensemble, table, config) -> TowerIntervals:
     fold_of_row = np.array([folds.get(str(s), -1) for s in table.sites])
     groups = table_labels(frame)
     estimate, spread = held_out(fold_pred, fold_of_row)
-    nested = ensemble.nested_spread(x, fold_of_row)
-    if nested is not None:
-        spread = np.where(fold_of_row >= 0, nested, spread)
+    unseen = ensemble.unseen_ensemble(x, fold_of_row, fold_pred)
+    if unseen is not None:
+        estimate, spread = (np.where(fold_of_row >= 0, u, v) for u, v in zip(unseen, (estimate, spread)))
     lat = frame["lat"].to_numpy(dtype=np.float64) if "lat" in frame.columns else None
     noise = (frame[RANDOM_ERROR].to_numpy(dtype=np.float64) if RANDOM_ERROR in frame.columns
              else np.full(len(frame), np.nan))
@@ -435,13 +448,13 @@ def tower_intervals(ensemble, table, config) -> TowerIntervals:
     final = calibrate(h.obs[known], h.estimate[known], h.spread[known], h.noise[known], h.sites[known],
                       h.groups[known], u.levels, u.min_group_sites, u.offset_share)
     final.ranges, final.model_id = training_ranges(x[known], ensemble.features), ensemble.model_id
-    intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share)
+    intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share, set(final.groups))
     found, coverage_table = coverage(h, intervals, config.analysis.high_latitude)
     document = {"method": METHOD, "levels": list(u.levels), "offset_share": u.offset_share, "offset": final.offset,
                 "min_group_sites": u.min_group_sites, "groups": sorted(final.groups),
                 "group_sites": final.group_sites, "random_error": final.random_error,
                 "flux_quantiles": "the towers' random error (ter_random_error) removed by SIMEX",
-                "spread_at_towers": SPREAD_NESTED if nested is not None else SPREAD_OTHER_FOLDS,
+                "towers_ensemble": TOWERS_UNSEEN if unseen is not None else TOWERS_OTHER_FOLDS,
                 "nested": "each fold's towers get the quantiles of the other folds' towers", **found}
     return TowerIntervals(final, document, coverage_table, h, intervals)
 

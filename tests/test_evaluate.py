@@ -173,7 +173,9 @@ def test_metrics_json_intervals_and_calibration(evaluated):
     rows = pd.read_csv(out / "predictions.csv")
     inside = (rows.ter_obs >= rows.ter_lower_90) & (rows.ter_obs <= rows.ter_upper_90)
     assert overall["coverage"] == pytest.approx(inside.mean()) and overall["n"] == len(rows)
-    assert (rows.ter_lower_90 <= rows.ter_test).all() and (rows.ter_test <= rows.ter_upper_90).all()
+    centre = rows.ter_mean_held_out  # the mean of the models that never saw the tower, not only its fold's
+    assert (rows.ter_lower_90 <= centre).all() and (centre <= rows.ter_upper_90).all()
+    assert not np.allclose(centre, rows.ter_test) and np.corrcoef(centre, rows.ter_test)[0, 1] > 0.9
     assert 0.75 < overall["coverage"] < 1.0  # 30 sites, 3 folds: near the nominal 90 %
     assert u["ensemble_spread"]["90"]["overall"]["coverage"] < overall["coverage"]  # the spread alone is too narrow
     assert set(u["conformal"]["90"]["by_pft"]) == set(m["model"]["by_pft"])

@@ -114,11 +114,12 @@ def test_members_never_see_their_held_out_sites(frame, tmp_path):
     assert not np.array_equal(a.fold_predictions(x)[1], b.fold_predictions(x)[1])
 
 
-def test_nested_members_never_see_either_fold_and_give_the_towers_spread(frame, tmp_path):
+def test_nested_members_never_see_either_fold_and_give_the_towers_unseen_ensemble(frame, tmp_path):
     """``train.nested_spread``: for each pair of folds f < g, ``seeds`` members trained without
-    the sites of either, with fold f's rounds; a tower of fold f gets the standard deviation across
-    the K - 1 nested models without f (each the mean of its seeds). Poisoning fold 0's targets
-    leaves fold 0's spread bit for bit the same and changes the other folds'."""
+    the sites of either, with fold f's rounds; a tower of fold f gets the mean and standard
+    deviation across the K models that never saw it: fold f's and the K - 1 nested models without
+    f (each the mean of its seeds). Poisoning fold 0's targets leaves fold 0's mean and spread bit
+    for bit the same and changes the other folds'."""
     table = site_table_from_frame(frame, "synthetic", FEATURES)
     config = small_config()
     config.train.folds, config.train.seeds = 4, 1
@@ -132,22 +133,26 @@ def test_nested_members_never_see_either_fold_and_give_the_towers_spread(frame, 
         assert e["num_boosted_rounds"] == m["rounds"]["by_fold"][str(e["fold"])]
     x = a.matrix(table)
     fold_of = np.array([a.folds[s] for s in table.sites])
-    spread = a.nested_spread(x, fold_of)
+    fold_pred = a.fold_predictions(x)
+    mean, spread = a.unseen_ensemble(x, fold_of, fold_pred)
     rows = fold_of == 2
     by_pair = {(e["fold"], e["left_out"]): xgb.Booster(model_file=str(a.path / e["file"])) for e in m["nested_members"]}
-    by_hand = np.std([by_pair[p].predict(xgb.DMatrix(x[rows])) for p in ((0, 2), (1, 2), (2, 3))], axis=0)
-    np.testing.assert_allclose(spread[rows], by_hand, rtol=1e-5, atol=1e-6)
-    assert np.isnan(a.nested_spread(x, np.full(len(fold_of), -1))).all()  # sites no fold saw: not nested
+    unseen = [fold_pred[2][rows], *(by_pair[p].predict(xgb.DMatrix(x[rows])) for p in ((0, 2), (1, 2), (2, 3)))]
+    np.testing.assert_allclose(mean[rows], np.mean(unseen, axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(spread[rows], np.std(unseen, axis=0), rtol=1e-5, atol=1e-5)
+    never = a.unseen_ensemble(x, np.full(len(fold_of), -1), fold_pred)
+    assert np.isnan(never[0]).all() and np.isnan(never[1]).all()  # sites no fold saw: the map's, not nested
     poisoned = frame.copy()
     poisoned.loc[poisoned["site"].isin([s for s, k in a.folds.items() if k == 0]), "ter"] = 1e4
     b = train_ensemble(site_table_from_frame(poisoned, "poisoned", FEATURES), config, tmp_path / "b", CPU,
                        causal_result=fixed_weights(WEIGHTS), folds=a.folds)
-    again = b.nested_spread(x, fold_of)
-    assert np.array_equal(spread[fold_of == 0], again[fold_of == 0])
-    assert not np.array_equal(spread[fold_of == 1], again[fold_of == 1])
+    again = b.unseen_ensemble(x, fold_of, b.fold_predictions(x))
+    for before, after in zip((mean, spread), again):
+        assert np.array_equal(before[fold_of == 0], after[fold_of == 0])
+        assert not np.array_equal(before[fold_of == 1], after[fold_of == 1])
     config.train.nested_spread = False
     off = train_ensemble(table, config, tmp_path / "off", CPU, causal_result=fixed_weights(WEIGHTS))
-    assert off.manifest["nested_members"] == [] and off.nested_spread(x, fold_of) is None
+    assert off.manifest["nested_members"] == [] and off.unseen_ensemble(x, fold_of, fold_pred) is None
     assert not (tmp_path / "off" / "nested").exists()
 
 
@@ -407,6 +412,6 @@ def test_retraining_into_a_model_folder_replaces_it_whole(frame, tmp_path):
         ["manifest.json", "nested", *(m["file"] for m in manifest["members"])])
     assert sorted(f"nested/{p.name}" for p in (tmp_path / "m" / "nested").iterdir()) == sorted(
         m["file"] for m in manifest["nested_members"]) and len(manifest["nested_members"]) == 3
-    assert summary.lines() == [f"wrote {tmp_path / 'm'}: 3 folds x 1 seeds + 3 nested members for the intervals' "
-                               f"spread (cpu)"]
+    assert summary.lines() == [f"wrote {tmp_path / 'm'}: 3 folds x 1 seeds + 3 nested members for the towers' "
+                               f"intervals (cpu)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "s.parquet"]

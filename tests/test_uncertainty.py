@@ -62,7 +62,7 @@ def test_normalised_intervals_cover_every_spread_as_the_closed_form_says():
     2Φ(q/σ) − 1 at σ: far more where σ is small, far less where it is large."""
     h, _ = _heteroscedastic()
     tiny = 1e-6  # s0 = 1e-6 x median σ: the score is |ε| to six digits
-    intervals = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny)
+    intervals = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny, mondrian=set())
     c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [0.9], 1000, tiny)
     assert c.pooled["90"] == pytest.approx(PHI.inv_cdf(0.95), abs=0.04)
     # no random error given: the true flux's interval is the observation's, exactly
@@ -103,7 +103,7 @@ def test_flux_intervals_remove_the_towers_random_error(level):
     assert c.pooled[name] == pytest.approx(z * math.sqrt(1.64), rel=0.03)
     assert c.flux_pooled[name] == pytest.approx(z, rel=0.05)  # sampling error, amplified by the extrapolation
     assert c.random_error["rows"] == h.obs.size and c.random_error["share"] == 1.0
-    intervals = nested_intervals(h, [level], min_group_sites=1000, offset_share=tiny)
+    intervals = nested_intervals(h, [level], min_group_sites=1000, offset_share=tiny, mondrian=set())
     lower, upper = intervals["conformal_flux", name]
     truth_in, obs_in = (truth >= lower) & (truth <= upper), (h.obs >= lower) & (h.obs <= upper)
     for sel in (h.spread < 1.5, h.spread > 4.0, np.ones(h.obs.size, dtype=bool)):
@@ -142,10 +142,10 @@ def test_nested_calibration_never_reads_the_test_fold():
     """Poison the observations of fold 2's towers: fold 2's intervals stay bit for bit the same
     (its quantiles come from the other folds), every other fold's change."""
     h, _ = _heteroscedastic(n_sites=60, months=12, folds=4, noise_share=0.5)
-    before = nested_intervals(h, [0.5, 0.9], min_group_sites=5, offset_share=0.25)
+    before = nested_intervals(h, [0.5, 0.9], min_group_sites=5, offset_share=0.25, mondrian={"ENF", "GRA"})
     test = h.folds == 2
     poisoned = HeldOut(**{**h.__dict__, "obs": np.where(test, h.obs * 100 + 1e4, h.obs)})
-    after = nested_intervals(poisoned, [0.5, 0.9], min_group_sites=5, offset_share=0.25)
+    after = nested_intervals(poisoned, [0.5, 0.9], min_group_sites=5, offset_share=0.25, mondrian={"ENF", "GRA"})
     for key in before:
         if key[0] == "ensemble_spread":
             continue
@@ -175,6 +175,41 @@ def test_mondrian_quantile_per_pft_falls_back_to_pooled_below_the_site_minimum()
     np.testing.assert_allclose(100.0 - lower, upper - 100.0)
     with_three = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=3, offset_share=0.1)
     assert set(with_three.groups) == {"A", "B"} and with_three.groups["B"]["90"] > 5 * c.groups["A"]["90"]
+
+
+def test_nested_evaluation_scores_the_groups_that_predict_uses():
+    """A PFT of exactly ``min_group_sites`` sites has its own quantile in the calibration that
+    ``predict`` uses; every nested calibration (one site fewer) keeps it, from the group's sites
+    among the other folds, not the pooled one; below ``MIN_NESTED_GROUP_SITES`` there it is
+    pooled."""
+    rng = np.random.default_rng(5)
+    sites = np.repeat([f"A{i}" for i in range(5)] + [f"B{i}" for i in range(20)], 30)
+    groups = np.array([s[0] for s in sites])
+    folds = np.array([int(s[1:]) % 5 for s in sites])
+    estimate, spread, nan = np.full(sites.size, 50.0), np.ones(sites.size), np.full(sites.size, np.nan)
+    obs = estimate + np.where(groups == "A", 0.2, 3.0) * rng.standard_normal(sites.size)  # A's errors far smaller
+    h = HeldOut(sites, folds, groups, groups, None, obs, estimate, spread, nan)
+    final = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=5, offset_share=0.1)
+    assert set(final.groups) == {"A", "B"}
+    nested = nested_intervals(h, [0.9], min_group_sites=5, offset_share=0.1, mondrian=set(final.groups))
+    lower, upper = nested["conformal", "90"]
+    for f in range(5):
+        cal = folds != f
+        expected = calibrate(obs[cal], estimate[cal], spread[cal], nan[cal], sites[cal], groups[cal], [0.9],
+                             min_group_sites=4, offset_share=0.1)  # the 4 A sites left: A's own quantile
+        rows = (folds == f) & (groups == "A")
+        np.testing.assert_allclose(upper[rows] - 50.0, expected.groups["A"]["90"] * (1 + expected.offset))
+    a = groups == "A"
+    assert np.mean((obs[a] >= lower[a]) & (obs[a] <= upper[a])) < 0.97  # pooled would cover A at ~100 %
+    coarse = nested_intervals(h, [0.9], min_group_sites=5, offset_share=0.1, mondrian=set())["conformal", "90"]
+    assert np.all(coarse[1][a] - 50.0 > 5 * (upper[a] - 50.0))
+    one_left = HeldOut(**{**h.__dict__, "folds": np.where(a, 0, folds)})  # every A site in fold 0
+    found = nested_intervals(one_left, [0.9], min_group_sites=5, offset_share=0.1, mondrian={"A", "B"})
+    rows = a  # fold 0's A rows: no A site in any other fold, so pooled
+    cal = one_left.folds != 0
+    pooled = calibrate(obs[cal], estimate[cal], spread[cal], nan[cal], sites[cal], groups[cal], [0.9],
+                       min_group_sites=5, offset_share=0.1)
+    np.testing.assert_allclose(found["conformal", "90"][1][rows] - 50.0, pooled.pooled["90"] * (1 + pooled.offset))
 
 
 def test_zero_spread_cannot_be_calibrated():

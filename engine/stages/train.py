@@ -34,10 +34,10 @@ class TrainSummary:
     seeds: int
     causal: bool
     device: str
-    nested: int = 0  # nested members (the towers' spread for the intervals)
+    nested: int = 0  # nested members (the towers' ensemble for the intervals)
 
     def lines(self) -> list[str]:
-        nested = f" + {self.nested} nested members for the intervals' spread" if self.nested else ""
+        nested = f" + {self.nested} nested members for the towers' intervals" if self.nested else ""
         return [f"wrote {self.out}: {self.folds} folds x {self.seeds} seeds{nested}"
                 f"{' with causal weights' if self.causal else ''} ({self.device})"]
 
