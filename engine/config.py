@@ -159,12 +159,14 @@ class AnalysisConfig:
 class UncertaintyConfig:
     """Prediction intervals (``ciml_ter.uncertainty``; ``evaluate`` calibrates, ``predict`` writes
     them): the levels (whole percentages), the calibration sites a PFT needs for its own quantile
-    (else the pooled one), and s0 of the score |y - yhat| / (sigma + s0) as a share of the median
-    spread sigma of the calibration rows."""
+    (else the pooled one), s0 of the scale sqrt(tau^2 + kappa^2 (sigma + s0)^2) as a share of the
+    median spread sigma of the calibration rows, and whether the scale has the site-bias term tau
+    (off: the score is |y - yhat| / (sigma + s0))."""
 
     levels: list[float] = field(default_factory=lambda: [0.9])
     min_group_sites: int = 5
     offset_share: float = 0.25
+    site_bias: bool = True
 
 
 @dataclass

@@ -341,12 +341,14 @@ def _coverage_tables(page: _Page, section: str, key: str, metrics: dict) -> None
         centre = ("ŷ and σ̂ the mean and spread of the K models that never saw the tower, as on the map"
                   if found.get("towers_ensemble") == TOWERS_UNSEEN
                   else "ŷ the tower's fold, σ̂ the spread of the other folds' means")
+        scale = ("√(τ² + κ²(σ̂ + s0)²), τ the sites' own bias, which no spread shows" if found.get("site_bias")
+                 else "σ̂ + s0")
         page.table(section, f"table-{key}coverage-{level}",
                    f"Coverage of the {level} % prediction intervals at held-out towers (widths in {units})",
                    coverage_frame(found, level),
                    f"Share of held-out site-months whose observed TER lies inside the interval. Conformal: calibrated "
-                   f"on the other folds' towers only (nested), |y − ŷ| scaled by the spread σ̂ ({centre}) plus "
-                   f"s0 = {found['offset']:.2g}, per PFT with at least {found['min_group_sites']} "
+                   f"on the other folds' towers only (nested), |y − ŷ| scaled by {scale} ({centre}, "
+                   f"s0 = {found['offset']:.2g}), per PFT with at least {found['min_group_sites']} "
                    f"sites; for the true flux (the map's intervals): the towers' random error removed, so it "
                    f"covers fewer of the towers' noisy values than its level by design; pooled: the same without "
                    f"scaling or PFTs; ensemble spread: ŷ ± zσ̂ as products publish it. Per site, the conformal "

@@ -34,9 +34,10 @@ TILE_DIR = "tiles"
 # Manifest keys that must match for a rerun to reuse finished tiles.
 IDENTITY_KEYS = ("config_hash", "model_id", "grid", "months", "variables", "made_from", "calibration_id")
 FLAG_FILL = 255  # the extrapolation flag's fill value (no estimate)
-INTERVAL_METHOD = ("split-conformal, site-grouped: yhat -/+ q (ter_std + s0), q the conformal quantile of "
-                   "|y - yhat| / (sigma + s0) at held-out towers, per PFT (pooled where a PFT has too few towers), "
-                   "the towers' random error removed by SIMEX")
+INTERVAL_METHOD = ("split-conformal, site-grouped: yhat -/+ q sqrt(tau^2 + kappa^2 (ter_std + s0)^2), q the "
+                   "conformal quantile of |y - yhat| / sqrt(tau^2 + kappa^2 (sigma + s0)^2) at held-out towers (tau "
+                   "a site's bias, sigma the spread of the models that never saw the tower), per PFT (pooled where a "
+                   "PFT has too few towers), the towers' random error removed by SIMEX")
 
 
 @dataclass

@@ -8,19 +8,26 @@ Method (``[uncertainty]`` of the config; ``calibrate``):
   mean over its seeds), none of which saw the pixel. At a tower of fold f they are the mean and
   standard deviation across the K models that never saw it: fold f's and the K - 1 nested models
   trained without f (each also without one other fold; ``train.nested_spread``,
-  ``Ensemble.unseen_ensemble``). The mean of K models errs less than any one of them (on the
-  synthetic world's map the 90 % quantile of |truth - ŷ| / (σ̂ + s0) is 1.86 for the mean of the 5
-  fold models, 2.2–2.3 for each alone), so intervals calibrated on the one model of fold f are too
-  wide on the map (README "Uncertainty"). A model without nested members falls back to fold f's
-  mean and the standard deviation across the *other* folds' means (``held_out``), which were
-  trained with the tower and agree more there than anywhere on the map: the map's intervals are
-  then too wide. A site the model never saw has every fold held out: ŷ and σ̂ are the map's;
-- score ``|y − ŷ| / (σ̂ + s0)`` with ``s0 = offset × median σ̂`` of the calibration rows (a
-  scale-free small offset: no score blows up where the folds happen to agree);
+  ``Ensemble.unseen_ensemble``). The mean of K models errs less than any one of them, so
+  intervals calibrated on the one model of fold f are too wide on the map (README "Uncertainty").
+  A model without nested members falls back to fold f's mean and the standard deviation across
+  the *other* folds' means (``held_out``), which were trained with the tower and agree more there
+  than anywhere on the map: the map's intervals are then too wide. A site the model never saw has
+  every fold held out: ŷ and σ̂ are the map's;
+- score ``|y − ŷ| / scale`` with ``scale = sqrt(τ² + κ² (σ̂ + s0)²)`` (``site_bias_scale``), an
+  error of two parts fitted on the calibration rows of a PFT (or of all PFTs): a site's own
+  bias, which no spread shows (every model can miss a site alike: on the development towers an
+  evergreen broadleaf site is off by more than its estimate where the models agree closely), τ²
+  the sites' mean residual squared less its sampling variance, averaged over the sites; and a
+  part that grows where the models disagree, κ² the rows' mean squared deviation from their
+  site's mean residual over their mean (σ̂ + s0)². ``s0 = offset × median σ̂`` of the calibration
+  rows (a scale-free small offset: no score blows up where the folds happen to agree). With
+  ``[uncertainty] site_bias = false`` τ = 0 and the score is ``|y − ŷ| / (σ̂ + s0)`` (κ cancels);
 - the quantile at level α is the finite-sample conformal one, the ceil((n + 1) α)-th smallest of
   the n calibration scores (infinite when that exceeds n); one per PFT whose calibration rows come
-  from at least ``min_group_sites`` sites (Mondrian), the pooled one for every other PFT;
-- the interval is ŷ ± q (σ̂ + s0); on the map σ̂ is ``ter_std`` and the PFT the land-cover layer's
+  from at least ``min_group_sites`` sites (Mondrian, with the PFT's own τ and κ), the pooled one
+  for every other PFT;
+- the interval is ŷ ± q · scale; on the map σ̂ is ``ter_std`` and the PFT the land-cover layer's
   class (pooled without one).
 
 Two targets. The quantiles above are those of a tower's *observed* monthly TER, which carries the
@@ -66,11 +73,12 @@ from ciml_ter.predictors import table_labels
 from ciml_ter.units import TER_UNITS
 
 log = logging.getLogger(__name__)
-FORMAT = "ciml-ter-calibration/2"
+FORMAT = "ciml-ter-calibration/3"
 CALIBRATION = "calibration.json"  # in the model directory, beside metrics.json
-METHOD = ("split-conformal, site-grouped: |y - yhat| / (sigma + s0) with sigma the spread across fold means, "
-          "Mondrian quantiles per PFT (pooled for PFTs with fewer calibration sites than min_group_sites); "
-          "for the true flux the towers' random error removed by SIMEX")
+METHOD = ("split-conformal, site-grouped: |y - yhat| / sqrt(tau^2 + kappa^2 (sigma + s0)^2) with sigma the spread "
+          "across the models that never saw the row and tau a site's bias, Mondrian quantiles and scales per PFT "
+          "(pooled for PFTs with fewer calibration sites than min_group_sites); for the true flux the towers' "
+          "random error removed by SIMEX")
 METHODS = ("conformal", "conformal_flux", "conformal_pooled_absolute", "ensemble_spread")
 METHOD_NAMES = {"conformal": "conformal (normalised, per PFT)",
                 "conformal_flux": "conformal for the true flux (tower random error removed)",
@@ -161,9 +169,10 @@ def held_out(fold_pred: np.ndarray, fold_of_row: np.ndarray) -> tuple[np.ndarray
 class Calibration:
     """The quantiles of the normalised scores by level name, for observed tower values
     (``pooled`` and per ``groups``) and for the true flux (``flux_pooled``, ``flux_groups``), the
-    offset s0 (g C m-2 month-1), the calibration sites per PFT, the rows with a random error
-    (``random_error``: count, share, median in g C m-2 month-1) and, for a model's own
-    calibration, the training rows' range of each predictor column (``ranges``: [min, max])."""
+    scale's terms (``scale_pooled``, ``scale_groups``: ``site_bias_scale``), the offset s0 (g C
+    m-2 month-1), the calibration sites per PFT, the rows with a random error (``random_error``:
+    count, share, median in g C m-2 month-1) and, for a model's own calibration, the training
+    rows' range of each predictor column (``ranges``: [min, max])."""
 
     levels: list[float]
     offset: float
@@ -171,12 +180,15 @@ class Calibration:
     groups: dict[str, dict[str, float]]
     flux_pooled: dict[str, float]
     flux_groups: dict[str, dict[str, float]]
+    scale_pooled: dict[str, float]
+    scale_groups: dict[str, dict[str, float]]
     random_error: dict[str, float | int | None]
     group_sites: dict[str, int]
     min_group_sites: int
     n_sites: int
     n_rows: int
     offset_share: float
+    site_bias: bool
     ranges: dict[str, list[float | None]] = field(default_factory=dict)
     model_id: str | None = None
 
@@ -192,15 +204,26 @@ class Calibration:
                 q[groups == group] = by_level[name]
         return q
 
+    def scale(self, spread: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        """sqrt(τ² + κ² (σ̂ + s0)²) per row (g C m-2 month-1), with its group's τ and κ where it has
+        them, else the pooled."""
+        spread = np.asarray(spread, dtype=np.float64) + self.offset
+        out = scale_of(self.scale_pooled, spread)
+        if groups is not None:
+            groups = np.asarray(groups).astype(str)
+            for group, terms in self.scale_groups.items():
+                rows = groups == group
+                out[rows] = scale_of(terms, spread[rows])
+        return out
+
     def interval(self, level: float, estimate: np.ndarray, spread: np.ndarray,
                  groups: np.ndarray | None = None, target: str = "flux") -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) = ŷ ∓ q (σ̂ + s0) at ``level`` (float64) for ``target``: the true flux
-        (the map's) or a tower's observed value."""
+        """(lower, upper) = ŷ ∓ q · scale at ``level`` (float64) for ``target``: the true flux (the
+        map's) or a tower's observed value."""
         if target not in TARGETS:
             raise ValueError(f"interval target: expected one of {TARGETS}, found {target!r}")
         estimate = np.asarray(estimate, dtype=np.float64)
-        half = (self.quantiles(level, groups, estimate.size, target)
-                * (np.asarray(spread, dtype=np.float64) + self.offset))
+        half = self.quantiles(level, groups, estimate.size, target) * self.scale(spread, groups)
         return estimate - half, estimate + half
 
     def outside(self, x: np.ndarray, features: list[str]) -> np.ndarray:
@@ -243,13 +266,13 @@ def _finite_or_none(v: float):
 
 def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: np.ndarray, sites: np.ndarray,
               groups: np.ndarray, levels, min_group_sites: int, offset_share: float,
-              mondrian: set[str] | None = None) -> Calibration:
+              mondrian: set[str] | None = None, site_bias: bool = True) -> Calibration:
     """The calibration from these rows (those with an observation, estimate and spread; ``noise``
-    the observation's random error, NaN = unknown, taken as 0): s0, the pooled quantile and one
-    per group with at least ``min_group_sites`` sites, per level, for the observations and for
-    the true flux (``flux_quantiles``). ``mondrian`` (the nested evaluation's): the groups of the
-    calibration under test instead, each kept where it has ``MIN_NESTED_GROUP_SITES`` sites here.
-    NoIntervals when the spread's median is 0 (s0 would be 0); InputError when the random error
+    the observation's random error, NaN = unknown, taken as 0): s0, the pooled scale and quantile
+    and one of each per group with at least ``min_group_sites`` sites, per level, for the
+    observations and for the true flux (``flux_quantiles``); the scale without τ unless
+    ``site_bias``. ``mondrian`` (the nested evaluation's): the groups of the calibration under
+    test instead, each kept where it has ``MIN_NESTED_GROUP_SITES`` sites here. NoIntervals when the spread's median is 0 (s0 would be 0); InputError when the random error
     cannot be one (``_check_random_error``)."""
     obs, estimate, spread, noise = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread, noise))
     keep = np.isfinite(obs) & np.isfinite(estimate) & np.isfinite(spread)
@@ -260,7 +283,9 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     if offset <= 0:
         raise NoIntervals("calibrate: the folds' spread is 0 at most calibration rows, so s0 = offset x median "
                          "spread is 0; with 2 folds a held-out row has one other fold and no spread")
-    residual, scale = obs[keep] - estimate[keep], spread[keep] + offset
+    residual, spread = obs[keep] - estimate[keep], spread[keep] + offset
+    scale_pooled = site_bias_scale(residual, spread, sites, site_bias)
+    scale = scale_of(scale_pooled, spread)
     scores = np.abs(residual) / scale
     known_error = np.isfinite(noise[keep])
     noise = np.where(known_error, noise[keep], 0.0)
@@ -273,13 +298,44 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     own = ({g for g, n in group_sites.items() if n >= min_group_sites} if mondrian is None
            else {g for g in mondrian if group_sites.get(g, 0) >= MIN_NESTED_GROUP_SITES})
     members = {g: groups == g for g in sorted(own)}
-    by_group = {g: {level_name(a): conformal_quantile(scores[rows], a) for a in levels} for g, rows in members.items()}
-    flux_groups = {g: flux_quantiles(residual[rows], scale[rows], noise[rows], levels, draws[:, rows])
-                   for g, rows in members.items()}
+    scale_groups = {g: site_bias_scale(residual[rows], spread[rows], sites[rows], site_bias)
+                    for g, rows in members.items()}
+    by_group, flux_groups = {}, {}
+    for g, rows in members.items():
+        group_scale = scale_of(scale_groups[g], spread[rows])
+        by_group[g] = {level_name(a): conformal_quantile(np.abs(residual[rows]) / group_scale, a) for a in levels}
+        flux_groups[g] = flux_quantiles(residual[rows], group_scale, noise[rows], levels, draws[:, rows])
     random_error = {"rows": int(known_error.sum()), "share": float(known_error.mean()),
                     "median": float(np.median(noise[known_error])) if known_error.any() else None}
-    return Calibration(list(levels), offset, pooled, by_group, flux_pooled, flux_groups, random_error, group_sites,
-                       min_group_sites, int(np.unique(sites).size), int(keep.sum()), offset_share)
+    return Calibration(list(levels), offset, pooled, by_group, flux_pooled, flux_groups, scale_pooled, scale_groups,
+                       random_error, group_sites, min_group_sites, int(np.unique(sites).size), int(keep.sum()),
+                       offset_share, site_bias)
+
+
+def site_bias_scale(residual: np.ndarray, spread: np.ndarray, sites: np.ndarray, site_bias: bool) -> dict:
+    """The terms of scale = sqrt(τ² + κ² spread²) from calibration rows (``residual`` y - ŷ and
+    ``spread`` σ̂ + s0, g C m-2 month-1, of ``sites``): ``site_bias`` τ, a bias every model shares
+    at a site, its variance across the sites (each site once) estimated by moments: the mean
+    residual of a site squared less the variance of that mean (its rows' variance / (n - 1)),
+    averaged over the sites, at least 0; ``spread_factor`` κ, the root of the rows' mean squared
+    deviation from their site's mean residual over their mean spread². Without ``site_bias``:
+    τ = 0, κ = 1 (the scale is the spread)."""
+    if not site_bias:
+        return {"site_bias": 0.0, "spread_factor": 1.0}
+    frame = pd.DataFrame({"site": np.asarray(sites), "r": residual})
+    within = residual - frame.groupby("site")["r"].transform("mean").to_numpy()
+    per_site = frame.assign(w2=within ** 2).groupby("site").agg(mean=("r", "mean"), n=("r", "size"), var=("w2", "mean"))
+    of_mean = np.where(per_site["n"] > 1, per_site["var"] / np.maximum(per_site["n"] - 1, 1), 0.0)
+    tau = math.sqrt(max(float(np.mean(per_site["mean"] ** 2 - of_mean)), 0.0))
+    kappa = math.sqrt(float(np.mean(within ** 2) / np.mean(np.square(spread))))
+    if tau == 0 and kappa == 0:  # every residual 0: any scale serves
+        kappa = 1.0
+    return {"site_bias": tau, "spread_factor": kappa}
+
+
+def scale_of(terms: dict, spread: np.ndarray) -> np.ndarray:
+    """sqrt(τ² + κ² spread²) for the ``terms`` of ``site_bias_scale`` and ``spread`` σ̂ + s0."""
+    return np.hypot(terms["site_bias"], terms["spread_factor"] * spread)
 
 
 def _check_random_error(residual: np.ndarray, noise: np.ndarray) -> None:
@@ -323,7 +379,8 @@ class HeldOut:
     noise: np.ndarray
 
 
-def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: float, mondrian: set[str]) -> dict:
+def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: float, mondrian: set[str],
+                     site_bias: bool = True) -> dict:
     """{(method, level name): (lower, upper)} per row of ``h`` for the methods of ``METHODS``.
     Conformal quantiles for fold f's rows come from the rows of the other folds' sites only; rows
     of fold -1 get those of every known site. The groups with their own quantile are those of the
@@ -341,7 +398,7 @@ def nested_intervals(h: HeldOut, levels, min_group_sites: int, offset_share: flo
         if not cal.any():
             continue
         c = calibrate(h.obs[cal], h.estimate[cal], h.spread[cal], h.noise[cal], h.sites[cal], h.groups[cal], levels,
-                      min_group_sites, offset_share, mondrian)
+                      min_group_sites, offset_share, mondrian, site_bias)
         for a in levels:
             for method, target in (("conformal", "observation"), ("conformal_flux", "flux")):
                 bounds = out[method, level_name(a)]
@@ -446,13 +503,14 @@ def tower_intervals(ensemble, table, config) -> TowerIntervals:
                 noise)
     known = h.folds >= 0
     final = calibrate(h.obs[known], h.estimate[known], h.spread[known], h.noise[known], h.sites[known],
-                      h.groups[known], u.levels, u.min_group_sites, u.offset_share)
+                      h.groups[known], u.levels, u.min_group_sites, u.offset_share, site_bias=u.site_bias)
     final.ranges, final.model_id = training_ranges(x[known], ensemble.features), ensemble.model_id
-    intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share, set(final.groups))
+    intervals = nested_intervals(h, u.levels, u.min_group_sites, u.offset_share, set(final.groups), u.site_bias)
     found, coverage_table = coverage(h, intervals, config.analysis.high_latitude)
     document = {"method": METHOD, "levels": list(u.levels), "offset_share": u.offset_share, "offset": final.offset,
                 "min_group_sites": u.min_group_sites, "groups": sorted(final.groups),
-                "group_sites": final.group_sites, "random_error": final.random_error,
+                "group_sites": final.group_sites, "random_error": final.random_error, "site_bias": u.site_bias,
+                "scale_pooled": final.scale_pooled, "scale_groups": final.scale_groups,
                 "flux_quantiles": "the towers' random error (ter_random_error) removed by SIMEX",
                 "towers_ensemble": TOWERS_UNSEEN if unseen is not None else TOWERS_OTHER_FOLDS,
                 "nested": "each fold's towers get the quantiles of the other folds' towers", **found}

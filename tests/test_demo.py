@@ -29,11 +29,11 @@ def test_quick_demo_recovers_the_synthetic_truth_and_ends_with_the_report(tmp_pa
     assert abs(truth["budget_error_percent"]) < 5
     assert np.sign(truth["estimated_trend_percent_per_yr"]) == np.sign(truth["true_trend_percent_per_yr"]) != 0
     assert truth["map_r2_vs_truth"] > 0.9 and truth["sites_test_r2"]["causal_vs_truth"] > 0.9
-    # the 90 % intervals of the true flux against the truth: near 90 % at the held-out towers, and on the
-    # map conservative (README "Uncertainty": 96.8 % on this world) but not the 99.8 % of a spread that
-    # is in-sample at the towers, nor an interval that misses
+    # the 90 % intervals of the true flux against the truth: near 90 % at the held-out towers and on the
+    # map (README "Uncertainty": 91.5 % and 91.7 % on this world); not the 96.8 % of intervals calibrated
+    # on one fold model where the map averages K, nor the 99.8 % of a spread in-sample at the towers
     held = truth["intervals_vs_truth"]["90"]
-    assert 0.86 <= held["towers_coverage"] <= 0.95 and 0.88 <= held["map_coverage"] <= 0.99, held
+    assert 0.86 <= held["towers_coverage"] <= 0.95 and 0.86 <= held["map_coverage"] <= 0.95, held
     assert truth["parents_outweigh_decoys"] and truth["recall"] >= 0.75, truth
     sites = truth["sites_test_r2"]  # causal weights do not cost accuracy on held-out sites
     assert sites["causal_vs_truth"] >= sites["plain_vs_truth"] - 0.002, sites

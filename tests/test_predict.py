@@ -93,10 +93,11 @@ def test_output_equals_the_ensemble_on_the_same_rows(world, run):
 
 
 def test_intervals_contain_the_prediction_and_flag_extrapolation(world, run):
-    """ter_lower_90 / ter_upper_90 are ŷ ∓ q (ter_std + s0) of the model's calibration.json (no
-    land-cover layer in this world: the pooled quantile of the true flux, the towers' 5 % random
-    error removed), with CF attributes naming the method, level and target; extrapolation is 1
-    exactly where a predictor lies outside its training range."""
+    """ter_lower_90 / ter_upper_90 are ŷ ∓ q √(τ² + κ² (ter_std + s0)²) of the model's
+    calibration.json (no land-cover layer in this world: the pooled quantile of the true flux, the
+    towers' 5 % random error removed, and the pooled scale), with CF attributes naming the method,
+    level and target; extrapolation is 1 exactly where a predictor lies outside its training
+    range."""
     from ciml_ter.uncertainty import read_calibration
 
     run_dir, _ = run
@@ -108,7 +109,10 @@ def test_intervals_contain_the_prediction_and_flag_extrapolation(world, run):
     lower, upper = out.ter_lower_90.values[:, land], out.ter_upper_90.values[:, land]
     assert np.isfinite(lower).all() and (lower <= ter).all() and (ter <= upper).all() and (upper > lower).all()
     assert calibration.flux_pooled["90"] < calibration.pooled["90"]  # the towers' noise is not the map's
-    half = calibration.flux_pooled["90"] * (std.astype(np.float64) + calibration.offset)
+    tau, kappa = calibration.scale_pooled["site_bias"], calibration.scale_pooled["spread_factor"]
+    assert tau > 0 and kappa > 0  # the towers' sites have biases of their own beside the spread's part
+    scale = np.sqrt(tau ** 2 + (kappa * (std.astype(np.float64) + calibration.offset)) ** 2)
+    half = calibration.flux_pooled["90"] * scale
     np.testing.assert_allclose(upper - ter, half, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(ter - lower, half, rtol=1e-5, atol=1e-4)
     assert np.isnan(out.ter_lower_90.values[:, ~land]).all()

@@ -176,7 +176,8 @@ def test_report_tables_have_the_numbers(report):
     assert [row[0] for row in coverage[2:]] == ["PFT ENF", "latitudes 23.5N-60N"]
     text = report.read_text(encoding="utf-8")
     assert "Per site, the conformal coverage runs from 41 % to 100 % (median 93 %" in text
-    assert "(ŷ the tower&#x27;s fold, σ̂ the spread of the other folds&#x27; means)" in text  # a metrics.json without nested members
+    # a metrics.json of a model without nested members, calibrated without the site-bias term
+    assert "scaled by σ̂ + s0 (ŷ the tower&#x27;s fold, σ̂ the spread of the other folds&#x27; means, s0 =" in text
     assert tables["table-trend-by-class"][1] == ["EBF", "0.0123", "0.00456"]
 
 

@@ -61,9 +61,9 @@ def test_normalised_intervals_cover_every_spread_as_the_closed_form_says():
     interval ŷ ± z σ covers 90 % of the rows at every σ. The pooled absolute interval ŷ ± q covers
     2Φ(q/σ) − 1 at σ: far more where σ is small, far less where it is large."""
     h, _ = _heteroscedastic()
-    tiny = 1e-6  # s0 = 1e-6 x median σ: the score is |ε| to six digits
-    intervals = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny, mondrian=set())
-    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [0.9], 1000, tiny)
+    tiny = 1e-6  # s0 = 1e-6 x median σ: the score is |ε| to six digits (the scale σ̂ + s0: no site-bias term)
+    intervals = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny, mondrian=set(), site_bias=False)
+    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [0.9], 1000, tiny, site_bias=False)
     assert c.pooled["90"] == pytest.approx(PHI.inv_cdf(0.95), abs=0.04)
     # no random error given: the true flux's interval is the observation's, exactly
     assert c.flux_pooled == c.pooled and c.random_error == {"rows": 0, "share": 0.0, "median": None}
@@ -93,12 +93,14 @@ def test_normalised_intervals_cover_every_spread_as_the_closed_form_says():
 def test_flux_intervals_remove_the_towers_random_error(level):
     """Observation y = t + ν with the random error sd(ν) = 0.8 σ given per row, t = ŷ + σ ε: the
     observation's normalised quantile is z √(1 + 0.8²), the true flux's z (closed form, z the
-    normal quantile). Nested, the flux interval covers the truth at the level at small and large
-    σ, and the observations less often: 2Φ(z / √1.64) − 1."""
+    normal quantile, for the scale σ̂ + s0). Nested (with the site-bias scale), the flux interval
+    covers the truth at the level at small and large σ, and the observations less often:
+    2Φ(z / √1.64) − 1."""
     h, truth = _heteroscedastic(noise_share=0.8)
     tiny = 1e-6
     z = PHI.inv_cdf((1 + level) / 2)
-    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [level], 1000, tiny)
+    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [level], 1000, tiny,
+                  site_bias=False)  # the scale σ̂ + s0, as the closed form has it; the intervals below: the default
     name = level_name(level)
     assert c.pooled[name] == pytest.approx(z * math.sqrt(1.64), rel=0.03)
     assert c.flux_pooled[name] == pytest.approx(z, rel=0.05)  # sampling error, amplified by the extrapolation
@@ -163,7 +165,8 @@ def test_mondrian_quantile_per_pft_falls_back_to_pooled_below_the_site_minimum()
     obs = estimate + scale * rng.standard_normal(sites.size)
     spread = np.ones(sites.size)
     nan = np.full(sites.size, np.nan)
-    c = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=5, offset_share=0.1)
+    c = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=5, offset_share=0.1,
+                  site_bias=False)  # the scale is σ̂ + s0 = 1.1
     assert c.group_sites == {"A": 6, "B": 3} and set(c.groups) == {"A"}
     scores = np.abs(obs - estimate) / 1.1  # s0 = 0.1 x median spread 1
     assert c.pooled["90"] == conformal_quantile(scores, 0.9)
@@ -173,7 +176,8 @@ def test_mondrian_quantile_per_pft_falls_back_to_pooled_below_the_site_minimum()
     lower, upper = c.interval(0.9, np.array([100.0, 100.0]), np.array([1.0, 3.0]), np.array(["A", "B"]))
     np.testing.assert_allclose(upper - 100.0, [c.groups["A"]["90"] * 1.1, c.pooled["90"] * 3.1])
     np.testing.assert_allclose(100.0 - lower, upper - 100.0)
-    with_three = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=3, offset_share=0.1)
+    with_three = calibrate(obs, estimate, spread, nan, sites, groups, [0.9], min_group_sites=3, offset_share=0.1,
+                           site_bias=False)
     assert set(with_three.groups) == {"A", "B"} and with_three.groups["B"]["90"] > 5 * c.groups["A"]["90"]
 
 
@@ -198,7 +202,8 @@ def test_nested_evaluation_scores_the_groups_that_predict_uses():
         expected = calibrate(obs[cal], estimate[cal], spread[cal], nan[cal], sites[cal], groups[cal], [0.9],
                              min_group_sites=4, offset_share=0.1)  # the 4 A sites left: A's own quantile
         rows = (folds == f) & (groups == "A")
-        np.testing.assert_allclose(upper[rows] - 50.0, expected.groups["A"]["90"] * (1 + expected.offset))
+        np.testing.assert_allclose(upper[rows] - 50.0,
+                                   expected.groups["A"]["90"] * expected.scale(spread[rows], groups[rows]))
     a = groups == "A"
     assert np.mean((obs[a] >= lower[a]) & (obs[a] <= upper[a])) < 0.97  # pooled would cover A at ~100 %
     coarse = nested_intervals(h, [0.9], min_group_sites=5, offset_share=0.1, mondrian=set())["conformal", "90"]
@@ -209,7 +214,48 @@ def test_nested_evaluation_scores_the_groups_that_predict_uses():
     cal = one_left.folds != 0
     pooled = calibrate(obs[cal], estimate[cal], spread[cal], nan[cal], sites[cal], groups[cal], [0.9],
                        min_group_sites=5, offset_share=0.1)
-    np.testing.assert_allclose(found["conformal", "90"][1][rows] - 50.0, pooled.pooled["90"] * (1 + pooled.offset))
+    np.testing.assert_allclose(found["conformal", "90"][1][rows] - 50.0,
+                               pooled.pooled["90"] * pooled.scale(spread[rows], None))
+
+
+def _site_biased(n_sites=300, months=24, folds=5, bias=3.0, seed=7):
+    """y = ŷ + b + σ ε: a bias b ~ N(0, bias²) per site that no spread shows, and an error σ ε that
+    grows with the spread σ (0.5 to 8 by site, given as σ̂)."""
+    rng = np.random.default_rng(seed)
+    sigma_site = np.exp(rng.uniform(np.log(0.5), np.log(8.0), n_sites))
+    sites = np.repeat([f"S{i:03d}" for i in range(n_sites)], months)
+    sigma = np.repeat(sigma_site, months)
+    estimate = rng.uniform(20, 200, sites.size)
+    obs = estimate + np.repeat(bias * rng.standard_normal(n_sites), months) + sigma * rng.standard_normal(sites.size)
+    fold = np.repeat(np.arange(n_sites) % folds, months)
+    pft = np.full(sites.size, "ENF")
+    return HeldOut(sites, fold, pft, pft, None, obs, estimate, sigma, np.full(sites.size, np.nan))
+
+
+def test_site_bias_scale_covers_the_sites_the_spread_cannot_explain():
+    """With a bias per site of sd 3 beside an error of sd σ̂, the fitted terms are τ ≈ 3 and
+    κ ≈ 1, and the nested intervals cover 90 % of the rows at small spreads and at large ones; the
+    scale σ̂ + s0 alone (``site_bias`` off) misses the small-spread sites' bias and over-covers the
+    large-spread ones. Without a site bias τ ≈ 0: the scale is the spread's."""
+    h = _site_biased()
+    tiny = 1e-6
+    c = calibrate(h.obs, h.estimate, h.spread, h.noise, h.sites, h.groups, [0.9], 1000, tiny)
+    assert c.scale_pooled["site_bias"] == pytest.approx(3.0, rel=0.12)
+    assert c.scale_pooled["spread_factor"] == pytest.approx(1.0, abs=0.05)
+    small, large = h.spread < 1.5, h.spread > 4.0
+    for site_bias, inside in ((True, (0.87, 0.93)), (False, None)):
+        lower, upper = nested_intervals(h, [0.9], min_group_sites=1000, offset_share=tiny, mondrian=set(),
+                                        site_bias=site_bias)["conformal", "90"]
+        covered = (h.obs >= lower) & (h.obs <= upper)
+        if site_bias:
+            for sel in (small, large, np.ones(h.obs.size, dtype=bool)):
+                assert inside[0] < covered[sel].mean() < inside[1]
+        else:
+            assert covered[small].mean() < 0.8 and covered[large].mean() > 0.95
+    unbiased = _site_biased(bias=0.0)
+    c = calibrate(unbiased.obs, unbiased.estimate, unbiased.spread, unbiased.noise, unbiased.sites, unbiased.groups,
+                  [0.9], 1000, tiny)
+    assert c.scale_pooled["site_bias"] < 0.45  # moments: without removing the means' sampling variance, 0.7
 
 
 def test_zero_spread_cannot_be_calibrated():
@@ -238,7 +284,8 @@ def test_extrapolation_is_any_predictor_outside_the_training_range():
     x_train = np.array([[0.0, 10.0], [1.0, 20.0], [np.nan, 15.0]])
     ranges = training_ranges(x_train, ["a", "b"])
     assert ranges == {"a": [0.0, 1.0], "b": [10.0, 20.0]}
-    c = Calibration([0.9], 1.0, {"90": 1.0}, {}, {"90": 1.0}, {}, {}, {}, 5, 1, 1, 0.25, ranges)
+    c = Calibration([0.9], 1.0, {"90": 1.0}, {}, {"90": 1.0}, {}, {"site_bias": 0.0, "spread_factor": 1.0}, {}, {}, {},
+                    5, 1, 1, 0.25, True, ranges)
     x = np.array([[0.5, 15.0], [1.5, 15.0], [0.5, 9.0], [np.nan, 20.0], [0.0, np.nan]])
     assert c.outside(x, ["a", "b"]).tolist() == [False, True, True, False, False]
 
@@ -246,12 +293,19 @@ def test_extrapolation_is_any_predictor_outside_the_training_range():
 def test_calibration_document_round_trip_keeps_an_infinite_quantile():
     c = Calibration([0.9, 0.95], 0.5, {"90": 1.5, "95": math.inf}, {"ENF": {"90": 1.2, "95": 2.0}},
                     {"90": 1.4, "95": math.inf}, {"ENF": {"90": 1.1, "95": math.inf}},
-                    {"rows": 90, "share": 0.9, "median": 2.5}, {"ENF": 7}, 5, 10, 100, 0.25, {"a": [0.0, 1.0]}, "m1")
+                    {"site_bias": 3.0, "spread_factor": 0.9}, {"ENF": {"site_bias": 1.5, "spread_factor": 1.1}},
+                    {"rows": 90, "share": 0.9, "median": 2.5}, {"ENF": 7}, 5, 10, 100, 0.25, True, {"a": [0.0, 1.0]},
+                    "m1")
     doc = c.document()
     assert doc["pooled"]["95"] is None and doc["flux_groups"]["ENF"]["95"] is None
     assert len(doc["calibration_id"]) == 16
     back = Calibration.from_document(doc)
     assert back == c
+    # the scale: ENF's terms for ENF rows, the pooled ones for the rest; s0 = 0.5 added to the spread
+    np.testing.assert_allclose(back.scale(np.array([1.5, 1.5]), np.array(["ENF", "GRA"])),
+                               [math.hypot(1.5, 1.1 * 2.0), math.hypot(3.0, 0.9 * 2.0)])
+    lower, upper = back.interval(0.9, np.array([10.0]), np.array([1.5]), np.array(["ENF"]))
+    assert upper[0] - 10.0 == pytest.approx(1.1 * math.hypot(1.5, 2.2)) == 10.0 - lower[0]
 
 
 @pytest.mark.parametrize("levels, ok", [([0.9], True), ([0.5, 0.9, 0.95], True), ([0.925], False),
@@ -278,12 +332,12 @@ def test_uncertainty_settings_leave_the_config_hash_alone():
 
 
 def test_an_older_calibration_asks_for_evaluate_again(tmp_path):
-    """A calibration.json of format /1 (no true-flux quantiles) is refused with the command that
-    writes a current one."""
+    """A calibration.json of format /2 (no site-bias scale) is refused with the command that writes
+    a current one."""
     from ciml_ter.uncertainty import CALIBRATION, model_calibration
 
-    (tmp_path / CALIBRATION).write_text('{"format": "ciml-ter-calibration/1", "pooled": {"90": 1.0}}')
-    with pytest.raises(InputError, match=r"format 'ciml-ter-calibration/2', found 'ciml-ter-calibration/1'; "
+    (tmp_path / CALIBRATION).write_text('{"format": "ciml-ter-calibration/2", "pooled": {"90": 1.0}}')
+    with pytest.raises(InputError, match=r"format 'ciml-ter-calibration/3', found 'ciml-ter-calibration/2'; "
                                          r"run `ciml-ter evaluate --model .* --out .*`"):
         model_calibration(tmp_path, "m", [0.9])
 

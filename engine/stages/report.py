@@ -196,7 +196,7 @@ def _interval_maps(ds: xr.Dataset, spec, period: str) -> dict:
         level = name.rsplit("_", 1)[1]
         maps[name] = spec(ds[name].values, f"Width of the {level} % prediction interval", TER_UNITS,
                           f"Mean over {period} of the width of each cell's monthly {level} % interval (split-conformal, "
-                          "calibrated at flux towers held out of the model, scaled by the ensemble spread).",
+                          "calibrated at flux towers held out of the model; wider where the ensemble spread is).",
                           cmap="magma")
     if "extrapolation_share" in ds:
         maps["extrapolation"] = spec(ds.extrapolation_share.values, "Extrapolation: predictors beyond the towers",
