@@ -7,7 +7,8 @@
    on it, else one is trained with ``--seeds``): the nested evaluation ``evaluate`` writes, i.e.
    each fold's towers get the quantiles of the other folds' towers. Coverage and widths of the
    conformal interval, the pooled non-normalised conformal interval and the ensemble-spread
-   interval ŷ ± zσ̂, overall, per PFT, per latitude band and per site.
+   interval ŷ ± zσ̂, overall, per PFT, per latitude band and per site; the conformal interval
+   also with the scale σ̂ + s0 alone (``[uncertainty] site_bias = false``, ``without_site_bias``).
 2. Towers never seen (``--holdout`` share of the sites, drawn with the config's seed): a second
    model trained without them; their intervals are the map's (the spread across all fold means,
    the calibration of every training tower).
@@ -15,7 +16,8 @@
    scored against the noisy tower values and against the true TER at the tower cells, and the
    map's intervals (``D/synthetic/run/ter.nc``) against the true TER of every land cell-month and
    against simulated tower values there (the truth with the generator's tower noise,
-   ``data.synth.TOWER_NOISE``). The map's intervals are for the true TER (the towers' random
+   ``data.synth.TOWER_NOISE``); the spread of the map's coverage over calibrations on towers drawn
+   with replacement (``map_bootstrap``). The map's intervals are for the true TER (the towers' random
    error removed); at the towers both are scored: ``conformal`` against the tower values,
    ``conformal_flux`` against the truth.
 
@@ -72,6 +74,11 @@ def goals(found: dict, method: str = "conformal") -> dict:
             "median_width_ratio_to_pooled": ratio, "width_ratio_met": ratio <= GOAL_WIDTH_RATIO}
 
 
+def without_site_bias(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with ``[uncertainty] site_bias = false``: the scale σ̂ + s0 alone."""
+    return replace(config, uncertainty=replace(config.uncertainty, site_bias=False))
+
+
 def train_model(sites: Path, out: Path, config: PipelineConfig) -> Path:
     """``ciml-ter train``'s model (without its evaluation) of ``sites`` into ``out``."""
     train(sites, out, config, Runtime(CPU))
@@ -101,6 +108,51 @@ def never_seen(sites: Path, share: float, work: Path, config: PipelineConfig) ->
     return {"sites": sorted(held), "n_sites": len(held), "n_rows": int(unseen.sum()),
             "spread_median": {"training_towers_held_out": float(np.nanmedian(spread[~unseen])),
                               "never_seen": float(np.nanmedian(spread[unseen]))}, **summary(document)}
+
+
+def map_cells(synthetic: Path, run, true: np.ndarray) -> dict[str, np.ndarray]:
+    """The map's land cell-months with an estimate and a truth: ŷ, σ̂, PFT (the features cube's,
+    as ``predict`` reads it) and the true TER."""
+    from ciml_ter.data.cube import open_cube
+    from ciml_ter.predictors import igbp_labels
+
+    cube = open_cube(synthetic / "features.zarr")
+    land = np.asarray(cube.land.values).astype(bool)
+    labels = np.tile(igbp_labels(np.asarray(cube.pft.values)[land], dict(cube.pft.attrs)), len(run.months))
+    estimate, spread, truth = (a[:, land].reshape(-1) for a in (run.ter, run.ter_std, true))
+    ok = np.isfinite(truth) & np.isfinite(estimate)
+    return {"estimate": estimate[ok], "spread": spread[ok], "groups": labels[ok], "truth": truth[ok]}
+
+
+def map_coverage(held: HeldOut, rows: np.ndarray, sites: np.ndarray, cells: dict, config: PipelineConfig,
+                 level: float = 0.9) -> tuple[float, float]:
+    """(coverage of the true TER, median width) of the map's true-flux intervals at ``level`` when
+    calibrated on the tower ``rows`` of ``held`` (``sites``: their site names) under ``config``."""
+    from ciml_ter.uncertainty import calibrate
+
+    u = config.uncertainty
+    c = calibrate(held.obs[rows], held.estimate[rows], held.spread[rows], held.noise[rows], sites, held.groups[rows],
+                  [level], u.min_group_sites, u.offset_share, site_bias=u.site_bias)
+    lower, upper = c.interval(level, cells["estimate"], cells["spread"], cells["groups"], "flux")
+    return float(np.mean((cells["truth"] >= lower) & (cells["truth"] <= upper))), float(np.median(upper - lower))
+
+
+def map_bootstrap(held: HeldOut, cells: dict, config: PipelineConfig, draws: int = 200, level: float = 0.9) -> dict:
+    """The map's coverage of the true TER when the calibration is redone on towers drawn with
+    replacement (whole sites; one drawn twice counts as two), ``draws`` times: how closely the
+    calibration towers pin the map's coverage down."""
+    known = held.folds >= 0
+    rows_of = {s: np.flatnonzero(known & (held.sites == s)) for s in np.unique(held.sites[known])}
+    rng = np.random.default_rng(config.seed)
+    found = []
+    for _ in range(draws):
+        drawn = rng.choice(list(rows_of), len(rows_of), replace=True)
+        rows = np.concatenate([rows_of[s] for s in drawn])
+        names = np.concatenate([np.full(rows_of[s].size, f"{s}#{k}") for k, s in enumerate(drawn)])
+        found.append(map_coverage(held, rows, names, cells, config, level)[0])
+    q05, median, q95 = np.quantile(found, [0.05, 0.5, 0.95])
+    return {"level": level_name(level), "draws": draws, "median": float(median), "q05": float(q05),
+            "q95": float(q95), "sd": float(np.std(found))}
 
 
 def synthetic_world(demo: Path, config: PipelineConfig) -> dict:
@@ -144,9 +196,17 @@ def synthetic_world(demo: Path, config: PipelineConfig) -> dict:
                        "n": int(sel.sum())}
                 for part, sel in (("all", cells), ("inside_range", cells & ~flagged), ("extrapolated", cells & flagged))
                 if sel.any()}
+    cells = map_cells(synthetic, run, true)
+    the_map["bootstrap_over_towers"] = map_bootstrap(found.held, cells, config)
+    plain_config = without_site_bias(config)
+    plain = towers(synthetic / "model", synthetic / "sites.parquet", plain_config)
+    plain_truth, _ = coverage(replace(plain.held, obs=at_towers), plain.intervals, config.analysis.high_latitude)
+    coverage_90, width_90 = map_coverage(plain.held, known, plain.held.sites[known], cells, plain_config)
+    the_map["without_site_bias"] = {"coverage_of_truth": coverage_90, "median_width": width_90}
     return {"towers_vs_observed": summary(found.document), "towers_vs_truth": summary(against_truth),
             "map_vs_truth": the_map, "goals": goals(found.document),
-            "goals_true_flux": goals(against_truth, "conformal_flux")}
+            "goals_true_flux": goals(against_truth, "conformal_flux"),
+            "goals_true_flux_without_site_bias": goals(plain_truth, "conformal_flux")}
 
 
 def _row(label: str, entry: dict, spread: dict | None) -> str:
@@ -205,6 +265,8 @@ def main(argv=None) -> Path:
                                "min_group_sites": config.uncertainty.min_group_sites,
                                "groups": sorted(found.calibration.groups)},
                   "towers": summary(found.document), "goals": goals(found.document)}
+        plain = towers(model, sites, without_site_bias(config))
+        result["without_site_bias"] = {"towers": summary(plain.document), "goals": goals(plain.document)}
         if args.holdout > 0:
             result["never_seen"] = never_seen(sites, args.holdout, work, config)
         if args.demo is not None:
@@ -216,9 +278,11 @@ def main(argv=None) -> Path:
         if part in result:
             print(f"{part}:\n{markdown(result[part])}")
     t, g = result["towers"], result["goals"]
+    p = result["without_site_bias"]["goals"]
     print(f"90 % intervals at held-out towers: conformal {100 * g['coverage_90']:.1f} % (median width "
           f"{t['conformal']['overall']['median_width']:.1f}, {g['median_width_ratio_to_pooled']:.2f} x pooled), "
-          f"ensemble spread {100 * t['ensemble_spread']['overall']['coverage']:.1f} %; wrote {path}")
+          f"ensemble spread {100 * t['ensemble_spread']['overall']['coverage']:.1f} %; without the site-bias term "
+          f"{100 * p['coverage_90']:.1f} % ({p['median_width_ratio_to_pooled']:.2f} x pooled); wrote {path}")
     return path
 
 
