@@ -43,7 +43,9 @@ from ciml_ter.ensemble import load_ensemble
 from ciml_ter.sitetable import read_site_table, write_site_table
 from ciml_ter.stages import Runtime
 from ciml_ter.stages.train import train
-from ciml_ter.uncertainty import METHODS, HeldOut, conformal_quantile, coverage, level_name, tower_intervals
+from ciml_ter.config import UncertaintyConfig
+from ciml_ter.uncertainty import (METHODS, HeldOut, conformal_quantile, coverage, level_name, nested_intervals,
+                                  tower_intervals)
 
 GOAL_BAND = (0.88, 0.92)  # coverage of the 90 % interval overall
 GOAL_PFT_POINTS, GOAL_PFT_SITES = 0.05, 5  # within 5 points in every PFT with at least 5 sites
@@ -74,9 +76,14 @@ def goals(found: dict, method: str = "conformal") -> dict:
             "median_width_ratio_to_pooled": ratio, "width_ratio_met": ratio <= GOAL_WIDTH_RATIO}
 
 
-def without_site_bias(config: PipelineConfig) -> PipelineConfig:
-    """``config`` with ``[uncertainty] site_bias = false``: the scale σ̂ + s0 alone."""
-    return replace(config, uncertainty=replace(config.uncertainty, site_bias=False))
+def without_site_bias(found, config: PipelineConfig) -> tuple[dict, dict]:
+    """The nested evaluation of ``found`` (``tower_intervals``) with ``[uncertainty] site_bias =
+    false``, the scale σ̂ + s0 alone, on the same held-out rows and PFT groups: (the coverage
+    document, the intervals)."""
+    u = config.uncertainty
+    intervals = nested_intervals(found.held, u.levels, u.min_group_sites, u.offset_share, set(found.calibration.groups),
+                                 site_bias=False)
+    return coverage(found.held, intervals, config.analysis.high_latitude)[0], intervals
 
 
 def train_model(sites: Path, out: Path, config: PipelineConfig) -> Path:
@@ -124,13 +131,12 @@ def map_cells(synthetic: Path, run, true: np.ndarray) -> dict[str, np.ndarray]:
     return {"estimate": estimate[ok], "spread": spread[ok], "groups": labels[ok], "truth": truth[ok]}
 
 
-def map_coverage(held: HeldOut, rows: np.ndarray, sites: np.ndarray, cells: dict, config: PipelineConfig,
+def map_coverage(held: HeldOut, rows: np.ndarray, sites: np.ndarray, cells: dict, u: UncertaintyConfig,
                  level: float = 0.9) -> tuple[float, float]:
     """(coverage of the true TER, median width) of the map's true-flux intervals at ``level`` when
-    calibrated on the tower ``rows`` of ``held`` (``sites``: their site names) under ``config``."""
+    calibrated on the tower ``rows`` of ``held`` (``sites``: their site names) under ``u``."""
     from ciml_ter.uncertainty import calibrate
 
-    u = config.uncertainty
     c = calibrate(held.obs[rows], held.estimate[rows], held.spread[rows], held.noise[rows], sites, held.groups[rows],
                   [level], u.min_group_sites, u.offset_share, site_bias=u.site_bias)
     lower, upper = c.interval(level, cells["estimate"], cells["spread"], cells["groups"], "flux")
@@ -149,7 +155,7 @@ def map_bootstrap(held: HeldOut, cells: dict, config: PipelineConfig, draws: int
         drawn = rng.choice(list(rows_of), len(rows_of), replace=True)
         rows = np.concatenate([rows_of[s] for s in drawn])
         names = np.concatenate([np.full(rows_of[s].size, f"{s}#{k}") for k, s in enumerate(drawn)])
-        found.append(map_coverage(held, rows, names, cells, config, level)[0])
+        found.append(map_coverage(held, rows, names, cells, config.uncertainty, level)[0])
     q05, median, q95 = np.quantile(found, [0.05, 0.5, 0.95])
     return {"level": level_name(level), "draws": draws, "median": float(median), "q05": float(q05),
             "q95": float(q95), "sd": float(np.std(found))}
@@ -198,10 +204,10 @@ def synthetic_world(demo: Path, config: PipelineConfig) -> dict:
                 if sel.any()}
     cells = map_cells(synthetic, run, true)
     the_map["bootstrap_over_towers"] = map_bootstrap(found.held, cells, config)
-    plain_config = without_site_bias(config)
-    plain = towers(synthetic / "model", synthetic / "sites.parquet", plain_config)
-    plain_truth, _ = coverage(replace(plain.held, obs=at_towers), plain.intervals, config.analysis.high_latitude)
-    coverage_90, width_90 = map_coverage(plain.held, known, plain.held.sites[known], cells, plain_config)
+    _, plain_intervals = without_site_bias(found, config)
+    plain_truth, _ = coverage(replace(found.held, obs=at_towers), plain_intervals, config.analysis.high_latitude)
+    coverage_90, width_90 = map_coverage(found.held, known, found.held.sites[known], cells,
+                                         replace(config.uncertainty, site_bias=False))
     the_map["without_site_bias"] = {"coverage_of_truth": coverage_90, "median_width": width_90}
     return {"towers_vs_observed": summary(found.document), "towers_vs_truth": summary(against_truth),
             "map_vs_truth": the_map, "goals": goals(found.document),
@@ -265,8 +271,8 @@ def main(argv=None) -> Path:
                                "min_group_sites": config.uncertainty.min_group_sites,
                                "groups": sorted(found.calibration.groups)},
                   "towers": summary(found.document), "goals": goals(found.document)}
-        plain = towers(model, sites, without_site_bias(config))
-        result["without_site_bias"] = {"towers": summary(plain.document), "goals": goals(plain.document)}
+        plain, _ = without_site_bias(found, config)
+        result["without_site_bias"] = {"towers": summary(plain), "goals": goals(plain)}
         if args.holdout > 0:
             result["never_seen"] = never_seen(sites, args.holdout, work, config)
         if args.demo is not None:

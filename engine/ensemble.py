@@ -312,8 +312,7 @@ class Ensemble:
         data = xgb.DMatrix(np.asarray(x, dtype=np.float32))
         for m in entries:
             booster = _load_booster(self.path / m["file"], m["sha256"])
-            pair = (min(m["fold"], m["left_out"]), max(m["fold"], m["left_out"]))
-            by_pair.setdefault(pair, []).append(
+            by_pair.setdefault((m["fold"], m["left_out"]), []).append(
                 booster.predict(data, iteration_range=(0, int(m["best_iteration"]) + 1)).astype(np.float64))
         means = {pair: np.mean(p, axis=0) for pair, p in by_pair.items()}
         fold_of_row = np.asarray(fold_of_row)

@@ -272,8 +272,9 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     and one of each per group with at least ``min_group_sites`` sites, per level, for the
     observations and for the true flux (``flux_quantiles``); the scale without τ unless
     ``site_bias``. ``mondrian`` (the nested evaluation's): the groups of the calibration under
-    test instead, each kept where it has ``MIN_NESTED_GROUP_SITES`` sites here. NoIntervals when the spread's median is 0 (s0 would be 0); InputError when the random error
-    cannot be one (``_check_random_error``)."""
+    test instead, each kept where it has ``MIN_NESTED_GROUP_SITES`` sites here. NoIntervals when
+    the spread's median is 0 (s0 would be 0); InputError when the random error cannot be one
+    (``_check_random_error``)."""
     obs, estimate, spread, noise = (np.asarray(a, dtype=np.float64) for a in (obs, estimate, spread, noise))
     keep = np.isfinite(obs) & np.isfinite(estimate) & np.isfinite(spread)
     sites, groups = np.asarray(sites).astype(str)[keep], np.asarray(groups).astype(str)[keep]
@@ -297,11 +298,10 @@ def calibrate(obs: np.ndarray, estimate: np.ndarray, spread: np.ndarray, noise: 
     group_sites = {str(g): int(n) for g, n in frame.groupby("group")["site"].nunique().items()}
     own = ({g for g, n in group_sites.items() if n >= min_group_sites} if mondrian is None
            else {g for g in mondrian if group_sites.get(g, 0) >= MIN_NESTED_GROUP_SITES})
-    members = {g: groups == g for g in sorted(own)}
-    scale_groups = {g: site_bias_scale(residual[rows], spread[rows], sites[rows], site_bias)
-                    for g, rows in members.items()}
-    by_group, flux_groups = {}, {}
-    for g, rows in members.items():
+    scale_groups, by_group, flux_groups = {}, {}, {}
+    for g in sorted(own):
+        rows = groups == g
+        scale_groups[g] = site_bias_scale(residual[rows], spread[rows], sites[rows], site_bias)
         group_scale = scale_of(scale_groups[g], spread[rows])
         by_group[g] = {level_name(a): conformal_quantile(np.abs(residual[rows]) / group_scale, a) for a in levels}
         flux_groups[g] = flux_quantiles(residual[rows], group_scale, noise[rows], levels, draws[:, rows])
@@ -324,7 +324,8 @@ def site_bias_scale(residual: np.ndarray, spread: np.ndarray, sites: np.ndarray,
         return {"site_bias": 0.0, "spread_factor": 1.0}
     frame = pd.DataFrame({"site": np.asarray(sites), "r": residual})
     within = residual - frame.groupby("site")["r"].transform("mean").to_numpy()
-    per_site = frame.assign(w2=within ** 2).groupby("site").agg(mean=("r", "mean"), n=("r", "size"), var=("w2", "mean"))
+    per_site = frame.assign(w2=within ** 2).groupby("site").agg(mean=("r", "mean"), n=("r", "size"),
+                                                                 var=("w2", "mean"))
     of_mean = np.where(per_site["n"] > 1, per_site["var"] / np.maximum(per_site["n"] - 1, 1), 0.0)
     tau = math.sqrt(max(float(np.mean(per_site["mean"] ** 2 - of_mean)), 0.0))
     kappa = math.sqrt(float(np.mean(within ** 2) / np.mean(np.square(spread))))
